@@ -1,0 +1,11 @@
+"""fastbp: fast backpropagation for fully-connected networks.
+
+    import fastbp
+    net = fastbp.Network([64, 128, 10], hidden="relu", output="softmax", seed=0)
+    history = net.fit(X, y, epochs=20, batch_size=32, lr=0.1)
+"""
+from . import datasets
+from ._version import __version__
+from .network import History, Network
+
+__all__ = ["Network", "History", "datasets", "__version__"]

@@ -1,0 +1,131 @@
+"""Input checks, dtype and layout coercion, target encoding, epoch orders. No math kernels.
+
+Every array a backend sees passes through here: 2-D, finite, C-contiguous, in the network's
+dtype (converted once; an array that already is so is used in place, not copied).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+# Rows x epochs of shuffle orders drawn at once; fits longer than this draw them in chunks.
+MAX_ORDER_ELEMENTS = 1 << 22
+
+
+def _as_real_array(a, name):
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like of numbers: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}; convert it first, "
+                        f"e.g. {name}.astype(np.float32)")
+    return arr
+
+
+def _check_finite(arr, name):
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise ValueError(f"{name} holds NaN or infinite values (first in row {bad}); remove or impute "
+                         f"them before fitting")
+
+
+def check_X(X, n_features, dtype, name="X"):
+    """X as a C-contiguous (n, n_features) array of `dtype`."""
+    arr = _as_real_array(X, name)
+    if arr.ndim == 1:
+        raise ValueError(f"{name} is 1-D with shape {arr.shape}; pass a 2-D array of shape "
+                         f"(n_samples, {n_features}), e.g. {name}.reshape(-1, {n_features})")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no rows")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features but the network's input layer has "
+                         f"{n_features}; check sizes[0] or the columns of {name}")
+    _check_finite(arr, name)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def encode_targets(y, spec, dtype, n_rows, name="y"):
+    """Targets as a C-contiguous (n, n_out) array of `dtype`, in the form the loss expects.
+
+    softmax: integer class labels in [0, n_out) or one-hot rows.
+    sigmoid: 0/1 (or -1/+1, mapped to 0/1 with a warning), one column per output.
+    linear, tanh: real values, 1-D when there is one output.
+    """
+    arr = _as_real_array(y, name)
+    n_out, output = spec.n_out, spec.output
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    if arr.shape[0] != n_rows:
+        raise ValueError(f"X has {n_rows} rows but {name} has {arr.shape[0]}; they must match")
+    _check_finite(arr, name)
+
+    if output == "softmax":
+        if arr.ndim == 1 or arr.shape[1] == 1:
+            labels = arr.reshape(-1)
+            if np.any(labels != np.round(labels)):
+                raise ValueError(f"{name} for a softmax output must be integer class labels or one-hot "
+                                 f"rows; got non-integer values")
+            if labels.min() < 0 or labels.max() >= n_out:
+                raise ValueError(f"{name} has labels from {labels.min():g} to {labels.max():g}, but the "
+                                 f"softmax output has {n_out} units (labels 0..{n_out - 1}); encode the "
+                                 f"classes as 0..{n_out - 1} or widen the output layer")
+            Y = np.zeros((n_rows, n_out), dtype=dtype)
+            Y[np.arange(n_rows), labels.astype(np.int64)] = 1
+            return Y
+        if arr.shape[1] != n_out:
+            raise ValueError(f"{name} has {arr.shape[1]} columns but the output layer has {n_out} units")
+        if not (np.all((arr == 0) | (arr == 1)) and np.all(arr.sum(axis=1) == 1)):
+            raise ValueError(f"{name} has rows that are not one-hot (exactly one 1, the rest 0); pass "
+                             f"integer class labels instead")
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+    Y = arr.reshape(-1, 1) if arr.ndim == 1 else arr
+    if Y.shape[1] != n_out:
+        raise ValueError(f"{name} has {Y.shape[1]} target column(s) but the output layer has {n_out} "
+                         f"unit(s)")
+    if output == "sigmoid":
+        values = np.unique(Y)
+        if np.all(np.isin(values, (-1, 1))) and np.any(values == -1):
+            warnings.warn(f"{name} uses -1/+1 labels; mapping -1 -> 0 for the sigmoid output, whose "
+                          f"range is (0, 1)", stacklevel=3)
+            Y = (Y > 0)
+        elif not np.all(np.isin(values, (0, 1))):
+            raise ValueError(f"{name} for a sigmoid output must be 0/1 (or -1/+1) labels, got values "
+                             f"{values[:5].tolist()}; for real-valued targets use output='linear'")
+    return np.ascontiguousarray(Y, dtype=dtype)
+
+
+def epoch_orders(rng, n, n_epochs, shuffle):
+    """(n_epochs, n) sample orders: a fresh permutation per epoch from `rng`, or 0..n-1."""
+    base = np.tile(np.arange(n, dtype=np.int64), (n_epochs, 1))
+    return rng.permuted(base, axis=1) if shuffle else base
+
+
+def epoch_chunks(n, epochs):
+    """Split `epochs` into runs whose order arrays stay under MAX_ORDER_ELEMENTS."""
+    per = max(1, MAX_ORDER_ELEMENTS // max(n, 1))
+    done = 0
+    while done < epochs:
+        k = min(per, epochs - done)
+        yield k
+        done += k
+
+
+def check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v

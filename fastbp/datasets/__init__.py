@@ -1,0 +1,55 @@
+"""Data to train on: the article's example and seeded generators (NumPy only)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def seed_example():
+    """The article's four 2-D points and their labels, as (X float64 (4, 2), y int64 (4,)).
+
+    The article labels them -1/+1 for a sigmoid output, whose range is (0, 1); here the labels
+    are 0/1 (the article's -1 is 0). The two classes are split by the sign of the first input.
+    """
+    X = np.array([[0.7, -0.9], [0.1, -0.6], [-0.8, -0.6], [-0.6, 0.2]])
+    y = np.array([0, 0, 1, 1])
+    return X, y
+
+
+def make_moons(n_samples=400, noise=0.1, seed=0):
+    """Two interleaving half circles, (X (n, 2), y in {0, 1}): a simple non-linear problem."""
+    rng = np.random.default_rng(seed)
+    n0 = n_samples // 2
+    n1 = n_samples - n0
+    t0 = np.linspace(0, np.pi, n0)
+    t1 = np.linspace(0, np.pi, n1)
+    X = np.concatenate([np.c_[np.cos(t0), np.sin(t0)], np.c_[1 - np.cos(t1), 0.5 - np.sin(t1)]])
+    X += rng.normal(scale=noise, size=X.shape)
+    y = np.r_[np.zeros(n0, dtype=np.int64), np.ones(n1, dtype=np.int64)]
+    order = rng.permutation(n_samples)
+    return X[order], y[order]
+
+
+def make_spirals(n_samples=600, n_classes=3, noise=0.2, seed=0):
+    """Interleaved spiral arms, one per class: (X (n, 2), y in 0..n_classes-1)."""
+    rng = np.random.default_rng(seed)
+    per = n_samples // n_classes
+    X, y = [], []
+    for c in range(n_classes):
+        r = np.linspace(0.0, 1.0, per)
+        t = np.linspace(c * 4.0, (c + 1) * 4.0, per) + rng.normal(scale=noise, size=per)
+        X.append(np.c_[r * np.sin(t), r * np.cos(t)])
+        y.append(np.full(per, c, dtype=np.int64))
+    return np.concatenate(X), np.concatenate(y)
+
+
+def make_synthetic(n_samples, n_features, n_classes, seed=0, dtype=np.float32):
+    """The benchmark workloads' data: standard-normal features, labels = argmax(X @ M) for a
+    fixed random matrix M, from a fixed seed, so every backend sees the same problem."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, n_features)).astype(dtype)
+    M = rng.standard_normal((n_features, n_classes))
+    if n_classes == 1:
+        y = (X @ M[:, 0] > 0).astype(np.int64)
+    else:
+        y = np.argmax(X @ M, axis=1)
+    return X, y

@@ -1,0 +1,1 @@
+"""Hand-written compiled kernels. `cpu/`: Numba @njit(parallel=True) loops."""

@@ -1,0 +1,117 @@
+"""Loss kernels: loss_rows (each sample's loss) and loss_backward (dL/dZ of the output layer).
+
+The batch loss is finished by `batch_loss` from the per-row sums, so the reduction over the
+batch is a serial sum of a short vector instead of a shared write in a parallel loop.
+Both cross-entropies are computed from the pre-activation Z (log-sum-exp, softplus): finite for
+any Z, and their gradient with the output activation is the fused (a - y) form.
+"""
+import numpy as np
+from numba import prange
+
+from ...config import kernel, serial
+from ...spec import LOSSES
+from .activations import activation_backward
+
+MSE, RMSE, HUBER, BCE, CE = (LOSSES[n][0] for n in
+                             ("mse", "rmse", "huber", "binary_cross_entropy", "cross_entropy"))
+
+
+@kernel
+def loss_rows(rows, Z, A, Y, code, param):
+    """rows (B,): each sample's loss summed over its outputs."""
+    B, m = Z.shape
+    zero, half = Z.dtype.type(0), Z.dtype.type(0.5)
+    d = Z.dtype.type(param)
+    for i in prange(B):
+        s = zero
+        if code == CE:
+            mx = Z[i, 0]
+            for j in range(1, m):
+                mx = max(mx, Z[i, j])
+            se = zero
+            ysum = zero
+            yz = zero
+            for j in range(m):
+                se += np.exp(Z[i, j] - mx)
+                ysum += Y[i, j]
+                yz += Y[i, j] * Z[i, j]
+            # sum_j y_j (lse - z_j)
+            s = ysum * (mx + np.log(se)) - yz
+        elif code == BCE:
+            for j in range(m):
+                z = Z[i, j]
+                s += max(z, zero) - z * Y[i, j] + np.log1p(np.exp(-abs(z)))
+        elif code == HUBER:
+            for j in range(m):
+                r = abs(A[i, j] - Y[i, j])
+                s += half * r * r if r <= d else d * (r - half * d)
+        else:  # MSE, RMSE
+            for j in range(m):
+                r = A[i, j] - Y[i, j]
+                s += r * r
+        rows[i] = s
+
+
+@serial
+def loss_divisor(code, B, m):
+    """Cross-entropy averages over samples; the elementwise losses over samples x outputs."""
+    return B if code == CE else B * m
+
+
+@serial
+def batch_loss(rows, code, m):
+    """The mean loss of a batch from loss_rows' output (float64 accumulation)."""
+    total = 0.0
+    for i in range(rows.shape[0]):
+        total += rows[i]
+    mean = total / loss_divisor(code, rows.shape[0], m)
+    return np.sqrt(mean) if code == RMSE else mean
+
+
+@kernel
+def _output_delta(dA, Z, A, Y, code, param, loss_value):
+    """Where loss and output activation are not fused: dL/dA, before the activation's backward."""
+    B, m = Z.shape
+    zero, two = Z.dtype.type(0), Z.dtype.type(2)
+    inv_n = Z.dtype.type(1.0 / (B * m))
+    d = Z.dtype.type(param)
+    if code == RMSE:
+        scale = Z.dtype.type(1.0 / (B * m * loss_value)) if loss_value > 0 else zero
+    else:
+        scale = two * inv_n
+    for i in prange(B):
+        for j in range(m):
+            r = A[i, j] - Y[i, j]
+            if code == HUBER:
+                dA[i, j] = min(max(r, -d), d) * inv_n
+            else:  # MSE, RMSE
+                dA[i, j] = r * scale
+
+
+@kernel
+def _fused_delta(dZ, A, Y, code):
+    """Softmax + cross-entropy and sigmoid + binary cross-entropy: dZ = (a * sum(y) - y) / n."""
+    B, m = A.shape
+    zero = A.dtype.type(0)
+    inv_n = A.dtype.type(1.0 / loss_divisor(code, B, m))
+    for i in prange(B):
+        if code == CE:
+            ysum = zero
+            for j in range(m):
+                ysum += Y[i, j]
+            for j in range(m):
+                dZ[i, j] = (A[i, j] * ysum - Y[i, j]) * inv_n
+        else:
+            for j in range(m):
+                dZ[i, j] = (A[i, j] - Y[i, j]) * inv_n
+
+
+@serial
+def loss_backward(dZ, dA, Z, A, Y, code, param, loss_value, out_code, out_param):
+    """dZ: gradient of the batch's mean loss with respect to the output pre-activation.
+    dA is scratch of the same shape, used where the output activation is not fused."""
+    if code == CE or code == BCE:
+        _fused_delta(dZ, A, Y, code)
+    else:
+        _output_delta(dA, Z, A, Y, code, param, loss_value)
+        activation_backward(dZ, dA, Z, A, out_code, out_param)

@@ -1,0 +1,252 @@
+"""What a network is, independent of how it is computed.
+
+The function tables (activation and loss names -> integer codes and default parameters), the
+validation of a user's choices, and the flat parameter layout that both backends share.
+No math lives here: the numpy reference and the Numba kernels each implement the codes.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+
+# name -> (code, parameter name or None, default parameter value)
+# The codes are the contract between this table, reference.py and kernels/cpu/activations.py.
+ACTIVATIONS = {
+    "linear": (0, None, 0.0),
+    "sigmoid": (1, None, 0.0),
+    "tanh": (2, None, 0.0),
+    "relu": (3, None, 0.0),
+    "leaky_relu": (4, "slope", 0.01),
+    "elu": (5, "alpha", 1.0),
+    "maxout": (6, "pieces", 2),
+    "softmax": (7, None, 0.0),
+}
+HIDDEN_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")
+OUTPUT_ACTIVATIONS = ("linear", "sigmoid", "tanh", "softmax")
+
+LOSSES = {
+    "mse": (0, None, 0.0),
+    "rmse": (1, None, 0.0),
+    "huber": (2, "delta", 1.0),
+    "binary_cross_entropy": (3, None, 0.0),
+    "cross_entropy": (4, None, 0.0),
+}
+# Which output activations each loss accepts. The two cross-entropies are computed from the
+# pre-activation (log-sum-exp / softplus), so each is tied to the one activation it fuses with.
+LOSS_OUTPUTS = {
+    "mse": ("linear", "sigmoid", "tanh"),
+    "rmse": ("linear", "sigmoid", "tanh"),
+    "huber": ("linear", "sigmoid", "tanh"),
+    "binary_cross_entropy": ("sigmoid",),
+    "cross_entropy": ("softmax",),
+}
+DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
+                "linear": "mse", "tanh": "mse"}
+
+# He initialisation suits the relu family, Glorot the saturating and linear units.
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "maxout")
+INITS = ("auto", "he", "glorot", "normal")
+NORMAL_INIT_STD = 0.05  # init="normal": N(0, 0.05^2), Keras' RandomNormal default
+
+# Columns of the integer layer table handed to the kernels, one row per dense layer.
+N_IN, N_UNITS, PIECES, ACT, W_OFF, B_OFF = range(6)
+
+
+def did_you_mean(name, choices):
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def parse_choice(value, table, allowed, what):
+    """'name' or ('name', {param: value}) -> (name, param value); errors name `what`."""
+    params = {}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        value, params = value
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a name such as {allowed[0]!r} or a (name, {{param: value}}) "
+                        f"tuple, got {value!r}")
+    name = value.lower()
+    if name not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}."
+                         + did_you_mean(value, allowed))
+    code, pname, default = table[name]
+    extra = set(params) - ({pname} if pname else set())
+    if extra:
+        hint = f"it takes only {pname!r}" if pname else "it takes no parameters"
+        raise ValueError(f"{what} {name!r} got unknown parameter(s) {sorted(extra)}; {hint}")
+    param = params.get(pname, default) if pname else 0.0
+    if name == "maxout":
+        if isinstance(param, bool) or not isinstance(param, (int, np.integer)) or param < 1:
+            raise ValueError(f"maxout 'pieces' must be a positive integer, got {param!r}")
+        param = int(param)
+    elif pname:
+        param = float(param)
+        if not np.isfinite(param) or (name != "leaky_relu" and param <= 0):
+            raise ValueError(f"{what} {name!r}: {pname!r} must be a finite "
+                             f"{'number' if name == 'leaky_relu' else 'positive number'}, got {param!r}")
+    return name, param
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated architecture and its flat parameter layout.
+
+    Layer l maps n_in -> n_units * pieces pre-activations (pieces > 1 only for maxout, whose
+    columns are grouped per unit: column u*pieces + p is piece p of unit u), then to n_units
+    outputs. Its weights W (n_in, n_units*pieces) and bias b (n_units*pieces,) are views into
+    one flat parameter vector, so an optimizer update is one loop over all parameters.
+    """
+    sizes: tuple
+    activations: tuple      # per layer (hidden..., output)
+    act_params: tuple       # per layer
+    loss: str
+    loss_param: float
+    layers: np.ndarray      # (L, 6) int64 table, columns N_IN .. B_OFF
+    n_params: int
+
+    @property
+    def n_layers(self):
+        return len(self.activations)
+
+    @property
+    def n_in(self):
+        return self.sizes[0]
+
+    @property
+    def n_out(self):
+        return self.sizes[-1]
+
+    @property
+    def output(self):
+        return self.activations[-1]
+
+    @property
+    def act_codes(self):
+        return np.array([ACTIVATIONS[a][0] for a in self.activations], dtype=np.int64)
+
+    @property
+    def loss_code(self):
+        return LOSSES[self.loss][0]
+
+    def weight_shapes(self):
+        return [((int(r[N_IN]), int(r[N_UNITS] * r[PIECES])), (int(r[N_UNITS] * r[PIECES]),))
+                for r in self.layers]
+
+    def views(self, params):
+        """[(W, b), ...] as views into the flat vector `params` (also used for gradients)."""
+        out = []
+        for (wshape, bshape), r in zip(self.weight_shapes(), self.layers):
+            w = params[r[W_OFF]:r[W_OFF] + wshape[0] * wshape[1]].reshape(wshape)
+            b = params[r[B_OFF]:r[B_OFF] + bshape[0]]
+            out.append((w, b))
+        return out
+
+    def act_param_array(self, dtype):
+        return np.array(self.act_params, dtype=dtype)
+
+    def config(self):
+        """JSON-able description, enough to rebuild the Spec."""
+        return {"sizes": list(self.sizes), "activations": list(self.activations),
+                "act_params": list(self.act_params), "loss": self.loss,
+                "loss_param": self.loss_param}
+
+
+def make_spec(sizes, hidden="relu", output="softmax", loss="auto"):
+    try:
+        sizes = tuple(int(s) for s in sizes)
+    except (TypeError, ValueError):
+        raise TypeError(f"sizes must be a list of layer widths like [64, 128, 10], got {sizes!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"sizes must list at least the input and output widths, all >= 1, got {list(sizes)}")
+    n_hidden = len(sizes) - 2
+    if isinstance(hidden, list):
+        if len(hidden) != n_hidden:
+            raise ValueError(f"hidden lists {len(hidden)} activations but sizes {list(sizes)} has "
+                             f"{n_hidden} hidden layer(s); give one name, or one per hidden layer")
+        hidden_list = hidden
+    else:
+        hidden_list = [hidden] * n_hidden
+    acts, params = [], []
+    for h in hidden_list:
+        name, p = parse_choice(h, ACTIVATIONS, HIDDEN_ACTIVATIONS, "hidden activation")
+        acts.append(name)
+        params.append(p)
+    out_name, out_p = parse_choice(output, ACTIVATIONS, OUTPUT_ACTIVATIONS, "output activation")
+    acts.append(out_name)
+    params.append(out_p)
+
+    if loss is None or (isinstance(loss, str) and loss.lower() == "auto"):
+        loss = DEFAULT_LOSS[out_name]
+    loss_name, loss_p = parse_choice(loss, LOSSES, tuple(LOSSES), "loss")
+    if out_name not in LOSS_OUTPUTS[loss_name]:
+        fits = [k for k, v in LOSS_OUTPUTS.items() if out_name in v]
+        raise ValueError(f"loss {loss_name!r} does not fit output {out_name!r}: it needs output="
+                         f"{' or '.join(map(repr, LOSS_OUTPUTS[loss_name]))}. With output={out_name!r} "
+                         f"use loss={' or '.join(map(repr, fits))}.")
+    if out_name == "softmax" and sizes[-1] < 2:
+        raise ValueError("a softmax output needs at least 2 units; for two classes use output='sigmoid' "
+                         "with 1 unit, or sizes ending in 2")
+
+    rows, off = [], 0
+    for l, act in enumerate(acts):
+        n_in, units = sizes[l], sizes[l + 1]
+        pieces = params[l] if act == "maxout" else 1
+        nz = units * pieces
+        rows.append((n_in, units, pieces, ACTIVATIONS[act][0], off, off + n_in * nz))
+        off += n_in * nz + nz
+    return Spec(sizes=sizes, activations=tuple(acts), act_params=tuple(params), loss=loss_name,
+                loss_param=float(loss_p), layers=np.array(rows, dtype=np.int64), n_params=off)
+
+
+def init_params(spec, init, rng, dtype):
+    """A flat parameter vector initialised per `init` from the Generator `rng`."""
+    params = np.zeros(spec.n_params, dtype=dtype)
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)} or pass a list of "
+                             f"(W, b) pairs." + did_you_mean(init, INITS))
+        for (w, _b), act, r in zip(spec.views(params), spec.activations, spec.layers):
+            fan_in, fan_out = int(r[N_IN]), int(r[N_UNITS])
+            kind = init
+            if kind == "auto":
+                kind = "he" if act in RELU_FAMILY else "glorot"
+            if kind == "he":
+                w[...] = rng.standard_normal(w.shape) * np.sqrt(2.0 / fan_in)
+            elif kind == "glorot":
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                w[...] = rng.uniform(-limit, limit, size=w.shape)
+            else:
+                w[...] = rng.standard_normal(w.shape) * NORMAL_INIT_STD
+        return params
+    set_flat(spec, params, init, "init")
+    return params
+
+
+def set_flat(spec, params, weights, what="weights"):
+    """Copy a list of (W, b) pairs into the flat vector, checking every shape and value."""
+    try:
+        weights = list(weights)
+    except TypeError:
+        raise TypeError(f"{what} must be a list of (W, b) pairs, one per layer") from None
+    if len(weights) != spec.n_layers:
+        raise ValueError(f"{what} has {len(weights)} (W, b) pairs but the network has {spec.n_layers} layers")
+    staged = []
+    for l, (pair, (wshape, bshape)) in enumerate(zip(weights, spec.weight_shapes())):
+        try:
+            w, b = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"{what}[{l}] must be a (W, b) pair") from None
+        w, b = np.asarray(w), np.asarray(b)
+        for arr, shape, nm in ((w, wshape, "W"), (b, bshape, "b")):
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"{what}[{l}] {nm} must be a real numeric array, got dtype {arr.dtype}")
+            if arr.shape != shape:
+                raise ValueError(f"{what}[{l}] {nm} has shape {arr.shape}, expected {shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{what}[{l}] {nm} holds NaN or infinite values")
+        staged.append((w, b))
+    for (w, b), (vw, vb) in zip(staged, spec.views(params)):
+        vw[...] = w
+        vb[...] = b
