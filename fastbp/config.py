@@ -4,10 +4,18 @@ FASTMATH: LLVM flags for the kernels. "reassoc" lets LLVM vectorize reductions (
 "contract" allows fused multiply-add. We leave out "nnan"/"ninf" so NaN and infinity checks stay
 meaningful. Set the environment variable FASTBP_FASTMATH=0 before import for strict IEEE order.
 CACHE: keep compiled kernels on disk (numba's cache=True) so a new process does not recompile.
+CACHE_DIR: where. Numba invalidates a cached function only when its own file changes, yet a
+driver inlines kernels from other files; so the directory is named by a hash of every source
+the kernels depend on, and an edit anywhere starts a fresh cache. FASTBP_CACHE_DIR overrides
+the parent directory (default: NUMBA_CACHE_DIR if set, else ~/.cache/fastbp).
 EVAL_CHUNK: rows per block when predicting or scoring, bounding the scratch memory.
 """
+import contextlib
+import hashlib
 import os
+from pathlib import Path
 
+import numba
 from numba import njit
 
 FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
@@ -16,11 +24,41 @@ CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 EVAL_CHUNK = 1024
 
 
+
+
+def _source_hash():
+    pkg = Path(__file__).parent
+    h = hashlib.sha1(numba.__version__.encode())
+    for f in sorted([pkg / "config.py", pkg / "spec.py", *(pkg / "kernels").rglob("*.py")]):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_parent = (os.environ.get("FASTBP_CACHE_DIR") or numba.config.CACHE_DIR
+           or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
+CACHE_DIR = os.path.join(_parent, "kernels-" + _source_hash())
+
+
+@contextlib.contextmanager
+def _cache_dir():
+    # numba picks a function's cache location when it is decorated: point it at CACHE_DIR
+    # for fastbp's kernels only, leaving other libraries' caching as it was
+    old = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = CACHE_DIR
+    try:
+        yield
+    finally:
+        numba.config.CACHE_DIR = old
+
+
 def kernel(fn):
     """Compile a loop kernel whose `prange` loops run on Numba's thread pool."""
-    return njit(parallel=True, cache=CACHE, fastmath=FASTMATH)(fn)
+    with _cache_dir():
+        return njit(parallel=True, cache=CACHE, fastmath=FASTMATH)(fn)
 
 
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
-    return njit(cache=CACHE, fastmath=FASTMATH)(fn)
+    with _cache_dir():
+        return njit(cache=CACHE, fastmath=FASTMATH)(fn)

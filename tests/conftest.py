@@ -1,0 +1,52 @@
+"""Shared helpers: random problems, the tolerance for each dtype, a network on each backend."""
+import numpy as np
+import pytest
+
+import fastbp
+
+# Kernels and reference sum in different orders (and threads split sums differently):
+# agreement is to a few units in the last places, scaled by each dtype's precision.
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
+
+
+def tol(dtype):
+    return TOL[np.dtype(dtype).type]
+
+
+def problem(spec_sizes, output, n=23, seed=0):
+    """Random inputs and targets that fit `output` for a network with these sizes."""
+    rng = np.random.default_rng(seed)
+    n_in, n_out = spec_sizes[0], spec_sizes[-1]
+    X = rng.standard_normal((n, n_in))
+    if output == "softmax":
+        y = rng.integers(0, n_out, size=n)
+    elif output == "sigmoid":
+        y = rng.integers(0, 2, size=(n, n_out))
+    elif output == "tanh":
+        y = rng.uniform(-0.9, 0.9, size=(n, n_out))
+    else:
+        y = rng.standard_normal((n, n_out))
+    return X, y
+
+
+def pair(sizes, dtype="float64", seed=0, **kw):
+    """The same network (same seed, same initial weights) on the cpu and numpy backends."""
+    return (fastbp.Network(sizes, dtype=dtype, seed=seed, backend="cpu", **kw),
+            fastbp.Network(sizes, dtype=dtype, seed=seed, backend="numpy", **kw))
+
+
+HIDDEN = ["linear", "sigmoid", "tanh", "relu", ("leaky_relu", {"slope": 0.1}),
+          ("elu", {"alpha": 0.7}), "maxout", ("maxout", {"pieces": 3})]
+# every valid (output, loss) pair
+OUTPUT_LOSS = [("linear", "mse"), ("linear", "rmse"), ("linear", ("huber", {"delta": 0.5})),
+               ("sigmoid", "mse"), ("tanh", "mse"), ("tanh", "huber"), ("sigmoid", "rmse"),
+               ("sigmoid", "binary_cross_entropy"), ("softmax", "cross_entropy")]
+
+
+def ids(v):
+    return v if isinstance(v, str) else f"{v[0]}-{'-'.join(f'{k}{x}' for k, x in v[1].items())}"
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
