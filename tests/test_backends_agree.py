@@ -1,0 +1,73 @@
+"""The cpu backend equals the numpy reference: predictions, losses, gradients, whole training
+runs from the same seed (same initial weights, same shuffles), in float32 and float64."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import HIDDEN, OUTPUT_LOSS, ids, pair, problem, tol
+
+
+def assert_same_state(cpu, ref, X, y, dtype, scale=1.0):
+    t = {k: v * scale for k, v in tol(dtype).items()}
+    P = cpu.predict(X)
+    assert P.dtype == np.dtype(dtype) and P.shape == (len(X), cpu.sizes[-1])
+    np.testing.assert_allclose(P, ref.predict(X), **t)
+    np.testing.assert_allclose(cpu.loss(X, y), ref.loss(X, y), **t)
+    for (dW, db), (rW, rb) in zip(cpu.gradients(X, y), ref.gradients(X, y)):
+        np.testing.assert_allclose(dW, rW, **t)
+        np.testing.assert_allclose(db, rb, **t)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=ids)
+def test_hidden_activations_agree(hidden, dtype):
+    sizes = [5, 8, 6, 3]
+    cpu, ref = pair(sizes, dtype, hidden=hidden, output="softmax")
+    X, y = problem(sizes, "softmax", n=31)
+    assert_same_state(cpu, ref, X, y, dtype)
+
+
+@pytest.mark.parametrize("output,loss", OUTPUT_LOSS, ids=[f"{o}-{ids(l)}" for o, l in OUTPUT_LOSS])
+def test_training_runs_agree(output, loss, dtype):
+    """Five epochs of SGD with shuffling and a partial last batch (37 rows, batch 8)."""
+    sizes = [4, 7, 5, 3]
+    cpu, ref = pair(sizes, dtype, seed=2, hidden="tanh", output=output, loss=loss)
+    X, y = problem(sizes, output, n=37, seed=2)
+    hc = cpu.fit(X, y, epochs=5, batch_size=8, lr=0.05)
+    hr = ref.fit(X, y, epochs=5, batch_size=8, lr=0.05)
+    t = {k: v * 10 for k, v in tol(dtype).items()}  # 25 dependent updates amplify rounding
+    np.testing.assert_allclose(hc.history["loss"], hr.history["loss"], **t)
+    for (w, b), (rw, rb) in zip(cpu.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(w, rw, **t)
+        np.testing.assert_allclose(b, rb, **t)
+    # training moved the weights: the comparison is not of two untouched initialisations
+    moved = [np.abs(w - w0).max() for (w, _), (w0, _) in
+             zip(cpu.get_weights(), pair(sizes, dtype, seed=2, hidden="tanh", output=output,
+                                         loss=loss)[0].get_weights())]
+    assert min(moved) > 1e-4
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(depth=st.integers(1, 4), widths=st.lists(st.integers(1, 12), min_size=5, max_size=5),
+       hidden=st.sampled_from(HIDDEN), out_loss=st.sampled_from(OUTPUT_LOSS),
+       n=st.integers(1, 40), batch=st.integers(1, 50), dtype=st.sampled_from(["float32", "float64"]),
+       seed=st.integers(0, 2**16))
+def test_random_networks_agree(depth, widths, hidden, out_loss, n, batch, dtype, seed):
+    output, loss = out_loss
+    sizes = widths[:depth + 1]
+    if output == "softmax":
+        sizes[-1] = max(sizes[-1], 2)
+    cpu, ref = pair(sizes, dtype, seed=seed, hidden=hidden, output=output, loss=loss)
+    X, y = problem(sizes, output, n=n, seed=seed)
+    assert_same_state(cpu, ref, X, y, dtype, scale=10)
+    cpu.fit(X, y, epochs=2, batch_size=batch, lr=0.01)
+    ref.fit(X, y, epochs=2, batch_size=batch, lr=0.01)
+    assert_same_state(cpu, ref, X, y, dtype, scale=50)
+
+
+def test_evaluation_in_blocks_matches_one_pass(monkeypatch):
+    """predict/loss run over blocks of EVAL_CHUNK rows; block edges must not change results."""
+    from fastbp import config
+    cpu, ref = pair([3, 9, 4], "float64", output="softmax")
+    X, y = problem([3, 9, 4], "softmax", n=50)
+    monkeypatch.setattr(config, "EVAL_CHUNK", 7)   # 50 rows = 7 full blocks + 1 of 1 row
+    assert_same_state(cpu, ref, X, y, "float64")
