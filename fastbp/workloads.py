@@ -1,0 +1,68 @@
+"""The benchmark workloads of WORKLOADS.md, shared by scripts/, asv_bench/ and the CLI.
+
+Each is a network, its data and its fit arguments. Data are made from a fixed seed (standard-
+normal features, labels = argmax of the features times a fixed random matrix), so every backend
+trains on the same problem. "digits" uses the UCI digits shape (1,797 x 64, 10 classes).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import datasets
+from .network import Network
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    sizes: tuple
+    hidden: str
+    batch_size: int
+    n_samples: int
+    epochs: int
+
+    def data(self, dtype="float32"):
+        if self.name == "seed":
+            X, y = datasets.seed_example()
+            return X.astype(dtype), y
+        return datasets.make_synthetic(self.n_samples, self.sizes[0], max(self.sizes[-1], 1),
+                                       seed=0, dtype=dtype)
+
+    def network(self, backend, dtype="float32", seed=0):
+        output = "sigmoid" if self.sizes[-1] == 1 else "softmax"
+        return Network(list(self.sizes), hidden=self.hidden, output=output, dtype=dtype,
+                       seed=seed, backend=backend)
+
+    def fit_args(self):
+        return dict(epochs=self.epochs, batch_size=self.batch_size, lr=0.1, shuffle=True)
+
+    @property
+    def gflop(self):
+        """6 x samples x epochs x weights: forward plus both halves of backward."""
+        weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return 6 * self.n_samples * self.epochs * weights / 1e9
+
+
+WORKLOADS = {w.name: w for w in [
+    Workload("seed", (2, 4, 1), "sigmoid", 4, 4, 1000),
+    Workload("tabular", (32, 64, 64, 2), "relu", 16, 20_000, 5),
+    Workload("digits", (64, 128, 10), "relu", 32, 1_797, 20),
+    Workload("mid", (256, 256, 256, 10), "relu", 64, 20_000, 3),
+    Workload("wide", (784, 1024, 1024, 10), "relu", 256, 20_000, 1),
+]}
+
+
+def time_fit(workload, backend, dtype="float32", repeats=3):
+    """Minimum wall time of `repeats` whole fits, after one untimed fit that compiles."""
+    X, y = workload.data(dtype)
+    workload.network(backend, dtype).fit(X, y, **dict(workload.fit_args(), epochs=1))
+    best = float("inf")
+    for _ in range(repeats):
+        net = workload.network(backend, dtype)
+        t0 = time.perf_counter()
+        net.fit(X, y, **workload.fit_args())
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -1,0 +1,36 @@
+"""Time the five workloads of WORKLOADS.md on each backend, side by side in one run.
+
+    python scripts/workloads.py                 # all workloads, float32, numpy vs cpu
+    python scripts/workloads.py --dtype float64 --repeats 5 mid wide
+"""
+import argparse
+import sys
+
+import numba
+
+from fastbp.workloads import WORKLOADS, time_fit
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", default=list(WORKLOADS), help="workloads (default: all)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--backends", default="numpy,cpu")
+    args = p.parse_args(argv)
+    backends = args.backends.split(",")
+    print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads")
+    head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
+    print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s}" if "numpy" in backends and "cpu" in backends else ""))
+    for name in args.names:
+        w = WORKLOADS[name]
+        times = {b: time_fit(w, b, args.dtype, args.repeats) for b in backends}
+        line = f"{name:9s} {w.gflop:7.2f}" + "".join(f" {times[b]:10.4f}" for b in backends)
+        if "numpy" in times and "cpu" in times:
+            line += f" {times['numpy'] / times['cpu']:6.2f}x {w.gflop / times['cpu']:8.1f}"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
