@@ -129,3 +129,42 @@ def check_positive_float(value, name):
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v
+
+
+def sample_weights(sample_weight, class_weight, Y, spec, dtype):
+    """(n,) per-row loss weights: sample_weight times the weight of each row's class."""
+    n = Y.shape[0]
+    w = np.ones(n, dtype=np.float64)
+    if sample_weight is not None:
+        sw = _as_real_array(sample_weight, "sample_weight").astype(np.float64)
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X; got {sw.shape}")
+        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+        w *= sw
+    if class_weight is not None:
+        if spec.output == "softmax":
+            labels, k = Y.argmax(axis=1), spec.n_out
+        elif spec.output == "sigmoid" and spec.n_out == 1:
+            labels, k = (Y[:, 0] > 0.5).astype(np.int64), 2
+        else:
+            raise ValueError("class_weight needs a classifier: a softmax output, or one sigmoid unit")
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+            counts = np.bincount(labels, minlength=k)
+            cw = np.where(counts > 0, n / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+        elif isinstance(class_weight, dict):
+            cw = np.ones(k)
+            for c, v in class_weight.items():
+                if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < k:
+                    raise ValueError(f"class_weight key {c!r} is not a class label 0..{k - 1}")
+                if not (np.isfinite(v) and v >= 0):
+                    raise ValueError(f"class_weight[{c}] must be finite and non-negative, got {v!r}")
+                cw[c] = v
+        else:
+            raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
+        w *= cw[labels]
+    if not np.any(w > 0):
+        raise ValueError("every sample weight is zero: nothing to train on")
+    return np.ascontiguousarray(w, dtype=dtype)

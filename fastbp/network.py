@@ -1,5 +1,6 @@
-"""Network: the public object. It validates, owns the parameters and the random stream, and
-hands arrays to a backend ("cpu": the Numba kernels, "numpy": the reference). No math here.
+"""Network: the public object. It validates, owns the parameters, the batch-norm statistics
+and the random streams, and hands arrays to a backend ("cpu": the Numba kernels, "numpy": the
+reference) and to an optimizer. No math here.
 """
 from __future__ import annotations
 
@@ -8,21 +9,24 @@ import time
 import numpy as np
 
 from . import data
+from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
+from .optim import Optimizer, get_optimizer
 from .spec import did_you_mean, init_params, make_spec, set_flat
 
 BACKENDS = ("cpu", "numpy")
 DTYPES = {"float32": np.float32, "float64": np.float64}
+PROGRESS_SECONDS = 0.2   # verbose=1 redraws the bar about this often within an epoch
 
 
-def _make_backend(name, spec, dtype):
+def _make_backend(name, spec, dtype, drop_key):
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}."
                          + did_you_mean(name, BACKENDS))
     if name == "numpy":
         from .reference import NumpyBackend
-        return NumpyBackend(spec, dtype)
+        return NumpyBackend(spec, dtype, drop_key)
     from .kernels.cpu import CpuBackend   # imported lazily: numba loads only when used
-    return CpuBackend(spec, dtype)
+    return CpuBackend(spec, dtype, drop_key)
 
 
 def _check_dtype(dtype):
@@ -35,17 +39,6 @@ def _check_dtype(dtype):
     return np.dtype(name)
 
 
-class History:
-    """What fit returns: `history` maps each figure ("loss", "val_loss", ...) to per-epoch lists."""
-
-    def __init__(self):
-        self.history = {"loss": []}
-        self.epoch = []
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
 class Network:
     """A fully-connected network trained by backpropagation.
 
@@ -56,26 +49,39 @@ class Network:
     output: "linear", "sigmoid", "tanh" or "softmax".
     loss: "mse", "rmse", "huber" (or ("huber", {"delta": 2.0})), "binary_cross_entropy" (sigmoid
         output), "cross_entropy" (softmax output); "auto" picks the natural loss of the output.
-    dtype: "float32" or "float64". seed: an int for reproducible initialisation and shuffling.
+    dtype: "float32" or "float64". seed: an int for reproducible initialisation, shuffling, dropout.
     init: "auto" (He for the relu family, Glorot otherwise), "he", "glorot", "normal", or a list
         of (W, b) pairs with W of shape (n_in, n_out).
     backend: "cpu" (compiled Numba kernels) or "numpy" (the pure-NumPy reference).
+    dropout: rate of inverted dropout after every hidden layer, or a list with one per layer.
+    batch_norm: batch normalisation between the dense step and the activation of every hidden
+        layer (True), or a list of flags; bn_momentum weighs the running statistics
+        (running = momentum * running + (1 - momentum) * batch), bn_eps steadies the division.
+    l1, l2: penalties l1 * sum|W| + l2 * sum W^2 on the weights (not biases), in loss and gradient.
     """
 
     def __init__(self, sizes, hidden="relu", output="softmax", loss="auto", dtype="float32",
-                 seed=None, init="auto", backend="cpu"):
-        self.spec = make_spec(sizes, hidden, output, loss)
+                 seed=None, init="auto", backend="cpu", dropout=0.0, batch_norm=False, l1=0.0,
+                 l2=0.0, bn_momentum=0.99, bn_eps=1e-5):
+        self.spec = make_spec(sizes, hidden, output, loss, dropout, batch_norm, l1, l2, bn_momentum,
+                              bn_eps)
         self.dtype = _check_dtype(dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
-        # independent streams, so the shuffles do not depend on how the weights were initialised
-        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        # independent streams: initialisation, shuffling and dropout do not disturb each other
+        init_seq, shuffle_seq, drop_seq = np.random.SeedSequence(seed).spawn(3)
         self._rng = np.random.default_rng(shuffle_seq)
+        self._drop_key = int(drop_seq.generate_state(1, dtype=np.uint64)[0])
         self._params = init_params(self.spec, init, np.random.default_rng(init_seq), self.dtype)
+        self._state = self.spec.initial_state(self.dtype)
+        self._counter = np.zeros(1, dtype=np.int64)   # training steps taken: keys dropout masks
+        self.epochs_done = 0
+        self.optimizer = None
+        self.stop_training = False
         self.backend = backend
-        self._backend = _make_backend(backend, self.spec, self.dtype)
+        self._backend = _make_backend(backend, self.spec, self.dtype, self._drop_key)
 
     # ---- description ----
     @property
@@ -88,8 +94,11 @@ class Network:
 
     def __repr__(self):
         s = self.spec
+        extras = "".join(f", {k}={v!r}" for k, v in (("dropout", list(s.dropout[:-1])),
+                                                      ("batch_norm", list(s.batch_norm[:-1])),
+                                                      ("l1", s.l1), ("l2", s.l2)) if any(np.atleast_1d(v)))
         return (f"Network({list(s.sizes)}, hidden={list(s.activations[:-1])}, output={s.output!r}, "
-                f"loss={s.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+                f"loss={s.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r}{extras})")
 
     # ---- parameters ----
     def get_weights(self):
@@ -100,6 +109,27 @@ class Network:
         """Replace every layer's (W, b); shapes are checked, values cast to the network's dtype."""
         set_flat(self.spec, self._params, weights)
 
+    def get_batch_norm(self):
+        """[(gamma, beta, running_mean, running_var), ...] per batch-normalised layer, copies."""
+        return [(g.copy(), b.copy(), m.copy(), v.copy()) for (g, b), (m, v) in
+                zip(self.spec.bn_views(self._params), self.spec.state_views(self._state))]
+
+    def _snapshot(self, optimizer=True):
+        snap = {"params": self._params.copy(), "state": self._state.copy(),
+                "counter": self._counter.copy()}
+        opt = self.optimizer
+        if optimizer and opt is not None and opt.m is not None:
+            snap["opt"] = (opt.m.copy(), opt.v.copy(), opt.t.copy())
+        return snap
+
+    def _restore(self, snap):
+        self._params[...] = snap["params"]
+        self._state[...] = snap["state"]
+        self._counter[...] = snap["counter"]
+        if "opt" in snap:
+            for live, saved in zip((self.optimizer.m, self.optimizer.v, self.optimizer.t), snap["opt"]):
+                live[...] = saved
+
     # ---- evaluation ----
     def _X(self, X, name="X"):
         return data.check_X(X, self.spec.n_in, self.dtype, name)
@@ -109,12 +139,13 @@ class Network:
         return X, data.encode_targets(y, self.spec, self.dtype, X.shape[0], yname)
 
     def predict(self, X):
-        """Output-layer activations, shape (n, n_out), in the network's dtype."""
-        return self._backend.predict(self._params, self._X(X))
+        """Output-layer activations, shape (n, n_out), in the network's dtype (inference mode:
+        no dropout, batch norm by running statistics)."""
+        return self._backend.predict(self._params, self._state, self._X(X))
 
     def loss(self, X, y):
-        """Mean loss over X."""
-        return self._backend.loss(self._params, *self._XY(X, y))
+        """Mean loss over X in inference mode, with the l1/l2 penalty."""
+        return self._backend.loss(self._params, self._state, *self._XY(X, y))
 
     def score(self, X, y):
         """Accuracy for sigmoid/softmax outputs, R^2 (averaged over outputs) for linear/tanh."""
@@ -122,7 +153,7 @@ class Network:
         return self._score(X, Y)
 
     def _score(self, X, Y):
-        P = self._backend.predict(self._params, X)
+        P = self._backend.predict(self._params, self._state, X)
         if self.spec.output == "softmax":
             return float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
         if self.spec.output == "sigmoid":
@@ -134,19 +165,41 @@ class Network:
         return float(r2.mean())
 
     def gradients(self, X, y):
-        """[(dW, db), ...]: the gradient of the mean loss over X; the weights are not changed."""
-        _, grads = self._backend.loss_and_gradients(self._params, *self._XY(X, y))
+        """[(dW, db), ...]: the gradient of the loss of X taken as one training batch (batch
+        statistics for batch norm, no dropout), with the penalty; nothing is updated."""
+        _, grads = self._backend.loss_and_gradients(self._params, self._state, *self._XY(X, y))
         return self.spec.views(grads)
 
     # ---- training ----
-    def fit(self, X, y, epochs=1, batch_size=32, lr=0.1, shuffle=True, validation_split=0.0,
-            validation_data=None, verbose=0):
-        """Mini-batch SGD. Returns a History; `history.history["loss"]` has each epoch's mean
-        training loss (batch losses before their update, weighted by batch size)."""
+    def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
+            validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
+            callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
+            restore_best_weights=True, initial_epoch=0):
+        """Train by mini-batch gradient descent; returns a History.
+
+        epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
+        lr: a number or a fastbp.optim schedule; None keeps the optimizer's own (0.1 for SGD).
+        optimizer: a name ("sgd", "momentum", "nesterov", "adam", "adamw") or a fastbp.optim
+            object, whose state carries over between fits; None continues the network's current
+            optimizer (SGD at first).
+        sample_weight: (n,) weights scaling each row's loss; class_weight: {class: weight} or
+            "balanced" (n / (n_classes * count)); both multiply.
+        early_stopping: stop when `monitor` ("val_loss", "val_score" or "loss") has not improved
+            by min_delta for `patience` epochs; restore_best_weights returns to the best epoch.
+            Monitoring a validation figure needs validation_split or validation_data.
+        verbose: 0 silent, 1 a progress bar within each epoch, 2 one line per epoch.
+        `history.history["loss"]` has each epoch's mean training loss (batch losses before their
+        update, weighted by batch size, with the penalty).
+        """
         epochs = data.check_positive_int(epochs, "epochs")
         batch_size = data.check_positive_int(batch_size, "batch_size")
-        lr = data.check_positive_float(lr, "lr")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
+                or not 0 <= initial_epoch < epochs:
+            raise ValueError(f"initial_epoch must be an integer in [0, epochs), got {initial_epoch!r}")
+        if verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         X, Y = self._XY(X, y)
+        SW = data.sample_weights(sample_weight, class_weight, Y, self.spec, self.dtype)
         Xv = Yv = None
         if validation_data is not None:
             try:
@@ -162,43 +215,119 @@ class Network:
             if split < 1 or split == X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves an empty training or "
                                  f"validation set for {X.shape[0]} rows")
-            X, Xv, Y, Yv = X[:split], X[split:], Y[:split], Y[split:]
+            X, Xv, Y, Yv, SW = X[:split], X[split:], Y[:split], Y[split:], SW[:split]
 
+        opt = self._take_optimizer(optimizer, lr)
+        cbs = self._callbacks(callbacks, early_stopping, patience, min_delta, monitor,
+                              restore_best_weights, Xv is not None, verbose, epochs, X.shape[0])
         history = History()
-        if Xv is not None:
-            history.history.update(val_loss=[], val_score=[])
-        # Without per-epoch work in Python, many epochs run in one compiled call.
-        per_call = 1 if (Xv is not None or verbose) else epochs
-        n, done = X.shape[0], 0
-        while done < epochs:
-            for k in data.epoch_chunks(n, min(per_call, epochs - done)):
+        cbs.append(history)
+        for cb in cbs:
+            cb.network = self
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin({})
+        progress = next((cb for cb in cbs if isinstance(cb, ProgressBar)), None)
+        # Many epochs run in one compiled call unless Python has work between epochs.
+        per_epoch = Xv is not None or len(cbs) > 1 or opt.needs_logs
+        n, epoch = X.shape[0], initial_epoch
+        try:
+            while epoch < epochs and not self.stop_training:
+                k = 1 if per_epoch else next(data.epoch_chunks(n, epochs - epoch))
                 t0 = time.perf_counter()
                 orders = data.epoch_orders(self._rng, n, k, shuffle)
-                saved = self._params.copy()
-                losses = self._backend.train(self._params, X, Y, orders, batch_size, lr)
-                if not (np.all(np.isfinite(losses)) and np.all(np.isfinite(self._params))):
-                    self._params[...] = saved
-                    bad = done + int(np.argmin(np.isfinite(losses))) + 1
+                lrs = [opt.lr_at(epoch + i) for i in range(k)]
+                snap = self._snapshot()
+                if progress is not None:
+                    losses, ran = self._epoch_with_progress(X, Y, SW, orders[0], batch_size, lrs[0],
+                                                            opt, progress, epoch)
+                else:
+                    losses, ran = self._backend.train(self._params, self._state, X, Y, SW, orders, lrs,
+                                                      batch_size, self._counter, opt)
+                if ran < k or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(self._params)):
+                    self._restore(snap)
                     raise FloatingPointError(
-                        f"training diverged (non-finite loss or weights) in epoch {bad} with lr={lr}; "
-                        f"the weights from before epoch {done + 1} were kept. Try a smaller lr or "
-                        f"scale the inputs.")
-                for loss in losses:
-                    done += 1
-                    history.epoch.append(done - 1)
-                    history.history["loss"].append(float(loss))
-                if Xv is not None:
-                    history.history["val_loss"].append(self._backend.loss(self._params, Xv, Yv))
-                    history.history["val_score"].append(self._score(Xv, Yv))
-                if verbose:
-                    self._print_epoch(history, done, epochs, time.perf_counter() - t0)
+                        f"training diverged (non-finite loss or weights) in epoch {epoch + ran} with "
+                        f"lr={lrs[min(ran, k) - 1]:g}; the weights from before epoch {epoch + 1} were "
+                        f"kept. Try a smaller lr, clip_norm, or scaled inputs.")
+                seconds = (time.perf_counter() - t0) / k
+                for i in range(k):
+                    opt.samples_seen += n
+                    logs = {"loss": float(losses[i]), "lr": float(lrs[i]), "time": seconds}
+                    if Xv is not None:
+                        logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
+                        logs["val_score"] = self._score(Xv, Yv)
+                    if opt.needs_logs:
+                        opt.lr.on_epoch_end(logs)
+                    for cb in cbs:
+                        cb.on_epoch_end(epoch, logs)
+                    epoch += 1
+                    self.epochs_done = epoch
+        finally:
+            for cb in cbs:
+                cb.on_train_end({})
         return history
 
-    @staticmethod
-    def _print_epoch(history, done, epochs, seconds):
-        parts = [f"epoch {done}/{epochs}"]
-        for key, values in history.history.items():
-            if values:
-                parts.append(f"{key} {values[-1]:.4f}")
-        parts.append(f"{seconds * 1e3:.1f} ms")
-        print(" - ".join(parts), flush=True)
+    def partial_fit(self, X, y, batch_size=32, lr=None, sample_weight=None, class_weight=None,
+                    optimizer=None):
+        """One epoch over X, y, continuing from the current weights and optimizer state."""
+        return self.fit(X, y, epochs=self.epochs_done + 1, initial_epoch=self.epochs_done,
+                        batch_size=batch_size, lr=lr, sample_weight=sample_weight,
+                        class_weight=class_weight, optimizer=optimizer)
+
+    def _take_optimizer(self, optimizer, lr):
+        if optimizer is None:
+            opt = self.optimizer if self.optimizer is not None else get_optimizer("sgd")
+        else:
+            opt = get_optimizer(optimizer)
+        if lr is not None:
+            opt.lr = lr
+        opt.bind(self.n_params, self.dtype)
+        self.optimizer = opt
+        return opt
+
+    def _callbacks(self, callbacks, early_stopping, patience, min_delta, monitor, restore,
+                   validating, verbose, epochs, n):
+        cbs = list(callbacks or [])
+        for cb in cbs:
+            if not isinstance(cb, Callback) and not hasattr(cb, "on_epoch_end"):
+                raise TypeError(f"callbacks must have an on_epoch_end(epoch, logs) method; got {cb!r}")
+        if early_stopping:
+            if monitor.startswith("val_") and not validating:
+                raise ValueError(f"early_stopping monitors {monitor!r} but there is no validation "
+                                 f"data: pass validation_split (say 0.1) or validation_data, or "
+                                 f"monitor='loss'")
+            cbs.append(EarlyStopping(monitor, patience, min_delta, restore))
+        if verbose == 1:
+            cbs.append(ProgressBar(epochs, n))
+        elif verbose == 2:
+            cbs.append(EpochLine(epochs))
+        for cb in cbs:   # plain objects with only some of the methods are fine too
+            for name in ("on_train_begin", "on_train_end"):
+                if not hasattr(cb, name):
+                    setattr(cb, name, lambda logs=None: None)
+        return cbs
+
+    def _epoch_with_progress(self, X, Y, SW, order, batch_size, lr, opt, bar, epoch):
+        """One epoch in pieces of whole batches, each about PROGRESS_SECONDS long."""
+        n, start, total, per_call = X.shape[0], 0, 0.0, 1
+        bar.start_epoch(epoch)
+        while start < n:
+            stop = min(n, start + per_call * batch_size)
+            t0 = time.perf_counter()
+            total += self._backend.train_rows(self._params, self._state, X, Y, SW, order, start,
+                                              stop, batch_size, lr, self._counter, opt)
+            spent = time.perf_counter() - t0
+            bar.advance(stop - start, total / stop)
+            if not np.isfinite(total):
+                return np.array([np.nan]), 0
+            start = stop
+            per_call = max(1, int(per_call * min(4.0, PROGRESS_SECONDS / max(spent, 1e-6))))
+        return np.array([total / n]), 1
+
+    # ---- files ----
+    def save(self, path):
+        """Write the whole model (architecture, weights, batch-norm statistics, optimizer and its
+        state, random streams) to one .npz file, atomically. No pickle."""
+        from .io import save
+        save(self, path)

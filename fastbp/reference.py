@@ -80,23 +80,26 @@ def _elementwise_loss(name, z, a, y, param):
     raise ValueError(name)
 
 
-def loss_forward(name, z, a, y, param):
+def loss_forward(name, z, a, y, param, w=None):
+    """Mean loss of the batch; w (B,) weighs each row (the mean still divides by B)."""
+    w = np.ones(len(y), dtype=z.dtype) if w is None else w
     if name == "cross_entropy":
         m = z.max(axis=1, keepdims=True)
         lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        return float(np.mean(np.sum(y * (lse - z), axis=1)))
-    value = float(np.mean(_elementwise_loss(name, z, a, y, param)))
+        return float(np.mean(w * np.sum(y * (lse - z), axis=1)))
+    value = float(np.mean(w[:, None] * _elementwise_loss(name, z, a, y, param)))
     return float(np.sqrt(value)) if name == "rmse" else value
 
 
-def loss_backward(name, z, a, y, param, loss_value, output, output_param):
+def loss_backward(name, z, a, y, param, loss_value, output, output_param, w=None):
     """dL/dZ for the output layer: loss derivative and output activation in one step."""
+    w = np.ones((len(y), 1), dtype=z.dtype) if w is None else w[:, None]
     n = y.size  # elementwise losses average over every output of every sample
     if name == "cross_entropy":
         # softmax + cross-entropy fused: (softmax(z) * sum(y) - y) / batch
-        return (a * y.sum(axis=1, keepdims=True) - y) / y.shape[0]
+        return w * (a * y.sum(axis=1, keepdims=True) - y) / y.shape[0]
     if name == "binary_cross_entropy":
-        return (a - y) / n                 # sigmoid + BCE fused
+        return w * (a - y) / n             # sigmoid + BCE fused
     r = a - y
     if name == "mse":
         dA = 2 * r / n
@@ -106,7 +109,7 @@ def loss_backward(name, z, a, y, param, loss_value, output, output_param):
         dA = np.clip(r, -param, param) / n
     else:
         raise ValueError(name)
-    return activation_backward(output, dA, z, a, output_param, a.shape[1])
+    return activation_backward(output, w * dA, z, a, output_param, a.shape[1])
 
 
 # ---- dense layers ----
@@ -120,69 +123,188 @@ def dense_backward(dZ, A, W):
     return A.T @ dZ, dZ.sum(axis=0), dZ @ W.T
 
 
+# ---- regularisation ----
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    """splitmix64's finaliser on a uint64 array (arithmetic wraps modulo 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_mask(shape, rate, key, step, layer):
+    """The scaled keep-mask (0 or 1/(1-rate)) of one layer at one training step.
+
+    A hash of (key, step, layer, row * units + unit): the kernels compute the same function,
+    so both backends drop the same units."""
+    seed = _mix64(np.array([(int(key) + int(step)) & _MASK64], dtype=np.uint64))
+    seed = _mix64(seed + np.uint64(layer))
+    index = np.arange(shape[0] * shape[1], dtype=np.uint64).reshape(shape)
+    u = (_mix64(seed + index) >> np.uint64(40)).astype(np.float64) / 16777216.0
+    return np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
+
+
+def batchnorm_forward(Z, gamma, beta, eps):
+    """Training mode: (Y, H, mean, var) with H = (Z - mean) / sqrt(var + eps), Y = gamma H + beta."""
+    mean = Z.mean(axis=0)
+    var = ((Z - mean) ** 2).mean(axis=0)
+    H = (Z - mean) / np.sqrt(var + eps)
+    return gamma * H + beta, H, mean, var
+
+
+def batchnorm_backward(dY, H, var, gamma, eps):
+    """(dZ, dgamma, dbeta) through batch normalisation with batch statistics."""
+    B = dY.shape[0]
+    dgamma, dbeta = (dY * H).sum(axis=0), dY.sum(axis=0)
+    dZ = gamma / np.sqrt(var + eps) / B * (B * dY - dbeta - H * dgamma)
+    return dZ, dgamma, dbeta
+
+
+def penalty(params, ranges, l1, l2):
+    """l1 sum|W| + l2 sum W^2 over the weight matrices, and its gradient (zero on biases)."""
+    grad = np.zeros_like(params)
+    value = 0.0
+    for start, stop in ranges:
+        w = params[start:stop]
+        value += l1 * float(np.abs(w).sum(dtype=np.float64)) + l2 * float((w * w).sum(dtype=np.float64))
+        grad[start:stop] = l1 * np.sign(w) + 2 * l2 * w
+    return value, grad
+
+
+# ---- optimizers (state arrays belong to the optimizer object; updated in place) ----
+
+def optimizer_update(params, grads, opt, lr):
+    """One step of `opt` (its name, hyper-parameters and m, v, t) at learning rate lr."""
+    opt.t[0] += 1
+    t = int(opt.t[0])
+    name = opt.name
+    if name == "sgd":
+        params -= lr * grads
+    elif name in ("momentum", "nesterov"):
+        opt.m[...] = opt.momentum * opt.m - lr * grads
+        params += opt.momentum * opt.m - lr * grads if name == "nesterov" else opt.m
+    else:  # adam, adamw
+        g = grads + opt.weight_decay * params if name == "adam" else grads
+        opt.m[...] = opt.beta1 * opt.m + (1 - opt.beta1) * g
+        opt.v[...] = opt.beta2 * opt.v + (1 - opt.beta2) * g * g
+        m_hat = opt.m / (1 - opt.beta1 ** t)
+        v_hat = opt.v / (1 - opt.beta2 ** t)
+        if name == "adamw":
+            params -= lr * opt.weight_decay * params
+        params -= lr * m_hat / (np.sqrt(v_hat) + opt.eps)
+
+
 # ---- the backend ----
 
 class NumpyBackend:
-    """Every Network operation, in plain NumPy. Parameters are the network's flat vector."""
+    """Every Network operation, in plain NumPy. `params` and `state` are the network's flat
+    parameter and batch-norm running-statistics vectors."""
 
     name = "numpy"
 
-    def __init__(self, spec, dtype):
+    def __init__(self, spec, dtype, drop_key):
         self.spec = spec
         self.dtype = np.dtype(dtype)
+        self.drop_key = int(drop_key)
         self.units = [int(r[N_UNITS]) for r in spec.layers]
-        self.pieces = [int(r[PIECES]) for r in spec.layers]
 
-    def _forward(self, params, X):
-        """[(Z, A), ...] per layer."""
-        spec, out, A = self.spec, [], X
-        for (W, b), act, p, units in zip(spec.views(params), spec.activations, spec.act_params, self.units):
-            Z = dense_forward(A, W, b)
-            A = activation_forward(act, Z, p, units)
-            out.append((Z, A))
+    def _forward(self, params, state, X, batch_stats=False, dropout_step=None, update_stats=False):
+        """[(Z, A, A_out, bn), ...] per layer: Z the activation's input (after batch norm),
+        A its output, A_out what the next layer reads (after dropout), bn (H, var) or None."""
+        spec, out, A_in = self.spec, [], X
+        bn_params, bn_state = iter(spec.bn_views(params)), iter(spec.state_views(state))
+        for l, ((W, b), act, p) in enumerate(zip(spec.views(params), spec.activations, spec.act_params)):
+            Z = dense_forward(A_in, W, b)
+            bn = None
+            if spec.batch_norm[l]:
+                (gamma, beta), (run_mean, run_var) = next(bn_params), next(bn_state)
+                if batch_stats:
+                    Z, H, mean, var = batchnorm_forward(Z, gamma, beta, spec.bn_eps)
+                    bn = (H, var)
+                    if update_stats:
+                        m, n = spec.bn_momentum, Z.shape[0]
+                        run_mean[...] = m * run_mean + (1 - m) * mean
+                        run_var[...] = m * run_var + (1 - m) * var * (n / (n - 1) if n > 1 else 1)
+                else:
+                    Z = gamma * (Z - run_mean) / np.sqrt(run_var + spec.bn_eps) + beta
+            A = activation_forward(act, Z, p, self.units[l])
+            A_out = A
+            if dropout_step is not None and spec.dropout[l] > 0:
+                A_out = A * dropout_mask(A.shape, spec.dropout[l], self.drop_key, dropout_step, l).astype(A.dtype)
+            out.append((Z, A, A_out, bn))
+            A_in = A_out
         return out
 
-    def predict(self, params, X):
-        return self._forward(params, X)[-1][1]
+    def predict(self, params, state, X):
+        return self._forward(params, state, X)[-1][1]
 
-    def loss(self, params, X, Y):
-        Z, A = self._forward(params, X)[-1]
-        return loss_forward(self.spec.loss, Z, A, Y, self.spec.loss_param)
-
-    def loss_and_gradients(self, params, X, Y):
+    def loss(self, params, state, X, Y):
         spec = self.spec
-        cache = self._forward(params, X)
-        Z, A = cache[-1]
-        loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param)
-        dZ = loss_backward(spec.loss, Z, A, Y, spec.loss_param, loss, spec.output, spec.act_params[-1])
+        Z, A = self._forward(params, state, X)[-1][:2]
+        data_loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param)
+        return data_loss + penalty(params, spec.weight_ranges, spec.l1, spec.l2)[0]
+
+    def loss_and_gradients(self, params, state, X, Y, dropout_step=None, SW=None, update_stats=False):
+        """Loss and gradient of X as one training batch (batch statistics for batch norm;
+        dropout only when dropout_step is given), sample weights SW scaling each row."""
+        spec = self.spec
+        SW = np.ones(len(X), dtype=self.dtype) if SW is None else SW
+        cache = self._forward(params, state, X, True, dropout_step, update_stats)
+        Z, A = cache[-1][:2]
+        loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param, SW)
+        dZ = loss_backward(spec.loss, Z, A, Y, spec.loss_param, loss, spec.output, spec.act_params[-1], SW)
         grads = np.empty_like(params)
-        views = spec.views(params)
+        gviews, gbn = spec.views(grads), iter(spec.bn_views(grads))
+        bn_params = iter(spec.bn_views(params))
         for l in range(spec.n_layers - 1, -1, -1):
-            A_prev = cache[l - 1][1] if l > 0 else X
-            dW, db, dA_prev = dense_backward(dZ, A_prev, views[l][0])
-            gW, gb = spec.views(grads)[l]
-            gW[...] = dW
-            gb[...] = db
+            H_var = cache[l][3]
+            if H_var is not None:
+                gamma = spec.bn_views(params)[sum(spec.batch_norm[:l])][0]
+                dgamma, dbeta = spec.bn_views(grads)[sum(spec.batch_norm[:l])]
+                dZ, dgamma[...], dbeta[...] = batchnorm_backward(dZ, H_var[0], H_var[1], gamma, spec.bn_eps)
+            A_in = cache[l - 1][2] if l > 0 else X
+            dW, db, dA_in = dense_backward(dZ, A_in, spec.views(params)[l][0])
+            gviews[l][0][...] = dW
+            gviews[l][1][...] = db
             if l > 0:
-                Zp, Ap = cache[l - 1]
-                dZ = activation_backward(spec.activations[l - 1], dA_prev, Zp, Ap,
+                Zp, Ap = cache[l - 1][:2]
+                if dropout_step is not None and spec.dropout[l - 1] > 0:
+                    dA_in = dA_in * dropout_mask(dA_in.shape, spec.dropout[l - 1], self.drop_key,
+                                                 dropout_step, l - 1).astype(dA_in.dtype)
+                dZ = activation_backward(spec.activations[l - 1], dA_in, Zp, Ap,
                                          spec.act_params[l - 1], self.units[l - 1])
-        return loss, grads
+        value, pgrad = penalty(params, spec.weight_ranges, spec.l1, spec.l2)
+        return loss + value, grads + pgrad
 
-    def train(self, params, X, Y, orders, batch_size, lr):
-        """Mini-batch SGD, one epoch per row of `orders` (a permutation of the sample indices).
+    def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
+        """Mini-batches over the rows order[start:stop]: forward, backward, penalties, gradient
+        clipping, optimizer step. Returns the sum of batch losses times batch sizes; counter[0]
+        counts steps (it keys the dropout masks)."""
+        total = 0.0
+        for s in range(start, stop, batch_size):
+            idx = order[s:min(s + batch_size, stop)]
+            loss, grads = self.loss_and_gradients(params, state, X[idx], Y[idx], int(counter[0]),
+                                                  SW[idx], update_stats=True)
+            if optimizer.clip_norm:
+                norm = np.sqrt(np.sum(grads.astype(np.float64) ** 2))
+                if norm > optimizer.clip_norm:
+                    grads *= optimizer.clip_norm / norm
+            optimizer_update(params, grads, optimizer, lr)
+            counter[0] += 1
+            total += loss * len(idx)
+        return total
 
-        Updates `params` in place; returns each epoch's mean training loss (batch losses weighted
-        by batch size). The last, partial batch is used too.
-        """
-        n = X.shape[0]
-        losses = np.empty(len(orders))
+    def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
+        """One epoch per row of `orders` (a permutation of the rows) at rate lrs[e]. Returns each
+        epoch's mean loss and how many epochs ran (it stops after a non-finite loss)."""
+        losses = np.full(len(orders), np.nan)
         for e, order in enumerate(orders):
-            total = 0.0
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                loss, grads = self.loss_and_gradients(params, X[idx], Y[idx])
-                params -= lr * grads
-                total += loss * len(idx)
-            losses[e] = total / n
-        return losses
+            losses[e] = self.train_rows(params, state, X, Y, SW, order, 0, len(order), batch_size,
+                                        lrs[e], counter, optimizer) / len(order)
+            if not np.isfinite(losses[e]):
+                return losses, e + 1
+        return losses, len(orders)

@@ -51,7 +51,11 @@ INITS = ("auto", "he", "glorot", "normal")
 NORMAL_INIT_STD = 0.05  # init="normal": N(0, 0.05^2), Keras' RandomNormal default
 
 # Columns of the integer layer table handed to the kernels, one row per dense layer.
-N_IN, N_UNITS, PIECES, ACT, W_OFF, B_OFF = range(6)
+# BN: 1 if batch normalisation follows the dense layer; G_OFF: its scale (gamma) in the flat
+# parameters, shift (beta) right after; S_OFF: its running mean in the state vector, variance after.
+N_IN, N_UNITS, PIECES, ACT, W_OFF, B_OFF, BN, G_OFF, S_OFF = range(9)
+# Columns of the float layer table: the activation's parameter, the dropout rate after it.
+ACT_PARAM, DROP = range(2)
 
 
 def did_you_mean(name, choices):
@@ -62,8 +66,8 @@ def did_you_mean(name, choices):
 def parse_choice(value, table, allowed, what):
     """'name' or ('name', {param: value}) -> (name, param value); errors name `what`."""
     params = {}
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
-        value, params = value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[1], dict):
+        value, params = value   # a list too: that is how a tuple comes back from JSON
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a name such as {allowed[0]!r} or a (name, {{param: value}}) "
                         f"tuple, got {value!r}")
@@ -89,7 +93,7 @@ def parse_choice(value, table, allowed, what):
     return name, param
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Spec:
     """A validated architecture and its flat parameter layout.
 
@@ -103,8 +107,15 @@ class Spec:
     act_params: tuple       # per layer
     loss: str
     loss_param: float
-    layers: np.ndarray      # (L, 6) int64 table, columns N_IN .. B_OFF
+    layers: np.ndarray      # (L, 9) int64 table, columns N_IN .. S_OFF
     n_params: int
+    dropout: tuple = ()     # per layer: rate of inverted dropout on its output (0 for the output layer)
+    batch_norm: tuple = ()  # per layer: batch normalisation between dense and activation
+    l1: float = 0.0         # penalties on weights (not biases): l1 sum|W| + l2 sum W^2
+    l2: float = 0.0
+    bn_momentum: float = 0.99   # running = momentum * running + (1 - momentum) * batch statistic
+    bn_eps: float = 1e-5
+    n_state: int = 0        # running means and variances of the batch-norm layers
 
     @property
     def n_layers(self):
@@ -143,17 +154,82 @@ class Spec:
             out.append((w, b))
         return out
 
-    def act_param_array(self, dtype):
-        return np.array(self.act_params, dtype=dtype)
+    def bn_views(self, params):
+        """[(gamma, beta), ...] of the batch-normalised layers, as views into `params`."""
+        return [(params[r[G_OFF]:r[G_OFF] + nz], params[r[G_OFF] + nz:r[G_OFF] + 2 * nz])
+                for r, nz in self._bn_rows()]
+
+    def state_views(self, state):
+        """[(running_mean, running_var), ...] of the batch-normalised layers."""
+        return [(state[r[S_OFF]:r[S_OFF] + nz], state[r[S_OFF] + nz:r[S_OFF] + 2 * nz])
+                for r, nz in self._bn_rows()]
+
+    def _bn_rows(self):
+        return [(r, int(r[N_UNITS] * r[PIECES])) for r in self.layers if r[BN]]
+
+    def initial_state(self, dtype):
+        state = np.zeros(self.n_state, dtype=dtype)
+        for _, var in self.state_views(state):
+            var[...] = 1
+        return state
+
+    def layer_floats(self, dtype):
+        """(L, 2) table: activation parameter and dropout rate per layer."""
+        return np.array([self.act_params, self.dropout], dtype=dtype).T.copy()
+
+    @property
+    def weight_ranges(self):
+        """(start, stop) of every W in the flat vector: what l1/l2 penalise."""
+        return np.array([(r[W_OFF], r[B_OFF]) for r in self.layers], dtype=np.int64)
 
     def config(self):
-        """JSON-able description, enough to rebuild the Spec."""
-        return {"sizes": list(self.sizes), "activations": list(self.activations),
-                "act_params": list(self.act_params), "loss": self.loss,
-                "loss_param": self.loss_param}
+        """JSON-able description: make_spec(**config) rebuilds this Spec."""
+        def named(name, table, p):
+            pname = table[name][1]
+            return [name, {pname: p}] if pname else name
+        return {"sizes": list(self.sizes),
+                "hidden": [named(a, ACTIVATIONS, p) for a, p in zip(self.activations[:-1], self.act_params[:-1])],
+                "output": self.output, "loss": named(self.loss, LOSSES, self.loss_param),
+                "dropout": list(self.dropout[:-1]), "batch_norm": list(self.batch_norm[:-1]),
+                "l1": self.l1, "l2": self.l2, "bn_momentum": self.bn_momentum, "bn_eps": self.bn_eps}
 
 
-def make_spec(sizes, hidden="relu", output="softmax", loss="auto"):
+def _per_hidden(value, n_hidden, name, check):
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_hidden
+    if len(values) != n_hidden:
+        raise ValueError(f"{name} lists {len(values)} values but the network has {n_hidden} hidden "
+                         f"layer(s); give one value, or one per hidden layer")
+    return [check(v) for v in values]
+
+
+def _rate(v):
+    try:
+        r = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"dropout rates must be numbers in [0, 1), got {v!r}") from None
+    if not 0 <= r < 1:
+        raise ValueError(f"dropout rates must be in [0, 1) (the fraction of units dropped), got {v!r}")
+    return r
+
+
+def _flag(v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"batch_norm must be True/False or a list of them, got {v!r}")
+    return bool(v)
+
+
+def _non_negative(v, name):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r}") from None
+    if not (np.isfinite(f) and f >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return f
+
+
+def make_spec(sizes, hidden="relu", output="softmax", loss="auto", dropout=0.0, batch_norm=False,
+              l1=0.0, l2=0.0, bn_momentum=0.99, bn_eps=1e-5):
     try:
         sizes = tuple(int(s) for s in sizes)
     except (TypeError, ValueError):
@@ -161,7 +237,7 @@ def make_spec(sizes, hidden="relu", output="softmax", loss="auto"):
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least the input and output widths, all >= 1, got {list(sizes)}")
     n_hidden = len(sizes) - 2
-    if isinstance(hidden, list):
+    if isinstance(hidden, list) and not (len(hidden) == 2 and isinstance(hidden[1], dict)):
         if len(hidden) != n_hidden:
             raise ValueError(f"hidden lists {len(hidden)} activations but sizes {list(sizes)} has "
                              f"{n_hidden} hidden layer(s); give one name, or one per hidden layer")
@@ -189,15 +265,31 @@ def make_spec(sizes, hidden="relu", output="softmax", loss="auto"):
         raise ValueError("a softmax output needs at least 2 units; for two classes use output='sigmoid' "
                          "with 1 unit, or sizes ending in 2")
 
-    rows, off = [], 0
+    drops = _per_hidden(dropout, n_hidden, "dropout", _rate) + [0.0]
+    norms = _per_hidden(batch_norm, n_hidden, "batch_norm", _flag) + [False]
+    l1, l2 = _non_negative(l1, "l1"), _non_negative(l2, "l2")
+    bn_eps = _non_negative(bn_eps, "bn_eps")
+    bn_momentum = _non_negative(bn_momentum, "bn_momentum")
+    if bn_momentum >= 1 or bn_eps == 0:
+        raise ValueError("bn_momentum must be in [0, 1) and bn_eps > 0")
+
+    rows, off, soff = [], 0, 0
     for l, act in enumerate(acts):
         n_in, units = sizes[l], sizes[l + 1]
         pieces = params[l] if act == "maxout" else 1
         nz = units * pieces
-        rows.append((n_in, units, pieces, ACTIVATIONS[act][0], off, off + n_in * nz))
-        off += n_in * nz + nz
+        w_off, b_off = off, off + n_in * nz
+        off = b_off + nz
+        g_off = s_off = -1
+        if norms[l]:
+            g_off, s_off = off, soff
+            off += 2 * nz
+            soff += 2 * nz
+        rows.append((n_in, units, pieces, ACTIVATIONS[act][0], w_off, b_off, int(norms[l]), g_off, s_off))
     return Spec(sizes=sizes, activations=tuple(acts), act_params=tuple(params), loss=loss_name,
-                loss_param=float(loss_p), layers=np.array(rows, dtype=np.int64), n_params=off)
+                loss_param=float(loss_p), layers=np.array(rows, dtype=np.int64), n_params=off,
+                dropout=tuple(drops), batch_norm=tuple(norms), l1=l1, l2=l2,
+                bn_momentum=bn_momentum, bn_eps=bn_eps, n_state=soff)
 
 
 def init_params(spec, init, rng, dtype):
@@ -219,8 +311,12 @@ def init_params(spec, init, rng, dtype):
                 w[...] = rng.uniform(-limit, limit, size=w.shape)
             else:
                 w[...] = rng.standard_normal(w.shape) * NORMAL_INIT_STD
+        for gamma, _beta in spec.bn_views(params):
+            gamma[...] = 1
         return params
     set_flat(spec, params, init, "init")
+    for gamma, _beta in spec.bn_views(params):
+        gamma[...] = 1
     return params
 
 

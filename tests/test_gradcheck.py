@@ -14,9 +14,9 @@ def numeric_gradient(net, X, Y, eps=1e-6):
     for i in range(params.size):
         old = params[i]
         params[i] = old + eps
-        up = backend.loss(params, X, Y)
+        up = backend.loss(params, net._state, X, Y)
         params[i] = old - eps
-        down = backend.loss(params, X, Y)
+        down = backend.loss(params, net._state, X, Y)
         params[i] = old
         g[i] = (up - down) / (2 * eps)
     return g
@@ -28,7 +28,7 @@ def check(net, X, y):
     rng = np.random.default_rng(net.n_params)
     net._params[...] = rng.normal(0, 0.6, size=net.n_params)
     Xc, Y = net._XY(X, y)
-    loss, analytic = net._backend.loss_and_gradients(net._params, Xc, Y)
+    loss, analytic = net._backend.loss_and_gradients(net._params, net._state, Xc, Y)
     numeric = numeric_gradient(net, Xc, Y)
     assert np.isclose(loss, net.loss(X, y), rtol=1e-12)
     # a wrong derivative is off by O(1) relative; finite differences agree to ~1e-7

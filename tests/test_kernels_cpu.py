@@ -8,7 +8,9 @@ import pytest
 
 from conftest import tol
 from fastbp import reference as ref
+import fastbp
 from fastbp.kernels.cpu import activations as act_k, dense as dense_k, losses as loss_k, optim
+from fastbp.kernels.cpu import regularize as reg
 from fastbp.spec import ACTIVATIONS, LOSSES
 
 SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40)]  # (batch, n_in, n_out)
@@ -91,26 +93,111 @@ def test_losses(loss, output, scale, dtype):
     else:
         Y = rand(rng, (B, m), dtype)
     code, param = LOSSES[loss][0], 0.7 if loss == "huber" else 0.0
+    SW = rng.uniform(0, 2, B).astype(dtype)   # sample weights
     rows = np.empty(B, dtype=dtype)
-    loss_k.loss_rows(rows, Z, A, Y, code, param)
+    loss_k.loss_rows(rows, Z, A, Y, SW, code, param)
     value = loss_k.batch_loss(rows, code, m)
-    expect = ref.loss_forward(loss, Z, A, Y, dtype(param))
+    expect = ref.loss_forward(loss, Z, A, Y, dtype(param), SW)
     assert np.isfinite(value)
     np.testing.assert_allclose(value, expect, rtol=tol(dtype)["rtol"])
     dZ = np.full_like(Z, np.nan)
     scratch = np.empty_like(A)
-    loss_k.loss_backward(dZ, scratch, Z, A, Y, code, param, value, ACTIVATIONS[output][0], 0.0)
-    rdZ = ref.loss_backward(loss, Z, A, Y, dtype(param), expect, output, 0.0)
+    loss_k.loss_backward(dZ, scratch, Z, A, Y, SW, code, param, value, ACTIVATIONS[output][0], 0.0)
+    rdZ = ref.loss_backward(loss, Z, A, Y, dtype(param), expect, output, 0.0, SW)
     assert np.isfinite(dZ).all()
     np.testing.assert_allclose(dZ, rdZ, **tol(dtype))
 
 
-def test_sgd_update(dtype):
+@pytest.mark.parametrize("name", list(fastbp.optim.OPTIMIZERS))
+def test_optimizer_update(name, dtype):
+    """Five steps of every optimizer, kernel against reference (own state copies each)."""
     rng = np.random.default_rng(3)
-    p, g = rand(rng, 1001, dtype), rand(rng, 1001, dtype)
-    expect = p - dtype(0.05) * g
-    optim.sgd_update(p, g, 0.05)
-    np.testing.assert_allclose(p, expect, **tol(dtype))
+    p = rand(rng, 1001, dtype)
+    kern, refo = fastbp.optim.get_optimizer(name), fastbp.optim.get_optimizer(name)
+    if name != "sgd":
+        for o in (kern, refo):
+            o.weight_decay = 0.02 if hasattr(o, "weight_decay") else None
+    kern.bind(p.size, dtype)
+    refo.bind(p.size, dtype)
+    pk, pr = p.copy(), p.copy()
+    for _ in range(5):
+        g = rand(rng, 1001, dtype)
+        kern.t[0] += 1
+        optim.optimizer_update(pk, g, kern.m, kern.v, kern.code, 0.05, kern.hyper(), kern.t[0])
+        ref.optimizer_update(pr, g, refo, 0.05)
+    assert not np.allclose(pk, p)
+    np.testing.assert_allclose(pk, pr, **tol(dtype))
+    np.testing.assert_allclose(kern.m, refo.m, **tol(dtype))
+
+
+def test_grad_norm_and_scale(dtype):
+    g = np.random.default_rng(0).standard_normal(777).astype(dtype)
+    assert optim.grad_norm(g) == pytest.approx(np.linalg.norm(g.astype(np.float64)), rel=1e-6)
+    h = g.copy()
+    optim.scale(h, 0.5)
+    np.testing.assert_allclose(h, g * dtype(0.5), **tol(dtype))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_masks_match_reference(rate, dtype):
+    rng = np.random.default_rng(5)
+    A = rand(rng, (64, 33), dtype)
+    D = np.empty_like(A)
+    key, step, layer = np.uint64(0xDEADBEEF12345), 17, 2
+    reg.dropout_forward(D, A, dtype(rate), key, step, layer)
+    mask = ref.dropout_mask(A.shape, float(dtype(rate)), key, step, layer).astype(dtype)
+    np.testing.assert_allclose(D, A * mask, **tol(dtype))
+    kept = (mask > 0).mean()
+    assert abs(kept - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / A.size)   # a fair coin
+    dA = rand(rng, A.shape, dtype)
+    expect = dA * mask
+    reg.dropout_backward(dA, dtype(rate), key, step, layer)
+    np.testing.assert_allclose(dA, expect, **tol(dtype))
+    other = ref.dropout_mask(A.shape, float(dtype(rate)), key, step + 1, layer)
+    assert not np.array_equal(other > 0, mask > 0)    # a new step draws a new mask
+
+
+@pytest.mark.parametrize("B", [1, 2, 37])
+def test_batchnorm_forward_backward(B, dtype):
+    rng = np.random.default_rng(B)
+    n = 11
+    Z = rand(rng, (B, n), dtype, 3.0) + dtype(2)
+    gamma, beta = rand(rng, n, dtype), rand(rng, n, dtype)
+    run_mean, run_var = np.zeros(n, dtype), np.ones(n, dtype)
+    H = np.empty_like(Z)
+    mean, inv_std = np.empty(n, dtype), np.empty(n, dtype)
+    Y = Z.copy()
+    reg.batchnorm_forward(Y, H, mean, inv_std, run_mean, run_var, gamma, beta, 1e-5, 0.9, True)
+    rY, rH, rmean, rvar = ref.batchnorm_forward(Z, gamma, beta, dtype(1e-5))
+    t = {k: v * 10 for k, v in tol(dtype).items()}
+    np.testing.assert_allclose(Y, rY, **t)
+    np.testing.assert_allclose(run_mean, 0.1 * rmean, **t)
+    np.testing.assert_allclose(run_var, 0.9 + 0.1 * rvar * (B / (B - 1) if B > 1 else 1), **t)
+    dY = rand(rng, (B, n), dtype)
+    dZ, dgamma, dbeta = dY.copy(), np.empty(n, dtype), np.empty(n, dtype)
+    reg.batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma)
+    rdZ, rdgamma, rdbeta = ref.batchnorm_backward(dY, rH, rvar, gamma, dtype(1e-5))
+    np.testing.assert_allclose(dgamma, rdgamma, **t)
+    np.testing.assert_allclose(dbeta, rdbeta, **t)
+    np.testing.assert_allclose(dZ, rdZ, **t)
+    Zi = Z.copy()
+    reg.batchnorm_inference(Zi, gamma, beta, run_mean, run_var, 1e-5)
+    np.testing.assert_allclose(Zi, gamma * (Z - run_mean) / np.sqrt(run_var + dtype(1e-5)) + beta, **t)
+
+
+def test_penalties(dtype):
+    rng = np.random.default_rng(9)
+    params = rand(rng, 200, dtype)
+    params[5] = 0
+    ranges = np.array([[0, 50], [80, 150]], dtype=np.int64)
+    value = reg.penalty_value(params, ranges, 0.01, 0.02)
+    rvalue, rgrad = ref.penalty(params, ranges, 0.01, 0.02)
+    assert value == pytest.approx(rvalue, rel=1e-6)
+    grads = rand(rng, 200, dtype)
+    expect = grads + rgrad
+    reg.penalty_backward(grads, params, ranges, 0.01, 0.02)
+    np.testing.assert_allclose(grads, expect, **tol(dtype))
+    assert rgrad[60] == 0 and rgrad[5] == 0   # biases (outside the ranges) and sign(0)
 
 
 @pytest.fixture(params=[np.float32, np.float64])
@@ -125,10 +212,12 @@ f = np.float32
 Z = np.ones((4, 6), f); A = np.ones_like(Z); W = np.ones((6, 6), f); b = np.zeros(6, f)
 d.dense_forward(Z, A, W, b); d.dense_backward(A, W, b, Z, A, W, True)
 a.activation_forward(A, Z, 5, f(1)); a.activation_backward(Z, A, Z, A, 5, f(1))
-o.sgd_update(b, b, 0.1)
-for k in (d.dense_forward, d.dense_backward, a.activation_forward, a.activation_backward, o.sgd_update):
+o.optimizer_update(b, b, b, b, 3, 0.1, np.zeros(5), 1)
+for k in (d.dense_forward, d.dense_backward, a.activation_forward, a.activation_backward, o.optimizer_update):
     for ir in k.inspect_llvm().values():
-        ops = re.findall(r"= (?:fadd|fmul|fsub|fdiv)[a-z ]* (double|float)", ir)
+        # only the parallel loop bodies: per-element work (scalar set-up may use float64)
+        bodies = re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
+        ops = re.findall(r"= (?:fadd|fmul|fsub|fdiv)[a-z ]* (double|float)", "".join(bodies))
         print(k.__name__, ops.count("double"), ops.count("float"))
 """
 
@@ -136,7 +225,7 @@ for k in (d.dense_forward, d.dense_backward, a.activation_forward, a.activation_
 def test_float32_kernels_do_no_float64_arithmetic():
     """A float64 literal in a kernel silently runs float32 math in double precision (slower,
     and different from the reference). Compile fresh (inspection needs uncached code) and read
-    the LLVM IR of the float32 specialisations."""
+    the LLVM IR of the float32 specialisations' parallel loop bodies."""
     import subprocess
     import sys
     import os

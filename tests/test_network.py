@@ -151,8 +151,8 @@ def test_validation_split_holds_out_the_last_rows():
     a, b = (fastbp.Network([3, 5, 2], seed=0) for _ in range(2))
     ha = a.fit(X, y, epochs=3, batch_size=8, validation_split=0.25)
     hb = b.fit(X[:30], y[:30], epochs=3, batch_size=8, validation_data=(X[30:], y[30:]))
-    assert set(ha.history) == {"loss", "val_loss", "val_score"} and ha.epoch == [0, 1, 2]
-    for key in ha.history:
+    assert set(ha.history) == {"loss", "val_loss", "val_score", "lr", "time"} and ha.epoch == [0, 1, 2]
+    for key in ("loss", "val_loss", "val_score"):
         np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=1e-6)
     assert ha.history["val_loss"][-1] == pytest.approx(a.loss(X[30:], y[30:]), rel=1e-6)
     assert ha.history["val_score"][-1] == pytest.approx(a.score(X[30:], y[30:]))
@@ -173,6 +173,9 @@ def test_shuffle_matters_and_verbose_prints(capsys):
     a.fit(X, y, epochs=2, batch_size=8, shuffle=True, verbose=1)
     b.fit(X, y, epochs=2, batch_size=8, shuffle=False)
     assert not np.allclose(a.get_weights()[0][0], b.get_weights()[0][0])
+    bar = capsys.readouterr().err
+    assert "epoch 2/2" in bar or "40/40" in bar   # tqdm's bar, or the plain fallback
+    a.fit(X, y, epochs=2, batch_size=8, verbose=2)
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[1].startswith("epoch 2/2 - loss ")
 

@@ -6,56 +6,76 @@ import numpy as np
 
 from ... import config
 from . import driver
-from .losses import loss_divisor, RMSE
+from .losses import RMSE, loss_divisor
 
 
 class CpuBackend:
     name = "cpu"
 
-    def __init__(self, spec, dtype):
+    def __init__(self, spec, dtype, drop_key):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.layers = np.ascontiguousarray(spec.layers)
-        self.act_params = spec.act_param_array(self.dtype)
+        self.layer_f = spec.layer_floats(self.dtype)
+        self.ranges = spec.weight_ranges
         self.grads = np.zeros(spec.n_params, dtype=self.dtype)
+        self.hp = (int(spec.loss_code), float(spec.loss_param), float(spec.l1), float(spec.l2),
+                   float(spec.bn_momentum), float(spec.bn_eps), np.uint64(drop_key))
         self._workspaces = {}
 
     def workspace(self, cap):
         ws = self._workspaces.get(cap)
         if ws is None:
-            # keep at most a training and an evaluation workspace alive
-            if len(self._workspaces) >= 2:
+            if len(self._workspaces) >= 2:   # keep a training and an evaluation workspace
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[cap] = driver.Workspace(self.spec, cap, self.dtype)
-        return ws.arrays()
+            ws = self._workspaces[cap] = driver.Workspace(self.spec, cap, self.dtype).arrays()
+        return ws
+
+    def _net(self, params, state, grads=None):
+        return (params, self.grads if grads is None else grads, state, self.layers, self.layer_f,
+                self.ranges)
 
     def _eval_ws(self, n):
         return self.workspace(max(1, min(n, config.EVAL_CHUNK)))
 
-    def predict(self, params, X):
+    # ---- evaluation (inference mode: running statistics, no dropout) ----
+    def predict(self, params, state, X):
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
-        driver.predict_into(out, X, params, self.layers, self.act_params, self._eval_ws(X.shape[0]))
+        driver.predict_into(out, X, self._net(params, state), self.hp, self._eval_ws(X.shape[0]))
         return out
 
-    def loss(self, params, X, Y):
+    def loss(self, params, state, X, Y):
         spec = self.spec
-        total = driver.loss_total(X, Y, params, self.layers, self.act_params, spec.loss_code,
-                                  spec.loss_param, self._eval_ws(X.shape[0]))
+        net = self._net(params, state)
+        total = driver.loss_total(X, Y, net, self.hp, self._eval_ws(X.shape[0]))
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
-        return float(np.sqrt(mean)) if spec.loss_code == RMSE else float(mean)
+        data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
+        return float(data_loss + driver.penalties(False, net, self.hp))
 
-    def loss_and_gradients(self, params, X, Y):
-        spec = self.spec
+    def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
         grads = np.zeros_like(params)
-        ws = driver.Workspace(spec, X.shape[0], self.dtype).arrays()  # one block of all rows
-        value = driver.loss_and_gradients(X, Y, params, grads, self.layers, self.act_params,
-                                          spec.loss_code, spec.loss_param, ws)
+        ws = driver.Workspace(self.spec, X.shape[0], self.dtype).arrays()   # one block of all rows
+        value = driver.loss_and_gradients(X, Y, dropout_step is not None, int(dropout_step or 0),
+                                          self._net(params, state, grads), self.hp, ws)
         return float(value), grads
 
-    def train(self, params, X, Y, orders, batch_size, lr):
-        spec = self.spec
-        losses = np.empty(orders.shape[0], dtype=np.float64)
-        driver.train_epochs(params, self.grads, self.layers, self.act_params, spec.loss_code,
-                            spec.loss_param, X, Y, orders, batch_size, float(lr),
-                            self.workspace(batch_size), losses)
-        return losses
+    # ---- training ----
+    @staticmethod
+    def _opt(optimizer):
+        return (int(optimizer.code), optimizer.hyper(), optimizer.m, optimizer.v, optimizer.t,
+                float(optimizer.clip_norm or 0.0))
+
+    def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
+        """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
+        fewer than asked when an epoch's loss was not finite."""
+        losses = np.full(orders.shape[0], np.nan)
+        ran = driver.train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
+                                  counter, self._net(params, state), self.hp, self._opt(optimizer),
+                                  self.workspace(batch_size), losses)
+        return losses, ran
+
+    def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
+        """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
+        return driver.train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
+                                 self._net(params, state), self.hp, self._opt(optimizer),
+                                 self.workspace(batch_size))

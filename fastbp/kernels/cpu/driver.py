@@ -1,13 +1,24 @@
 """The compiled drivers: whole-network forward and backward passes, and the epoch loop.
 
-`train_epochs` runs every epoch and mini-batch (gather, forward, loss, backward, update)
-without returning to Python. Everything it touches is preallocated by `Workspace`:
+`train_epochs` runs every epoch and mini-batch (gather, forward, loss, backward, penalties,
+clipping, optimizer update) without returning to Python. Its arguments travel in four tuples:
 
-  params, grads       flat vectors; layer l's W and b are views at layers[l, W_OFF], [B_OFF]
-  xb, yb              (cap, n_in), (cap, n_out): the gathered mini-batch
-  zbuf, dzbuf         every layer's Z (b, units*pieces) and its gradient, packed at z_off[l]
-  abuf, dabuf         every layer's A (b, units) and its gradient, packed at a_off[l]
-  rows                (cap,) per-sample losses
+  net  (params, grads, state, layers, layer_f, ranges)
+       flat parameters and their gradients (layer l's W, b, gamma, beta are views at the offsets
+       in the int table `layers`), batch-norm running statistics `state`, the float table
+       `layer_f` (activation parameter, dropout rate), the weight ranges l1/l2 penalise
+  hp   (loss_code, loss_param, l1, l2, bn_momentum, bn_eps, drop_key)
+  opt  (code, hyper, m, v, t, clip_norm): the optimizer's codes, its state vectors m and v,
+       its step count t (int64[1]); clip_norm 0 means no clipping
+  ws   the Workspace arrays below, allocated once per network and batch size
+
+  xb, yb, wb     the gathered mini-batch: inputs, targets, sample weights
+  zbuf, dzbuf    every layer's pre-activation Z (b, units*pieces) and its gradient, at z_off[l]
+  hbuf           batch-norm layers' normalised Z (same layout; empty without batch norm)
+  abuf, dabuf    every layer's activation A (b, units) and its gradient, at a_off[l]
+  dbuf           dropout layers' output (same layout; empty without dropout)
+  stats          batch-norm layers' batch mean and 1/std, at their S_OFF
+  rows           per-sample losses
 
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
@@ -15,11 +26,14 @@ import numpy as np
 from numba import prange
 
 from ...config import kernel, serial
-from ...spec import ACT, B_OFF, N_IN, N_UNITS, PIECES, W_OFF
+from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_forward
 from .losses import batch_loss, loss_backward, loss_rows
-from .optim import sgd_update
+from .optim import grad_norm, optimizer_update, scale
+from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
+                         dropout_backward, dropout_forward,
+                         penalty_backward, penalty_value)
 
 
 class Workspace:
@@ -34,164 +48,264 @@ class Workspace:
         self.a_off = np.zeros(L, dtype=np.int64)
         self.z_off[1:] = np.cumsum(cap * nz)[:-1]
         self.a_off[1:] = np.cumsum(cap * units)[:-1]
+        z_size, a_size = int(cap * nz.sum()), int(cap * units.sum())
         self.xb = np.zeros((cap, spec.n_in), dtype=dtype)
         self.yb = np.zeros((cap, spec.n_out), dtype=dtype)
-        self.zbuf = np.zeros(int(cap * nz.sum()), dtype=dtype)
-        self.dzbuf = np.zeros_like(self.zbuf)
-        self.abuf = np.zeros(int(cap * units.sum()), dtype=dtype)
-        self.dabuf = np.zeros_like(self.abuf)
+        self.wb = np.ones(cap, dtype=dtype)
+        self.zbuf = np.zeros(z_size, dtype=dtype)
+        self.dzbuf = np.zeros(z_size, dtype=dtype)
+        self.hbuf = np.zeros(z_size if any(spec.batch_norm) else 0, dtype=dtype)
+        self.abuf = np.zeros(a_size, dtype=dtype)
+        self.dabuf = np.zeros(a_size, dtype=dtype)
+        self.dbuf = np.zeros(a_size if any(spec.dropout) else 0, dtype=dtype)
+        self.stats = np.zeros(spec.n_state, dtype=dtype)
         self.rows = np.zeros(cap, dtype=dtype)
 
     def arrays(self):
-        return (self.xb, self.yb, self.zbuf, self.abuf, self.dzbuf, self.dabuf,
-                self.z_off, self.a_off, self.rows)
+        return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
+                self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows)
 
+
+# ---- views into the flat buffers ----
 
 @serial
 def _weights(params, layers, l):
     n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
     w = layers[l, W_OFF]
-    W = params[w:w + n_in * nz].reshape((n_in, nz))
-    b = params[layers[l, B_OFF]:layers[l, B_OFF] + nz]
-    return W, b
+    return params[w:w + n_in * nz].reshape((n_in, nz)), params[layers[l, B_OFF]:layers[l, B_OFF] + nz]
 
 
 @serial
-def _acts(buf, off, layers, l, b, z_side):
-    """Layer l's (b, width) block of an activation buffer: width units*pieces for Z, units for A."""
+def _pair(vec, layers, l, col):
+    """Two consecutive length-nz vectors at layers[l, col]: (gamma, beta), (mean, var) or
+    (mean, inv_std)."""
+    nz = layers[l, N_UNITS] * layers[l, PIECES]
+    o = layers[l, col]
+    return vec[o:o + nz], vec[o + nz:o + 2 * nz]
+
+
+@serial
+def _block(buf, off, layers, l, b, z_side):
+    """Layer l's (b, width) block of a buffer: width units*pieces for Z-side, units for A-side."""
     width = layers[l, N_UNITS] * (layers[l, PIECES] if z_side else 1)
     return buf[off[l]:off[l] + b * width].reshape((b, width))
 
 
+@serial
+def _layer_input(l, b, dropout, layers, layer_f, ws):
+    """What layer l reads: the batch, or the previous layer's activation (after its dropout)."""
+    xb, abuf, dbuf, a_off = ws[0], ws[5], ws[6], ws[11]
+    if l == 0:
+        return xb[:b]
+    if dropout and layer_f[l - 1, DROP] > 0:
+        return _block(dbuf, a_off, layers, l - 1, b, False)
+    return _block(abuf, a_off, layers, l - 1, b, False)
+
+
+# ---- copying rows ----
+
 @kernel
-def gather_rows(xb, yb, X, Y, order, start, b):
-    """xb[i] = X[order[start + i]] (and likewise yb) for i < b."""
+def gather_rows(xb, yb, wb, X, Y, SW, order, start, b):
+    """Row i < b of the batch is row order[start + i] of X, Y and SW."""
     for i in prange(b):
         r = order[start + i]
         for j in range(X.shape[1]):
             xb[i, j] = X[r, j]
         for j in range(Y.shape[1]):
             yb[i, j] = Y[r, j]
+        wb[i] = SW[r]
 
 
 @kernel
-def copy_rows(xb, X, start, b):
+def copy_rows(dst, src, start, b):
     for i in prange(b):
-        for j in range(X.shape[1]):
-            xb[i, j] = X[start + i, j]
+        for j in range(src.shape[1]):
+            dst[i, j] = src[start + i, j]
 
+
+# ---- the network ----
 
 @serial
-def forward(b, params, layers, act_params, ws):
-    """Every layer's Z and A for the first b rows of xb."""
-    xb, yb, zbuf, abuf, dzbuf, dabuf, z_off, a_off, rows = ws
-    A_prev = xb[:b]
+def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
+    """Every layer's Z and A for the first b rows of xb.
+
+    batch_stats: batch norm normalises by this batch's statistics (training), else by the
+    running ones (inference). dropout: apply dropout with the masks of `step`.
+    update_stats: fold this batch's statistics into the running ones (a real training step).
+    """
+    params, grads, state, layers, layer_f, ranges = net
+    bn_momentum, bn_eps, drop_key = hp[4], hp[5], hp[6]
+    zbuf, hbuf, abuf, dbuf, stats, z_off, a_off = ws[3], ws[4], ws[5], ws[6], ws[9], ws[10], ws[11]
     for l in range(layers.shape[0]):
         W, bias = _weights(params, layers, l)
-        Z = _acts(zbuf, z_off, layers, l, b, True)
-        A = _acts(abuf, a_off, layers, l, b, False)
-        dense_forward(Z, A_prev, W, bias)
-        activation_forward(A, Z, layers[l, ACT], act_params[l])
-        A_prev = A
+        Z = _block(zbuf, z_off, layers, l, b, True)
+        A = _block(abuf, a_off, layers, l, b, False)
+        dense_forward(Z, _layer_input(l, b, dropout, layers, layer_f, ws), W, bias)
+        if layers[l, BN]:
+            gamma, beta = _pair(params, layers, l, G_OFF)
+            run_mean, run_var = _pair(state, layers, l, S_OFF)
+            if batch_stats:
+                mean, inv_std = _pair(stats, layers, l, S_OFF)
+                batchnorm_forward(Z, _block(hbuf, z_off, layers, l, b, True), mean, inv_std, run_mean,
+                                  run_var, gamma, beta, bn_eps, bn_momentum, update_stats)
+            else:
+                batchnorm_inference(Z, gamma, beta, run_mean, run_var, bn_eps)
+        activation_forward(A, Z, layers[l, ACT], layer_f[l, ACT_PARAM])
+        if dropout and layer_f[l, DROP] > 0:
+            dropout_forward(_block(dbuf, a_off, layers, l, b, False), A, layer_f[l, DROP],
+                            drop_key, step, l)
 
 
 @serial
-def output_loss(b, layers, act_params, loss_code, loss_param, ws):
-    """The mean loss of the batch in yb; leaves dL/dZ of the output layer in dzbuf."""
-    xb, yb, zbuf, abuf, dzbuf, dabuf, z_off, a_off, rows = ws
+def output_loss(b, net, hp, ws):
+    """The batch's mean (sample-weighted) data loss; leaves dL/dZ of the output layer in dzbuf."""
+    layers, layer_f = net[3], net[4]
+    loss_code, loss_param = hp[0], hp[1]
+    yb, wb, zbuf, abuf, dzbuf, dabuf = ws[1], ws[2], ws[3], ws[5], ws[7], ws[8]
+    z_off, a_off, rows = ws[10], ws[11], ws[12]
     L = layers.shape[0] - 1
-    Z = _acts(zbuf, z_off, layers, L, b, True)
-    A = _acts(abuf, a_off, layers, L, b, False)
-    dZ = _acts(dzbuf, z_off, layers, L, b, True)
-    dA = _acts(dabuf, a_off, layers, L, b, False)
-    Y = yb[:b]
-    loss_rows(rows[:b], Z, A, Y, loss_code, loss_param)
+    Z = _block(zbuf, z_off, layers, L, b, True)
+    A = _block(abuf, a_off, layers, L, b, False)
+    Y, SW = yb[:b], wb[:b]
+    loss_rows(rows[:b], Z, A, Y, SW, loss_code, loss_param)
     value = batch_loss(rows[:b], loss_code, Y.shape[1])
-    loss_backward(dZ, dA, Z, A, Y, loss_code, loss_param, value, layers[L, ACT], act_params[L])
+    loss_backward(_block(dzbuf, z_off, layers, L, b, True), _block(dabuf, a_off, layers, L, b, False),
+                  Z, A, Y, SW, loss_code, loss_param, value, layers[L, ACT], layer_f[L, ACT_PARAM])
     return value
 
 
 @serial
-def backward(b, params, grads, layers, act_params, ws):
-    """Fill grads from the output delta in dzbuf, layer by layer down to the input."""
-    xb, yb, zbuf, abuf, dzbuf, dabuf, z_off, a_off, rows = ws
+def backward(b, dropout, step, net, hp, ws):
+    """Fill grads from the output delta in dzbuf, layer by layer down to the input, after a
+    forward pass with batch statistics and the same `dropout` and `step`."""
+    params, grads, state, layers, layer_f, ranges = net
+    drop_key = hp[6]
+    xb, zbuf, hbuf, abuf, dzbuf, dabuf = ws[0], ws[3], ws[4], ws[5], ws[7], ws[8]
+    stats, z_off, a_off = ws[9], ws[10], ws[11]
     for l in range(layers.shape[0] - 1, -1, -1):
+        dZ = _block(dzbuf, z_off, layers, l, b, True)
+        if layers[l, BN]:
+            gamma, _ = _pair(params, layers, l, G_OFF)
+            dgamma, dbeta = _pair(grads, layers, l, G_OFF)
+            _, inv_std = _pair(stats, layers, l, S_OFF)
+            batchnorm_backward(dZ, dgamma, dbeta, _block(hbuf, z_off, layers, l, b, True), inv_std, gamma)
         W, _ = _weights(params, layers, l)
         dW, db = _weights(grads, layers, l)
-        dZ = _acts(dzbuf, z_off, layers, l, b, True)
+        A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
+        dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else xb[:b]  # xb: unused
+        dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0)
         if l > 0:
-            A_prev = _acts(abuf, a_off, layers, l - 1, b, False)
-            dA_prev = _acts(dabuf, a_off, layers, l - 1, b, False)
-        else:
-            A_prev = xb[:b]
-            dA_prev = xb[:b]    # not written: need_dA is False for the first layer
-        dense_backward(dA_prev, dW, db, dZ, A_prev, W, l > 0)
-        if l > 0:
-            Z_prev = _acts(zbuf, z_off, layers, l - 1, b, True)
-            dZ_prev = _acts(dzbuf, z_off, layers, l - 1, b, True)
-            activation_backward(dZ_prev, dA_prev, Z_prev, A_prev, layers[l - 1, ACT], act_params[l - 1])
+            if dropout and layer_f[l - 1, DROP] > 0:
+                dropout_backward(dA_prev, layer_f[l - 1, DROP], drop_key, step, l - 1)
+            activation_backward(_block(dzbuf, z_off, layers, l - 1, b, True), dA_prev,
+                                _block(zbuf, z_off, layers, l - 1, b, True),
+                                _block(abuf, a_off, layers, l - 1, b, False),
+                                layers[l - 1, ACT], layer_f[l - 1, ACT_PARAM])
 
 
 @serial
-def train_epochs(params, grads, layers, act_params, loss_code, loss_param,
-                 X, Y, orders, batch_size, lr, ws, epoch_losses):
-    """Mini-batch SGD over X, Y for each row of `orders` (one permutation per epoch).
+def penalties(with_grads, net, hp):
+    """The l1/l2 penalty on the weights, added to grads when with_grads."""
+    params, grads, ranges = net[0], net[1], net[5]
+    l1, l2 = hp[2], hp[3]
+    if l1 == 0 and l2 == 0:
+        return 0.0
+    if with_grads:
+        penalty_backward(grads, params, ranges, l1, l2)
+    return penalty_value(params, ranges, l1, l2)
 
-    epoch_losses[e]: the mean of the epoch's batch losses, weighted by batch size.
-    """
+
+@serial
+def train_step(b, step, lr, net, hp, opt, ws):
+    """One SGD step on the batch in xb/yb/wb; returns its loss (before the update)."""
+    params, grads = net[0], net[1]
+    code, hyper, m, v, t, clip_norm = opt
+    forward(b, True, True, True, step, net, hp, ws)
+    value = output_loss(b, net, hp, ws)
+    backward(b, True, step, net, hp, ws)
+    value += penalties(True, net, hp)
+    if clip_norm > 0:
+        norm = grad_norm(grads)
+        if norm > clip_norm:
+            scale(grads, clip_norm / norm)
+    t[0] += 1
+    optimizer_update(params, grads, m, v, code, lr, hyper, t[0])
+    return value
+
+
+@serial
+def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, opt, ws):
+    """Batches of rows order[start:stop]; returns the sum of batch losses times batch sizes.
+    counter[0] is the global step, which keys the dropout masks."""
+    xb, yb, wb = ws[0], ws[1], ws[2]
+    total = 0.0
+    for s in range(start, stop, batch_size):
+        b = min(batch_size, stop - s)
+        gather_rows(xb, yb, wb, X, Y, SW, order, s, b)
+        total += train_step(b, counter[0], lr, net, hp, opt, ws) * b
+        counter[0] += 1
+    return total
+
+
+@serial
+def train_epochs(X, Y, SW, orders, lrs, batch_size, counter, net, hp, opt, ws, epoch_losses):
+    """One epoch per row of `orders` at learning rate lrs[e]; epoch_losses[e] is the mean of
+    the epoch's batch losses weighted by batch size."""
     n = X.shape[0]
-    xb, yb = ws[0], ws[1]
     for e in range(orders.shape[0]):
-        total = 0.0
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            gather_rows(xb, yb, X, Y, orders[e], start, b)
-            forward(b, params, layers, act_params, ws)
-            total += output_loss(b, layers, act_params, loss_code, loss_param, ws) * b
-            backward(b, params, grads, layers, act_params, ws)
-            sgd_update(params, grads, lr)
+        total = train_rows(0, n, orders[e], X, Y, SW, batch_size, lrs[e], counter, net, hp, opt, ws)
         epoch_losses[e] = total / n
+        if not np.isfinite(epoch_losses[e]):
+            return e + 1   # diverged: stop here, the caller restores and reports
+    return orders.shape[0]
 
+
+# ---- evaluation ----
 
 @serial
-def predict_into(out, X, params, layers, act_params, ws):
-    """out (n, n_out) = the network's output for X, computed in blocks of the workspace's rows."""
-    xb, a_off, abuf = ws[0], ws[7], ws[3]
+def predict_into(out, X, net, hp, ws):
+    """out (n, n_out): the network's output for X (inference mode), in blocks of the workspace."""
+    layers = net[3]
+    xb, abuf, a_off = ws[0], ws[5], ws[11]
     L = layers.shape[0] - 1
     for start in range(0, X.shape[0], xb.shape[0]):
         b = min(xb.shape[0], X.shape[0] - start)
         copy_rows(xb, X, start, b)
-        forward(b, params, layers, act_params, ws)
-        copy_rows(out[start:start + b], _acts(abuf, a_off, layers, L, b, False), 0, b)
+        forward(b, False, False, False, 0, net, hp, ws)
+        copy_rows(out[start:start + b], _block(abuf, a_off, layers, L, b, False), 0, b)
 
 
 @serial
-def loss_total(X, Y, params, layers, act_params, loss_code, loss_param, ws):
-    """Sum of the per-sample losses over X (the caller divides, and takes the root for rmse)."""
-    xb, yb, zbuf, abuf, dzbuf, dabuf, z_off, a_off, rows = ws
+def loss_total(X, Y, net, hp, ws):
+    """Sum of the per-sample losses over X in inference mode (the caller divides)."""
+    layers = net[3]
+    xb, yb, wb, zbuf, abuf = ws[0], ws[1], ws[2], ws[3], ws[5]
+    z_off, a_off, rows = ws[10], ws[11], ws[12]
     L = layers.shape[0] - 1
     total = 0.0
     for start in range(0, X.shape[0], xb.shape[0]):
         b = min(xb.shape[0], X.shape[0] - start)
         copy_rows(xb, X, start, b)
         copy_rows(yb, Y, start, b)
-        forward(b, params, layers, act_params, ws)
-        Z = _acts(zbuf, z_off, layers, L, b, True)
-        A = _acts(abuf, a_off, layers, L, b, False)
-        loss_rows(rows[:b], Z, A, yb[:b], loss_code, loss_param)
+        wb[:b] = 1
+        forward(b, False, False, False, 0, net, hp, ws)
+        loss_rows(rows[:b], _block(zbuf, z_off, layers, L, b, True), _block(abuf, a_off, layers, L, b, False),
+                  yb[:b], wb[:b], hp[0], hp[1])
         for i in range(b):
             total += rows[i]
     return total
 
 
 @serial
-def loss_and_gradients(X, Y, params, grads, layers, act_params, loss_code, loss_param, ws):
-    """The mean loss over all of X (one block: ws holds X.shape[0] rows) and its gradient."""
-    xb, yb = ws[0], ws[1]
+def loss_and_gradients(X, Y, dropout, step, net, hp, ws):
+    """The loss of X as one training batch (batch statistics; dropout only if `dropout`, with the
+    masks of `step`) and its gradient in grads; running statistics are left alone."""
+    xb, yb, wb = ws[0], ws[1], ws[2]
     b = X.shape[0]
     copy_rows(xb, X, 0, b)
     copy_rows(yb, Y, 0, b)
-    forward(b, params, layers, act_params, ws)
-    value = output_loss(b, layers, act_params, loss_code, loss_param, ws)
-    backward(b, params, grads, layers, act_params, ws)
-    return value
+    wb[:b] = 1
+    forward(b, True, dropout, False, step, net, hp, ws)
+    value = output_loss(b, net, hp, ws)
+    backward(b, dropout, step, net, hp, ws)
+    return value + penalties(True, net, hp)

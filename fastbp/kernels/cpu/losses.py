@@ -1,5 +1,8 @@
 """Loss kernels: loss_rows (each sample's loss) and loss_backward (dL/dZ of the output layer).
 
+Sample weights SW scale each row's loss and gradient; the mean still divides by the batch size
+(Keras' convention), so weights of 1 give the unweighted mean.
+
 The batch loss is finished by `batch_loss` from the per-row sums, so the reduction over the
 batch is a serial sum of a short vector instead of a shared write in a parallel loop.
 Both cross-entropies are computed from the pre-activation Z (log-sum-exp, softplus): finite for
@@ -17,8 +20,8 @@ MSE, RMSE, HUBER, BCE, CE = (LOSSES[n][0] for n in
 
 
 @kernel
-def loss_rows(rows, Z, A, Y, code, param):
-    """rows (B,): each sample's loss summed over its outputs."""
+def loss_rows(rows, Z, A, Y, SW, code, param):
+    """rows (B,): each sample's loss summed over its outputs, times its weight SW (B,)."""
     B, m = Z.shape
     zero, half = Z.dtype.type(0), Z.dtype.type(0.5)
     d = Z.dtype.type(param)
@@ -49,7 +52,7 @@ def loss_rows(rows, Z, A, Y, code, param):
             for j in range(m):
                 r = A[i, j] - Y[i, j]
                 s += r * r
-        rows[i] = s
+        rows[i] = s * SW[i]
 
 
 @serial
@@ -69,7 +72,7 @@ def batch_loss(rows, code, m):
 
 
 @kernel
-def _output_delta(dA, Z, A, Y, code, param, loss_value):
+def _output_delta(dA, Z, A, Y, SW, code, param, loss_value):
     """Where loss and output activation are not fused: dL/dA, before the activation's backward."""
     B, m = Z.shape
     zero, two = Z.dtype.type(0), Z.dtype.type(2)
@@ -80,38 +83,40 @@ def _output_delta(dA, Z, A, Y, code, param, loss_value):
     else:
         scale = two * inv_n
     for i in prange(B):
+        w = SW[i]
         for j in range(m):
             r = A[i, j] - Y[i, j]
             if code == HUBER:
-                dA[i, j] = min(max(r, -d), d) * inv_n
+                dA[i, j] = min(max(r, -d), d) * inv_n * w
             else:  # MSE, RMSE
-                dA[i, j] = r * scale
+                dA[i, j] = r * scale * w
 
 
 @kernel
-def _fused_delta(dZ, A, Y, code):
+def _fused_delta(dZ, A, Y, SW, code):
     """Softmax + cross-entropy and sigmoid + binary cross-entropy: dZ = (a * sum(y) - y) / n."""
     B, m = A.shape
     zero = A.dtype.type(0)
     inv_n = A.dtype.type(1.0 / loss_divisor(code, B, m))
     for i in prange(B):
+        w = SW[i] * inv_n
         if code == CE:
             ysum = zero
             for j in range(m):
                 ysum += Y[i, j]
             for j in range(m):
-                dZ[i, j] = (A[i, j] * ysum - Y[i, j]) * inv_n
+                dZ[i, j] = (A[i, j] * ysum - Y[i, j]) * w
         else:
             for j in range(m):
-                dZ[i, j] = (A[i, j] - Y[i, j]) * inv_n
+                dZ[i, j] = (A[i, j] - Y[i, j]) * w
 
 
 @serial
-def loss_backward(dZ, dA, Z, A, Y, code, param, loss_value, out_code, out_param):
-    """dZ: gradient of the batch's mean loss with respect to the output pre-activation.
-    dA is scratch of the same shape, used where the output activation is not fused."""
+def loss_backward(dZ, dA, Z, A, Y, SW, code, param, loss_value, out_code, out_param):
+    """dZ: gradient of the batch's mean (sample-weighted) loss with respect to the output
+    pre-activation. dA is scratch of the same shape, used where the activation is not fused."""
     if code == CE or code == BCE:
-        _fused_delta(dZ, A, Y, code)
+        _fused_delta(dZ, A, Y, SW, code)
     else:
-        _output_delta(dA, Z, A, Y, code, param, loss_value)
+        _output_delta(dA, Z, A, Y, SW, code, param, loss_value)
         activation_backward(dZ, dA, Z, A, out_code, out_param)

@@ -1,0 +1,159 @@
+"""Regularisation kernels, in forward/backward pairs: dropout, batch normalisation, l1/l2.
+
+Dropout masks come from a counter-based hash of (key, step, layer, row, unit), not from a
+stateful generator: any thread can draw any unit's mask, the backward pass redraws the forward's
+mask instead of storing it, and reference.py draws the very same masks.
+Batch normalisation parallelises over columns (units): each thread owns whole columns, so the
+reductions over the batch are private to a thread.
+"""
+import numpy as np
+from numba import prange
+
+from ...config import kernel, serial
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+
+
+@serial
+def mix64(z):
+    """splitmix64's finaliser: a bijection of uint64 whose output bits look independent."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@serial
+def dropout_seed(key, step, layer):
+    return mix64(mix64(key + np.uint64(step)) + np.uint64(layer))
+
+
+@serial
+def keep_unit(seed, index, rate):
+    """True with probability 1 - rate: the top 24 bits of the hash as a uniform in [0, 1)."""
+    u = np.float64(mix64(seed + np.uint64(index)) >> _S40) * (1.0 / 16777216.0)
+    return u >= rate
+
+
+@kernel
+def dropout_forward(D, A, rate, key, step, layer):
+    """D = A * mask / (1 - rate), the mask drawn from (key, step, layer, row, unit)."""
+    B, n = A.shape
+    seed = dropout_seed(key, step, layer)
+    scale = A.dtype.type(1.0 / (1.0 - rate))
+    zero = A.dtype.type(0)
+    for i in prange(B):
+        for j in range(n):
+            D[i, j] = A[i, j] * scale if keep_unit(seed, i * n + j, rate) else zero
+
+
+@kernel
+def dropout_backward(dA, rate, key, step, layer):
+    """In place: dA (the gradient at dropout's output) becomes the gradient at its input."""
+    B, n = dA.shape
+    seed = dropout_seed(key, step, layer)
+    scale = dA.dtype.type(1.0 / (1.0 - rate))
+    zero = dA.dtype.type(0)
+    for i in prange(B):
+        for j in range(n):
+            dA[i, j] = dA[i, j] * scale if keep_unit(seed, i * n + j, rate) else zero
+
+
+@kernel
+def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update):
+    """Training mode, in place: Z <- gamma * H + beta with H = (Z - mean) / sqrt(var + eps),
+    mean and (biased) var over the batch; mean and inv_std are kept for the backward pass.
+    update: running = momentum * running + (1 - momentum) * batch value, the variance unbiased
+    by B / (B - 1)."""
+    B, n = Z.shape
+    zero, one = Z.dtype.type(0), Z.dtype.type(1)
+    e = Z.dtype.type(eps)
+    inv_b = Z.dtype.type(1.0 / B)
+    m = Z.dtype.type(momentum)
+    unbias = Z.dtype.type(B / (B - 1.0) if B > 1 else 1.0)
+    for j in prange(n):
+        mu = zero
+        for i in range(B):
+            mu += Z[i, j]
+        mu *= inv_b
+        var = zero
+        for i in range(B):
+            d = Z[i, j] - mu
+            var += d * d
+        var *= inv_b
+        s = one / np.sqrt(var + e)
+        mean[j] = mu
+        inv_std[j] = s
+        if update:
+            run_mean[j] = m * run_mean[j] + (one - m) * mu
+            run_var[j] = m * run_var[j] + (one - m) * var * unbias
+        for i in range(B):
+            h = (Z[i, j] - mu) * s
+            H[i, j] = h
+            Z[i, j] = gamma[j] * h + beta[j]
+
+
+@kernel
+def batchnorm_inference(Z, gamma, beta, run_mean, run_var, eps):
+    """Inference mode, in place: Z <- gamma * (Z - running mean) / sqrt(running var + eps) + beta."""
+    B, n = Z.shape
+    one = Z.dtype.type(1)
+    e = Z.dtype.type(eps)
+    for i in prange(B):
+        for j in range(n):
+            Z[i, j] = gamma[j] * (Z[i, j] - run_mean[j]) * (one / np.sqrt(run_var[j] + e)) + beta[j]
+
+
+@kernel
+def batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma):
+    """In place: dZ (gradient at the normalised output) becomes the gradient at the dense output.
+
+    dbeta = sum dY, dgamma = sum dY h, dZ = inv_std / B * (B dH - sum dH - h sum dH h), dH = gamma dY.
+    """
+    B, n = dZ.shape
+    zero = dZ.dtype.type(0)
+    fb = dZ.dtype.type(B)
+    inv_b = dZ.dtype.type(1.0 / B)
+    for j in prange(n):
+        sdy = zero
+        sdyh = zero
+        for i in range(B):
+            sdy += dZ[i, j]
+            sdyh += dZ[i, j] * H[i, j]
+        dbeta[j] = sdy
+        dgamma[j] = sdyh
+        g = gamma[j] * inv_std[j] * inv_b
+        for i in range(B):
+            dZ[i, j] = g * (fb * dZ[i, j] - sdy - H[i, j] * sdyh)
+
+
+@kernel
+def penalty_value(params, ranges, l1, l2):
+    """l1 * sum |W| + l2 * sum W^2 over every weight matrix (biases are not penalised)."""
+    total = 0.0
+    for r in range(ranges.shape[0]):
+        s1 = 0.0
+        s2 = 0.0
+        for k in prange(ranges[r, 0], ranges[r, 1]):
+            w = params[k]
+            s1 += abs(w)
+            s2 += w * w
+        total += l1 * s1 + l2 * s2
+    return total
+
+
+@kernel
+def penalty_backward(grads, params, ranges, l1, l2):
+    """grads += l1 sign(W) + 2 l2 W on every weight matrix."""
+    a = params.dtype.type(l1)
+    b = params.dtype.type(2 * l2)
+    zero = params.dtype.type(0)
+    for r in range(ranges.shape[0]):
+        for k in prange(ranges[r, 0], ranges[r, 1]):
+            w = params[k]
+            if w > zero:
+                grads[k] += a + b * w
+            elif w < zero:
+                grads[k] += b * w - a
+            else:
+                grads[k] += b * w
