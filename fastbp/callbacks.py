@@ -70,7 +70,7 @@ class EarlyStopping(Callback):
                 self.best_state = self.network._snapshot(optimizer=False)
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:
                 self.stopped_epoch = epoch
                 self.network.stop_training = True
 

@@ -236,7 +236,7 @@ class Network:
                 k = 1 if per_epoch else next(data.epoch_chunks(n, epochs - epoch))
                 t0 = time.perf_counter()
                 orders = data.epoch_orders(self._rng, n, k, shuffle)
-                lrs = [opt.lr_at(epoch + i) for i in range(k)]
+                lrs = [opt.lr_at(epoch + i, i * n) for i in range(k)]
                 snap = self._snapshot()
                 if progress is not None:
                     losses, ran = self._epoch_with_progress(X, Y, SW, orders[0], batch_size, lrs[0],

@@ -116,7 +116,7 @@ class ReduceOnPlateau(Schedule):
             self.best, self.wait = value, 0
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:
                 self.current = max(self.current * self.factor, self.min_lr)
                 self.wait = 0
 
@@ -159,8 +159,11 @@ class Optimizer:
     def lr(self, value):
         self._lr = value if isinstance(value, Schedule) else _number(value, "lr", low_open=True)
 
-    def lr_at(self, epoch):
-        return self._lr(epoch, self.samples_seen) if isinstance(self._lr, Schedule) else self._lr
+    def lr_at(self, epoch, samples_ahead=0):
+        """The rate for `epoch`, which starts `samples_ahead` samples after those seen so far."""
+        if isinstance(self._lr, Schedule):
+            return self._lr(epoch, self.samples_seen + samples_ahead)
+        return self._lr
 
     @property
     def needs_logs(self):

@@ -269,7 +269,9 @@ class NumpyBackend:
             A_in = cache[l - 1][2] if l > 0 else X
             dW, db, dA_in = dense_backward(dZ, A_in, spec.views(params)[l][0])
             gviews[l][0][...] = dW
-            gviews[l][1][...] = db
+            # after batch norm the dense bias has no effect (the mean is subtracted): its exact
+            # gradient is 0, where the computed sum is rounding noise that Adam would amplify
+            gviews[l][1][...] = 0 if spec.batch_norm[l] else db
             if l > 0:
                 Zp, Ap = cache[l - 1][:2]
                 if dropout_step is not None and spec.dropout[l - 1] > 0:

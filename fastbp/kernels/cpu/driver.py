@@ -194,6 +194,8 @@ def backward(b, dropout, step, net, hp, ws):
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
         dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else xb[:b]  # xb: unused
         dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0)
+        if layers[l, BN]:
+            db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
             if dropout and layer_f[l - 1, DROP] > 0:
                 dropout_backward(dA_prev, layer_f[l - 1, DROP], drop_key, step, l - 1)
