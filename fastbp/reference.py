@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import N_UNITS, PIECES
+from .spec import DROP, N_UNITS
 
 
 # ---- activations: forward, and backward (dA -> dZ) written from the output where cheaper ----
@@ -211,31 +211,42 @@ class NumpyBackend:
         self.dtype = np.dtype(dtype)
         self.drop_key = int(drop_key)
         self.units = [int(r[N_UNITS]) for r in spec.layers]
+        # dropout rates as the kernels see them (rounded to the dtype), so the masks agree exactly
+        self.rates = [float(r) for r in spec.layer_floats(self.dtype)[:, DROP]]
+        self.penalised = spec.l1 > 0 or spec.l2 > 0
+
+    def _layers(self, vec):
+        """[(W, b, gamma, beta), ...] per layer as views into a flat vector (None, None without
+        batch norm)."""
+        bn = iter(self.spec.bn_views(vec))
+        return [(W, b, *(next(bn) if self.spec.batch_norm[l] else (None, None)))
+                for l, (W, b) in enumerate(self.spec.views(vec))]
 
     def _forward(self, params, state, X, batch_stats=False, dropout_step=None, update_stats=False):
-        """[(Z, A, A_out, bn), ...] per layer: Z the activation's input (after batch norm),
-        A its output, A_out what the next layer reads (after dropout), bn (H, var) or None."""
+        """[(Z, A, A_out, H, var), ...] per layer: Z the activation's input (after batch norm),
+        A its output, A_out what the next layer reads (after dropout); H and var the normalised
+        pre-activation and batch variance of a batch-norm layer (else None)."""
         spec, out, A_in = self.spec, [], X
-        bn_params, bn_state = iter(spec.bn_views(params)), iter(spec.state_views(state))
-        for l, ((W, b), act, p) in enumerate(zip(spec.views(params), spec.activations, spec.act_params)):
+        running = iter(spec.state_views(state))
+        for l, (W, b, gamma, beta) in enumerate(self._layers(params)):
             Z = dense_forward(A_in, W, b)
-            bn = None
-            if spec.batch_norm[l]:
-                (gamma, beta), (run_mean, run_var) = next(bn_params), next(bn_state)
+            H = var = None
+            if gamma is not None:
+                run_mean, run_var = next(running)
                 if batch_stats:
                     Z, H, mean, var = batchnorm_forward(Z, gamma, beta, spec.bn_eps)
-                    bn = (H, var)
                     if update_stats:
                         m, n = spec.bn_momentum, Z.shape[0]
                         run_mean[...] = m * run_mean + (1 - m) * mean
                         run_var[...] = m * run_var + (1 - m) * var * (n / (n - 1) if n > 1 else 1)
                 else:
                     Z = gamma * (Z - run_mean) / np.sqrt(run_var + spec.bn_eps) + beta
-            A = activation_forward(act, Z, p, self.units[l])
+            A = activation_forward(spec.activations[l], Z, spec.act_params[l], self.units[l])
             A_out = A
-            if dropout_step is not None and spec.dropout[l] > 0:
-                A_out = A * dropout_mask(A.shape, spec.dropout[l], self.drop_key, dropout_step, l).astype(A.dtype)
-            out.append((Z, A, A_out, bn))
+            if dropout_step is not None and self.rates[l] > 0:
+                mask = dropout_mask(A.shape, self.rates[l], self.drop_key, dropout_step, l)
+                A_out = A * mask.astype(A.dtype)
+            out.append((Z, A, A_out, H, var))
             A_in = A_out
         return out
 
@@ -246,41 +257,41 @@ class NumpyBackend:
         spec = self.spec
         Z, A = self._forward(params, state, X)[-1][:2]
         data_loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param)
-        return data_loss + penalty(params, spec.weight_ranges, spec.l1, spec.l2)[0]
+        return data_loss + (penalty(params, spec.weight_ranges, spec.l1, spec.l2)[0] if self.penalised else 0.0)
 
     def loss_and_gradients(self, params, state, X, Y, dropout_step=None, SW=None, update_stats=False):
         """Loss and gradient of X as one training batch (batch statistics for batch norm;
         dropout only when dropout_step is given), sample weights SW scaling each row."""
         spec = self.spec
-        SW = np.ones(len(X), dtype=self.dtype) if SW is None else SW
         cache = self._forward(params, state, X, True, dropout_step, update_stats)
         Z, A = cache[-1][:2]
         loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param, SW)
         dZ = loss_backward(spec.loss, Z, A, Y, spec.loss_param, loss, spec.output, spec.act_params[-1], SW)
         grads = np.empty_like(params)
-        gviews, gbn = spec.views(grads), iter(spec.bn_views(grads))
-        bn_params = iter(spec.bn_views(params))
+        layers, glayers = self._layers(params), self._layers(grads)
         for l in range(spec.n_layers - 1, -1, -1):
-            H_var = cache[l][3]
-            if H_var is not None:
-                gamma = spec.bn_views(params)[sum(spec.batch_norm[:l])][0]
-                dgamma, dbeta = spec.bn_views(grads)[sum(spec.batch_norm[:l])]
-                dZ, dgamma[...], dbeta[...] = batchnorm_backward(dZ, H_var[0], H_var[1], gamma, spec.bn_eps)
+            W, _, gamma, _ = layers[l]
+            dW, db, dgamma, dbeta = glayers[l]
+            H, var = cache[l][3:]
+            if gamma is not None:
+                dZ, dgamma[...], dbeta[...] = batchnorm_backward(dZ, H, var, gamma, spec.bn_eps)
             A_in = cache[l - 1][2] if l > 0 else X
-            dW, db, dA_in = dense_backward(dZ, A_in, spec.views(params)[l][0])
-            gviews[l][0][...] = dW
-            # after batch norm the dense bias has no effect (the mean is subtracted): its exact
-            # gradient is 0, where the computed sum is rounding noise that Adam would amplify
-            gviews[l][1][...] = 0 if spec.batch_norm[l] else db
+            dW[...], db[...], dA_in = dense_backward(dZ, A_in, W)
+            if gamma is not None:
+                # after batch norm the dense bias has no effect (the mean is subtracted): its exact
+                # gradient is 0, where the computed sum is rounding noise that Adam would amplify
+                db[...] = 0
             if l > 0:
                 Zp, Ap = cache[l - 1][:2]
-                if dropout_step is not None and spec.dropout[l - 1] > 0:
-                    dA_in = dA_in * dropout_mask(dA_in.shape, spec.dropout[l - 1], self.drop_key,
-                                                 dropout_step, l - 1).astype(dA_in.dtype)
+                if dropout_step is not None and self.rates[l - 1] > 0:
+                    mask = dropout_mask(dA_in.shape, self.rates[l - 1], self.drop_key, dropout_step, l - 1)
+                    dA_in = dA_in * mask.astype(dA_in.dtype)
                 dZ = activation_backward(spec.activations[l - 1], dA_in, Zp, Ap,
                                          spec.act_params[l - 1], self.units[l - 1])
-        value, pgrad = penalty(params, spec.weight_ranges, spec.l1, spec.l2)
-        return loss + value, grads + pgrad
+        if self.penalised:
+            value, pgrad = penalty(params, spec.weight_ranges, spec.l1, spec.l2)
+            loss, grads = loss + value, grads + pgrad
+        return loss, grads
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Mini-batches over the rows order[start:stop]: forward, backward, penalties, gradient
@@ -295,7 +306,7 @@ class NumpyBackend:
                 norm = np.sqrt(np.sum(grads.astype(np.float64) ** 2))
                 if norm > optimizer.clip_norm:
                     grads *= optimizer.clip_norm / norm
-            optimizer_update(params, grads, optimizer, lr)
+            optimizer_update(params, grads, optimizer, float(lr))
             counter[0] += 1
             total += loss * len(idx)
         return total

@@ -2,6 +2,7 @@
 
     python scripts/workloads.py                 # all workloads, float32, numpy vs cpu
     python scripts/workloads.py --dtype float64 --repeats 5 mid wide
+    python scripts/workloads.py --features digits   # with Adam, dropout 0.2 and batch norm
 """
 import argparse
 import sys
@@ -17,14 +18,17 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--backends", default="numpy,cpu")
+    p.add_argument("--features", action="store_true",
+                   help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer")
     args = p.parse_args(argv)
     backends = args.backends.split(",")
-    print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads")
+    print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads"
+          + (", Adam + dropout + batch norm" if args.features else ", plain SGD"))
     head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
     print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s}" if "numpy" in backends and "cpu" in backends else ""))
     for name in args.names:
         w = WORKLOADS[name]
-        times = {b: time_fit(w, b, args.dtype, args.repeats) for b in backends}
+        times = {b: time_fit(w, b, args.dtype, args.repeats, args.features) for b in backends}
         line = f"{name:9s} {w.gflop:7.2f}" + "".join(f" {times[b]:10.4f}" for b in backends)
         if "numpy" in times and "cpu" in times:
             line += f" {times['numpy'] / times['cpu']:6.2f}x {w.gflop / times['cpu']:8.1f}"

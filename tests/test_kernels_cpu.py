@@ -151,7 +151,7 @@ def test_dropout_masks_match_reference(rate, dtype):
     assert abs(kept - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / A.size)   # a fair coin
     dA = rand(rng, A.shape, dtype)
     expect = dA * mask
-    reg.dropout_backward(dA, dtype(rate), key, step, layer)
+    reg.dropout_forward(dA, dA, dtype(rate), key, step, layer)   # the backward, in place
     np.testing.assert_allclose(dA, expect, **tol(dtype))
     other = ref.dropout_mask(A.shape, float(dtype(rate)), key, step + 1, layer)
     assert not np.array_equal(other > 0, mask > 0)    # a new step draws a new mask

@@ -32,7 +32,7 @@ from .dense import dense_backward, dense_forward
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import grad_norm, optimizer_update, scale
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
-                         dropout_backward, dropout_forward,
+                         dropout_forward,
                          penalty_backward, penalty_value)
 
 
@@ -198,7 +198,7 @@ def backward(b, dropout, step, net, hp, ws):
             db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
             if dropout and layer_f[l - 1, DROP] > 0:
-                dropout_backward(dA_prev, layer_f[l - 1, DROP], drop_key, step, l - 1)
+                dropout_forward(dA_prev, dA_prev, layer_f[l - 1, DROP], drop_key, step, l - 1)
             activation_backward(_block(dzbuf, z_off, layers, l - 1, b, True), dA_prev,
                                 _block(zbuf, z_off, layers, l - 1, b, True),
                                 _block(abuf, a_off, layers, l - 1, b, False),

@@ -37,7 +37,10 @@ def keep_unit(seed, index, rate):
 
 @kernel
 def dropout_forward(D, A, rate, key, step, layer):
-    """D = A * mask / (1 - rate), the mask drawn from (key, step, layer, row, unit)."""
+    """D = A * mask / (1 - rate), the mask drawn from (key, step, layer, row, unit).
+
+    Its backward multiplies the gradient by the same mask: dropout_forward(dA, dA, ...) in place
+    (each element is read before it is written, by the same thread)."""
     B, n = A.shape
     seed = dropout_seed(key, step, layer)
     scale = A.dtype.type(1.0 / (1.0 - rate))
@@ -45,18 +48,6 @@ def dropout_forward(D, A, rate, key, step, layer):
     for i in prange(B):
         for j in range(n):
             D[i, j] = A[i, j] * scale if keep_unit(seed, i * n + j, rate) else zero
-
-
-@kernel
-def dropout_backward(dA, rate, key, step, layer):
-    """In place: dA (the gradient at dropout's output) becomes the gradient at its input."""
-    B, n = dA.shape
-    seed = dropout_seed(key, step, layer)
-    scale = dA.dtype.type(1.0 / (1.0 - rate))
-    zero = dA.dtype.type(0)
-    for i in prange(B):
-        for j in range(n):
-            dA[i, j] = dA[i, j] * scale if keep_unit(seed, i * n + j, rate) else zero
 
 
 @kernel
