@@ -9,6 +9,7 @@ driver inlines kernels from other files; so the directory is named by a hash of 
 the kernels depend on, and an edit anywhere starts a fresh cache. FASTBP_CACHE_DIR overrides
 the parent directory (default: NUMBA_CACHE_DIR if set, else ~/.cache/fastbp).
 EVAL_CHUNK: rows per block when predicting or scoring, bounding the scratch memory.
+REDUCE_CHUNKS: how many partial sums a long reduction (penalty, gradient norm) is split into.
 """
 import contextlib
 import hashlib
@@ -22,6 +23,7 @@ FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
             else {"reassoc", "contract", "arcp", "nsz"})
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 EVAL_CHUNK = 1024
+REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
 
 
 

@@ -132,7 +132,7 @@ def test_optimizer_update(name, dtype):
 
 def test_grad_norm_and_scale(dtype):
     g = np.random.default_rng(0).standard_normal(777).astype(dtype)
-    assert optim.grad_norm(g) == pytest.approx(np.linalg.norm(g.astype(np.float64)), rel=1e-6)
+    assert optim.grad_norm(g, np.zeros(64)) == pytest.approx(np.linalg.norm(g.astype(np.float64)), rel=1e-6)
     h = g.copy()
     optim.scale(h, 0.5)
     np.testing.assert_allclose(h, g * dtype(0.5), **tol(dtype))
@@ -190,7 +190,7 @@ def test_penalties(dtype):
     params = rand(rng, 200, dtype)
     params[5] = 0
     ranges = np.array([[0, 50], [80, 150]], dtype=np.int64)
-    value = reg.penalty_value(params, ranges, 0.01, 0.02)
+    value = reg.penalty_value(params, ranges, 0.01, 0.02, np.zeros(7))
     rvalue, rgrad = ref.penalty(params, ranges, 0.01, 0.02)
     assert value == pytest.approx(rvalue, rel=1e-6)
     grads = rand(rng, 200, dtype)

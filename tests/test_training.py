@@ -123,24 +123,28 @@ ALLOC_PROBE = r"""
 import numpy as np, fastbp
 from numba.core.runtime import rtsys
 X, y = fastbp.datasets.make_moons(400)
-net = fastbp.Network([2, 16, 16, 2], seed=0)
-for bs in (40, 4):                 # 10 and 100 batches per epoch
-    net.fit(X, y, epochs=1, batch_size=bs)   # first use of a batch size allocates its workspace
-    s0 = rtsys.get_allocation_stats()
-    net.fit(X, y, epochs=3, batch_size=bs)
-    s1 = rtsys.get_allocation_stats()
-    print(s1.alloc - s0.alloc)
+for kw, fit in (({}, {}), (dict(dropout=0.2, batch_norm=True, l1=1e-4, l2=1e-3),
+                           dict(optimizer=fastbp.optim.Adam(clip_norm=1.0)))):
+    net = fastbp.Network([2, 16, 16, 2], seed=0, **kw)
+    for bs in (40, 4):                 # 10 and 100 batches per epoch
+        net.fit(X, y, epochs=1, batch_size=bs, **fit)   # a new batch size allocates its workspace
+        s0 = rtsys.get_allocation_stats()
+        net.fit(X, y, epochs=3, batch_size=bs)
+        s1 = rtsys.get_allocation_stats()
+        print(s1.alloc - s0.alloc)
 """
 
 
 def test_nothing_is_allocated_per_batch():
     """Numba's runtime counts its allocations (NUMBA_NRT_STATS=1): a fit with 300 batches must
-    allocate no more than one with 30."""
+    allocate no more than one with 30, also with dropout, batch norm, penalties, Adam, clipping."""
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     out = subprocess.run([sys.executable, "-c", ALLOC_PROBE], env=env, capture_output=True,
                          text=True, timeout=300, check=True).stdout.split()
-    few, many = map(int, out)
-    assert many == few, f"{many - few} extra allocations for 270 extra batches"
+    counts = list(map(int, out))
+    assert len(counts) == 4
+    for few, many in (counts[:2], counts[2:]):   # plain, then with every training feature
+        assert many == few, f"{many - few} extra allocations for 270 extra batches"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

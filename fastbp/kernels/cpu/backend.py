@@ -50,7 +50,7 @@ class CpuBackend:
         total = driver.loss_total(X, Y, net, self.hp, self._eval_ws(X.shape[0]))
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
-        return float(data_loss + driver.penalties(False, net, self.hp))
+        return float(data_loss + driver.penalties(False, net, self.hp, self._eval_ws(X.shape[0])))
 
     def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
         grads = np.zeros_like(params)

@@ -19,12 +19,14 @@ clipping, optimizer update) without returning to Python. Its arguments travel in
   dbuf           dropout layers' output (same layout; empty without dropout)
   stats          batch-norm layers' batch mean and 1/std, at their S_OFF
   rows           per-sample losses
+  partials       scratch for chunked sums (penalty, gradient norm)
 
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
 import numpy as np
 from numba import prange
 
+from ... import config
 from ...config import kernel, serial
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
@@ -60,10 +62,11 @@ class Workspace:
         self.dbuf = np.zeros(a_size if any(spec.dropout) else 0, dtype=dtype)
         self.stats = np.zeros(spec.n_state, dtype=dtype)
         self.rows = np.zeros(cap, dtype=dtype)
+        self.partials = np.zeros(config.REDUCE_CHUNKS, dtype=np.float64)
 
     def arrays(self):
         return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
-                self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows)
+                self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows, self.partials)
 
 
 # ---- views into the flat buffers ----
@@ -206,7 +209,7 @@ def backward(b, dropout, step, net, hp, ws):
 
 
 @serial
-def penalties(with_grads, net, hp):
+def penalties(with_grads, net, hp, ws):
     """The l1/l2 penalty on the weights, added to grads when with_grads."""
     params, grads, ranges = net[0], net[1], net[5]
     l1, l2 = hp[2], hp[3]
@@ -214,7 +217,7 @@ def penalties(with_grads, net, hp):
         return 0.0
     if with_grads:
         penalty_backward(grads, params, ranges, l1, l2)
-    return penalty_value(params, ranges, l1, l2)
+    return penalty_value(params, ranges, l1, l2, ws[13])
 
 
 @serial
@@ -225,9 +228,9 @@ def train_step(b, step, lr, net, hp, opt, ws):
     forward(b, True, True, True, step, net, hp, ws)
     value = output_loss(b, net, hp, ws)
     backward(b, True, step, net, hp, ws)
-    value += penalties(True, net, hp)
+    value += penalties(True, net, hp, ws)
     if clip_norm > 0:
-        norm = grad_norm(grads)
+        norm = grad_norm(grads, ws[13])
         if norm > clip_norm:
             scale(grads, clip_norm / norm)
     t[0] += 1
@@ -310,4 +313,4 @@ def loss_and_gradients(X, Y, dropout, step, net, hp, ws):
     forward(b, True, dropout, False, step, net, hp, ws)
     value = output_loss(b, net, hp, ws)
     backward(b, dropout, step, net, hp, ws)
-    return value + penalties(True, net, hp)
+    return value + penalties(True, net, hp, ws)

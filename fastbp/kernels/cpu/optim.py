@@ -6,18 +6,17 @@ and v belong to the optimizer object and are only updated here.
 import numpy as np
 from numba import prange
 
-from ...config import kernel
+from .reduce import weighted_sum
+
+from ...config import kernel, serial
 from ...optim import (H_BETA1, H_BETA2, H_DECAY, H_EPS, H_MOMENTUM, OPT_ADAM as ADAM,
                       OPT_ADAMW as ADAMW, OPT_MOMENTUM as MOMENTUM, OPT_NESTEROV as NESTEROV)
 
 
-@kernel
-def grad_norm(grads):
-    s = 0.0
-    for i in prange(grads.shape[0]):
-        g = grads[i]
-        s += g * g
-    return np.sqrt(s)
+@serial
+def grad_norm(grads, partials):
+    """The global L2 norm of the gradient (partials: scratch for the chunked sum)."""
+    return np.sqrt(weighted_sum(grads, 0, grads.shape[0], 0.0, 1.0, partials))
 
 
 @kernel

@@ -10,6 +10,7 @@ import numpy as np
 from numba import prange
 
 from ...config import kernel, serial
+from .reduce import weighted_sum
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
@@ -118,18 +119,12 @@ def batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma):
             dZ[i, j] = g * (fb * dZ[i, j] - sdy - H[i, j] * sdyh)
 
 
-@kernel
-def penalty_value(params, ranges, l1, l2):
+@serial
+def penalty_value(params, ranges, l1, l2, partials):
     """l1 * sum |W| + l2 * sum W^2 over every weight matrix (biases are not penalised)."""
     total = 0.0
     for r in range(ranges.shape[0]):
-        s1 = 0.0
-        s2 = 0.0
-        for k in prange(ranges[r, 0], ranges[r, 1]):
-            w = params[k]
-            s1 += abs(w)
-            s2 += w * w
-        total += l1 * s1 + l2 * s2
+        total += weighted_sum(params, ranges[r, 0], ranges[r, 1], l1, l2, partials)
     return total
 
 
