@@ -54,6 +54,10 @@ def build_parser():
     p = sub.add_parser("demo", help="train the article's example and compare with the numpy backend")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per backend (default 5)")
     p.set_defaults(func=demo)
+    b = sub.add_parser("bench", help="time every kernel on each backend against the sgemm limit",
+                       add_help=False)
+    b.set_defaults(func=lambda args: __import__("fastbp.bench").bench.main(args.rest))
+    b.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 

@@ -10,10 +10,14 @@ the kernels depend on, and an edit anywhere starts a fresh cache. FASTBP_CACHE_D
 the parent directory (default: NUMBA_CACHE_DIR if set, else ~/.cache/fastbp).
 EVAL_CHUNK: rows per block when predicting or scoring, bounding the scratch memory.
 REDUCE_CHUNKS: how many partial sums a long reduction (penalty, gradient norm) is split into.
+PARALLEL_MIN_FLOP: a training batch (or evaluation block) of fewer floating-point operations runs
+on one thread, through the single-threaded twins of the kernels (measured crossover, see
+scripts/crossover.py); FASTBP_PARALLEL_MIN_FLOP overrides it.
 """
 import contextlib
 import hashlib
 import os
+import types
 from pathlib import Path
 
 import numba
@@ -24,6 +28,7 @@ FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 EVAL_CHUNK = 1024
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
+PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 2_000_000))
 
 
 
@@ -54,13 +59,50 @@ def _cache_dir():
         numba.config.CACHE_DIR = old
 
 
+# Every compiled function, in definition order: (dispatcher, python function).
+_REGISTRY = []
+_ONE_THREAD = {}
+
+
+def _compile(fn, parallel):
+    with _cache_dir():
+        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=FASTMATH)(fn)
+    _REGISTRY.append((dispatcher, fn))
+    return dispatcher
+
+
 def kernel(fn):
     """Compile a loop kernel whose `prange` loops run on Numba's thread pool."""
-    with _cache_dir():
-        return njit(parallel=True, cache=CACHE, fastmath=FASTMATH)(fn)
+    return _compile(fn, True)
 
 
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
-    with _cache_dir():
-        return njit(cache=CACHE, fastmath=FASTMATH)(fn)
+    return _compile(fn, False)
+
+
+def one_thread(dispatcher):
+    """The single-threaded twin of a compiled function, from the same source: its `prange`
+    loops run as plain loops and everything it calls is such a twin too. Parallel regions cost
+    microseconds to start, which dominates small layers and batches (see PARALLEL_MIN_FLOP)."""
+    if not _ONE_THREAD:
+        _make_twins()
+    return _ONE_THREAD[dispatcher]
+
+
+def _make_twins():
+    # Clone each function with a copy of its module's globals in which every compiled
+    # function is replaced by its twin; numba resolves those names when it first compiles.
+    from numba.core.registry import CPUDispatcher
+    namespaces = {}
+    for dispatcher, fn in _REGISTRY:
+        original, twin_globals = namespaces.setdefault(id(fn.__globals__), (fn.__globals__, {}))
+        clone = types.FunctionType(fn.__code__, twin_globals, fn.__name__, fn.__defaults__,
+                                   fn.__closure__)
+        clone.__qualname__ = fn.__qualname__ + "__one_thread"   # its own cache entry
+        clone.__module__ = fn.__module__
+        with _cache_dir():
+            _ONE_THREAD[dispatcher] = njit(parallel=False, cache=CACHE, fastmath=FASTMATH)(clone)
+    for original, twin_globals in namespaces.values():
+        twin_globals.update({k: _ONE_THREAD.get(v, v) if isinstance(v, CPUDispatcher) else v
+                             for k, v in original.items()})

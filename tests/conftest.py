@@ -50,3 +50,12 @@ def ids(v):
 @pytest.fixture(params=["float32", "float64"])
 def dtype(request):
     return request.param
+
+
+@pytest.fixture(params=["parallel", "one_thread"])
+def kernel_mode(request, monkeypatch):
+    """Run a test through the parallel kernels and through their single-threaded twins
+    (the cpu backend picks by work size; this forces each)."""
+    from fastbp import config
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOP", 0 if request.param == "parallel" else 2**62)
+    return request.param

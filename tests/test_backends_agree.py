@@ -19,7 +19,7 @@ def assert_same_state(cpu, ref, X, y, dtype, scale=1.0):
 
 
 @pytest.mark.parametrize("hidden", HIDDEN, ids=ids)
-def test_hidden_activations_agree(hidden, dtype):
+def test_hidden_activations_agree(hidden, dtype, kernel_mode):
     sizes = [5, 8, 6, 3]
     cpu, ref = pair(sizes, dtype, hidden=hidden, output="softmax")
     X, y = problem(sizes, "softmax", n=31)
@@ -27,7 +27,7 @@ def test_hidden_activations_agree(hidden, dtype):
 
 
 @pytest.mark.parametrize("output,loss", OUTPUT_LOSS, ids=[f"{o}-{ids(l)}" for o, l in OUTPUT_LOSS])
-def test_training_runs_agree(output, loss, dtype):
+def test_training_runs_agree(output, loss, dtype, kernel_mode):
     """Five epochs of SGD with shuffling and a partial last batch (37 rows, batch 8)."""
     sizes = [4, 7, 5, 3]
     cpu, ref = pair(sizes, dtype, seed=2, hidden="tanh", output=output, loss=loss)

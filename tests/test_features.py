@@ -53,7 +53,7 @@ def test_gradcheck_batch_norm(hidden, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gradcheck_dropout_with_fixed_mask(backend):
+def test_gradcheck_dropout_with_fixed_mask(backend, kernel_mode):
     sizes = [4, 8, 6, 2]
     net = fastbp.Network(sizes, hidden="elu", dropout=[0.3, 0.5], batch_norm=[True, False], l2=0.01,
                          dtype="float64", seed=3, backend=backend)
@@ -95,7 +95,7 @@ NETS = {"plain": {}, "dropout": dict(dropout=0.3), "batch_norm": dict(batch_norm
 
 @pytest.mark.parametrize("net_kind", list(NETS))
 @pytest.mark.parametrize("run", list(RUNS))
-def test_training_runs_agree(run, net_kind, dtype):
+def test_training_runs_agree(run, net_kind, dtype, kernel_mode):
     sizes = [5, 8, 6, 3]
     cpu, ref = pair(sizes, dtype, seed=4, hidden="tanh", **NETS[net_kind])
     X, y = problem(sizes, "softmax", n=45, seed=4)

@@ -56,7 +56,7 @@ def test_output_loss_pairs(output, loss, backend):
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 @pytest.mark.parametrize("seed", range(4))
-def test_random_deep_networks(seed, backend):
+def test_random_deep_networks(seed, backend, kernel_mode):
     """Depth 3 and 4, mixed per-layer activations, a random output/loss pair."""
     rng = np.random.default_rng(seed)
     depth = 3 + seed % 2

@@ -1,7 +1,13 @@
 """CpuBackend: reference.NumpyBackend's methods, computed by the compiled drivers.
 
 Workspaces are kept per row capacity, so repeated fits with one batch size allocate nothing.
+Each call picks the parallel drivers or their single-threaded twins by the floating-point work
+of one batch (or evaluation block): below config.PARALLEL_MIN_FLOP, starting threads costs more
+than they save.
 """
+from types import SimpleNamespace
+
+import numba
 import numpy as np
 
 from ... import config
@@ -22,6 +28,17 @@ class CpuBackend:
         self.hp = (int(spec.loss_code), float(spec.loss_param), float(spec.l1), float(spec.l2),
                    float(spec.bn_momentum), float(spec.bn_eps), np.uint64(drop_key))
         self._workspaces = {}
+        self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
+        names = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows",
+                 "penalties")
+        self._drivers = {True: SimpleNamespace(**{k: getattr(driver, k) for k in names}),
+                         False: SimpleNamespace(**{k: config.one_thread(getattr(driver, k)) for k in names})}
+
+    def drivers(self, rows, passes=3):
+        """Parallel drivers when `rows` rows of `passes` matrix products (3 for a training step,
+        1 for inference) are worth the threads, else the single-threaded ones."""
+        flop = 2 * passes * rows * self.weights
+        return self._drivers[flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1]
 
     def workspace(self, cap):
         ws = self._workspaces.get(cap)
@@ -41,21 +58,24 @@ class CpuBackend:
     # ---- evaluation (inference mode: running statistics, no dropout) ----
     def predict(self, params, state, X):
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
-        driver.predict_into(out, X, self._net(params, state), self.hp, self._eval_ws(X.shape[0]))
+        ws = self._eval_ws(X.shape[0])
+        self.drivers(ws[0].shape[0], 1).predict_into(out, X, self._net(params, state), self.hp, ws)
         return out
 
     def loss(self, params, state, X, Y):
         spec = self.spec
         net = self._net(params, state)
-        total = driver.loss_total(X, Y, net, self.hp, self._eval_ws(X.shape[0]))
+        ws = self._eval_ws(X.shape[0])
+        drv = self.drivers(ws[0].shape[0], 1)
+        total = drv.loss_total(X, Y, net, self.hp, ws)
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
-        return float(data_loss + driver.penalties(False, net, self.hp, self._eval_ws(X.shape[0])))
+        return float(data_loss + drv.penalties(False, net, self.hp, ws))
 
     def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
         grads = np.zeros_like(params)
         ws = driver.Workspace(self.spec, X.shape[0], self.dtype).arrays()   # one block of all rows
-        value = driver.loss_and_gradients(X, Y, dropout_step is not None, int(dropout_step or 0),
+        value = self.drivers(X.shape[0]).loss_and_gradients(X, Y, dropout_step is not None, int(dropout_step or 0),
                                           self._net(params, state, grads), self.hp, ws)
         return float(value), grads
 
@@ -69,13 +89,13 @@ class CpuBackend:
         """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
         fewer than asked when an epoch's loss was not finite."""
         losses = np.full(orders.shape[0], np.nan)
-        ran = driver.train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
+        ran = self.drivers(batch_size).train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
                                   counter, self._net(params, state), self.hp, self._opt(optimizer),
                                   self.workspace(batch_size), losses)
         return losses, ran
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
-        return driver.train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
+        return self.drivers(batch_size).train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
                                  self._net(params, state), self.hp, self._opt(optimizer),
                                  self.workspace(batch_size))

@@ -1,0 +1,170 @@
+"""Kernel comparison: each kernel's time and GFLOP/s on the numpy reference, the parallel cpu
+kernel and its single-threaded twin, side by side in one run, with the machine's sgemm GFLOP/s
+(NumPy's BLAS on a 2048-cube) measured in the same run as the limit line.
+
+Used by scripts/compare_kernels.py and `python -m fastbp bench`.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+DEFAULT_SHAPES = "32x64x64,64x256x256,256x784x1024"
+
+
+def best_time(fn, min_seconds=0.05, repeats=5):
+    """Seconds per call: the minimum over `repeats` runs of enough calls to fill min_seconds."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, int(min_seconds / once))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+def sgemm_gflops(n=2048, dtype=np.float32):
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = a.T.copy()
+    return 2 * n ** 3 / best_time(lambda: a @ b, 0.2, 3) / 1e9
+
+
+def _cases(B, n_in, n_out, dtype):
+    """(name, flop, numpy callable, kernel callable taking the driver module) per kernel."""
+    from . import reference as ref
+    from .kernels.cpu import activations as act, dense, losses, optim
+    from .optim import Adam
+    from .spec import ACTIVATIONS, LOSSES
+    rng = np.random.default_rng(0)
+    f = lambda *s: rng.standard_normal(s).astype(dtype)
+    A, W, b, dZ = f(B, n_in), f(n_in, n_out), f(n_out), f(B, n_out)
+    Z, dA, dW, db = np.empty((B, n_out), dtype), np.empty((B, n_in), dtype), np.empty_like(W), np.empty_like(b)
+    Aout = np.empty_like(Z)
+    Y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, B)]
+    SW = np.ones(B, dtype=dtype)
+    rows = np.empty(B, dtype=dtype)
+    ce, soft = LOSSES["cross_entropy"][0], ACTIVATIONS["softmax"][0]
+    P = W.size
+    opt = Adam()
+    opt.bind(P, dtype)
+    flat, gflat = W.reshape(-1).copy(), f(P)
+    cases = [
+        ("dense_forward", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
+         lambda k: k["dense"].dense_forward(Z, A, W, b)),
+        ("dense_backward", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
+         lambda k: k["dense"].dense_backward(dA, dW, db, dZ, A, W, True)),
+    ]
+    for name in ("relu", "sigmoid", "tanh"):
+        code = ACTIVATIONS[name][0]
+        cases.append((f"{name}_forward", B * n_out, lambda n=name: ref.activation_forward(n, Z, 0.0, n_out),
+                      lambda k, c=code: k["act"].activation_forward(Aout, Z, c, 0.0)))
+        cases.append((f"{name}_backward", B * n_out,
+                      lambda n=name: ref.activation_backward(n, dZ, Z, Aout, 0.0, n_out),
+                      lambda k, c=code: k["act"].activation_backward(dZ, Aout, Z, Aout, c, 0.0)))
+    cases.append(("softmax_cross_entropy", 4 * B * n_out,
+                  lambda: (ref.loss_forward("cross_entropy", Z, Aout, Y, 0.0),
+                           ref.loss_backward("cross_entropy", Z, Aout, Y, 0.0, 1.0, "softmax", 0.0)),
+                  lambda k: (k["loss"].loss_rows(rows, Z, Aout, Y, SW, ce, 0.0),
+                             k["loss"].loss_backward(dZ, Aout, Z, Aout, Y, SW, ce, 0.0, 1.0, soft, 0.0))))
+    cases.append(("sgd_update", 2 * P, lambda: flat.__isub__(0.01 * gflat),
+                  lambda k: k["optim"].optimizer_update(flat, gflat, flat[:0], flat[:0], 0, 0.01, opt.hyper(), 1)))
+    cases.append(("adam_update", 12 * P,
+                  lambda: ref.optimizer_update(flat, gflat, opt, 1e-6),
+                  lambda k: k["optim"].optimizer_update(flat, gflat, opt.m, opt.v, opt.code, 1e-6, opt.hyper(), 3)))
+    return cases
+
+
+def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
+    """Rows of {kernel, shape, dtype, backend, seconds, gflops} and the sgemm limit (GFLOP/s)."""
+    from . import config
+    from .kernels.cpu import activations, dense, losses, optim
+    parallel = {"dense": dense, "act": activations, "loss": losses, "optim": optim}
+    twin = {k: _Twins(m, config) for k, m in parallel.items()}
+    results = []
+    for dtype in dtypes:
+        for shape in shapes.split(","):
+            B, n_in, n_out = (int(x) for x in shape.lower().split("x"))
+            for name, flop, np_fn, k_fn in _cases(B, n_in, n_out, np.dtype(dtype)):
+                for backend, fn in (("numpy", np_fn), ("cpu", lambda: k_fn(parallel)),
+                                    ("cpu-1thread", lambda: k_fn(twin))):
+                    s = best_time(fn, min_seconds)
+                    results.append(dict(kernel=name, shape=shape, dtype=dtype, backend=backend,
+                                        seconds=s, gflops=flop / s / 1e9))
+    return results, sgemm_gflops()
+
+
+class _Twins:
+    """A kernel module whose attributes are the single-threaded twins of its kernels."""
+
+    def __init__(self, module, config):
+        self._m, self._c = module, config
+
+    def __getattr__(self, name):
+        return self._c.one_thread(getattr(self._m, name))
+
+
+def table(results, limit):
+    lines = [f"sgemm limit (NumPy BLAS, 2048-cube, float32, this run): {limit:.1f} GFLOP/s", ""]
+    head = f"{'kernel':24s} {'shape':14s} {'dtype':8s}"
+    backends = ["numpy", "cpu", "cpu-1thread"]
+    lines.append(head + "".join(f" {b + ' us':>15s}" for b in backends)
+                 + f" {'cpu GFLOP/s':>12s} {'numpy/cpu':>10s}")
+    keyed = {}
+    for r in results:
+        keyed.setdefault((r["kernel"], r["shape"], r["dtype"]), {})[r["backend"]] = r
+    for (kernel, shape, dtype), by in keyed.items():
+        best_cpu = min(by["cpu"]["seconds"], by["cpu-1thread"]["seconds"])
+        lines.append(f"{kernel:24s} {shape:14s} {dtype:8s}"
+                     + "".join(f" {by[b]['seconds'] * 1e6:15.2f}" for b in backends)
+                     + f" {by['cpu']['gflops']:12.2f} {by['numpy']['seconds'] / best_cpu:9.2f}x")
+    return "\n".join(lines)
+
+
+def plot(results, limit, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
+    dense = [r for r in results if r["kernel"].startswith("dense")]
+    labels = sorted({(r["kernel"], r["shape"], r["dtype"]) for r in dense})
+    fig, ax = plt.subplots(figsize=(10, 4 + 0.2 * len(labels)))
+    width = 0.27
+    for i, backend in enumerate(["numpy", "cpu", "cpu-1thread"]):
+        vals = [next(r["gflops"] for r in dense if (r["kernel"], r["shape"], r["dtype"]) == lab
+                     and r["backend"] == backend) for lab in labels]
+        ax.barh([j + i * width for j in range(len(labels))], vals, height=width, label=backend)
+    ax.axvline(limit, color="k", linestyle="--", label=f"sgemm limit {limit:.0f} GFLOP/s")
+    ax.set_yticks([j + width for j in range(len(labels))])
+    ax.set_yticklabels([f"{k} {s} {d}" for k, s, d in labels])
+    ax.set_xlabel("GFLOP/s")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(prog="fastbp bench", description=__doc__)
+    p.add_argument("--shapes", default=DEFAULT_SHAPES, help="batch x n_in x n_out, comma-separated")
+    p.add_argument("--dtype", default="float32", help="float32, float64 or both: float32,float64")
+    p.add_argument("--seconds", type=float, default=0.05, help="minimum time per measurement")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="PNG", help="draw the dense kernels' GFLOP/s (matplotlib)")
+    args = p.parse_args(argv)
+    results, limit = compare(args.shapes, args.dtype.split(","), args.seconds)
+    if args.json:
+        print(json.dumps({"sgemm_gflops": limit, "results": results}, indent=1))
+    else:
+        print(table(results, limit))
+    if args.plot:
+        plot(results, limit, args.plot)
+    return 0
