@@ -35,6 +35,12 @@ class History(Callback):
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
+    def extend(self, epochs, **figures):
+        """Record several epochs at once (lists of equal length per figure)."""
+        self.epoch.extend(epochs)
+        for key, values in figures.items():
+            self.history.setdefault(key, []).extend(values)
+
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 

@@ -28,6 +28,8 @@ FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 EVAL_CHUNK = 1024
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
+GEMM_MIN_ROWS = 8         # the register-blocked dense path from this batch size ...
+GEMM_MIN_WEIGHTS = 2048   # ... and this many weights in the layer; else the naive loops
 PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 2_000_000))
 
 
@@ -59,15 +61,15 @@ def _cache_dir():
         numba.config.CACHE_DIR = old
 
 
-# Every compiled function, in definition order: (dispatcher, python function).
+# Every compiled function, in definition order: (dispatcher, python function, options).
 _REGISTRY = []
 _ONE_THREAD = {}
 
 
-def _compile(fn, parallel):
+def _compile(fn, parallel, **options):
     with _cache_dir():
-        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=FASTMATH)(fn)
-    _REGISTRY.append((dispatcher, fn))
+        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=FASTMATH, **options)(fn)
+    _REGISTRY.append((dispatcher, fn, options))
     return dispatcher
 
 
@@ -78,7 +80,7 @@ def kernel(fn):
 
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
-    return _compile(fn, False)
+    return _compile(fn, False, inline="always")
 
 
 def one_thread(dispatcher):
@@ -95,14 +97,15 @@ def _make_twins():
     # function is replaced by its twin; numba resolves those names when it first compiles.
     from numba.core.registry import CPUDispatcher
     namespaces = {}
-    for dispatcher, fn in _REGISTRY:
+    for dispatcher, fn, options in _REGISTRY:
         original, twin_globals = namespaces.setdefault(id(fn.__globals__), (fn.__globals__, {}))
         clone = types.FunctionType(fn.__code__, twin_globals, fn.__name__, fn.__defaults__,
                                    fn.__closure__)
         clone.__qualname__ = fn.__qualname__ + "__one_thread"   # its own cache entry
         clone.__module__ = fn.__module__
         with _cache_dir():
-            _ONE_THREAD[dispatcher] = njit(parallel=False, cache=CACHE, fastmath=FASTMATH)(clone)
+            _ONE_THREAD[dispatcher] = njit(parallel=False, cache=CACHE, fastmath=FASTMATH,
+                                           **options)(clone)
     for original, twin_globals in namespaces.values():
         twin_globals.update({k: _ONE_THREAD.get(v, v) if isinstance(v, CPUDispatcher) else v
                              for k, v in original.items()})

@@ -251,18 +251,24 @@ class Network:
                         f"lr={lrs[min(ran, k) - 1]:g}; the weights from before epoch {epoch + 1} were "
                         f"kept. Try a smaller lr, clip_norm, or scaled inputs.")
                 seconds = (time.perf_counter() - t0) / k
-                for i in range(k):
-                    opt.samples_seen += n
-                    logs = {"loss": float(losses[i]), "lr": float(lrs[i]), "time": seconds}
-                    if Xv is not None:
-                        logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
-                        logs["val_score"] = self._score(Xv, Yv)
-                    if opt.needs_logs:
-                        opt.lr.on_epoch_end(logs)
-                    for cb in cbs:
-                        cb.on_epoch_end(epoch, logs)
-                    epoch += 1
+                if k > 1:   # a run of epochs with no Python between them: record it in bulk
+                    history.extend(range(epoch, epoch + k), loss=losses.tolist(), lr=list(map(float, lrs)),
+                                   time=[seconds] * k)
+                    opt.samples_seen += n * k
+                    epoch += k
                     self.epochs_done = epoch
+                    continue
+                opt.samples_seen += n
+                logs = {"loss": float(losses[0]), "lr": float(lrs[0]), "time": seconds}
+                if Xv is not None:
+                    logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
+                    logs["val_score"] = self._score(Xv, Yv)
+                if opt.needs_logs:
+                    opt.lr.on_epoch_end(logs)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                epoch += 1
+                self.epochs_done = epoch
         finally:
             for cb in cbs:
                 cb.on_train_end({})

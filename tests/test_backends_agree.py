@@ -71,3 +71,17 @@ def test_evaluation_in_blocks_matches_one_pass(monkeypatch):
     X, y = problem([3, 9, 4], "softmax", n=50)
     monkeypatch.setattr(config, "EVAL_CHUNK", 7)   # 50 rows = 7 full blocks + 1 of 1 row
     assert_same_state(cpu, ref, X, y, "float64")
+
+
+def test_training_on_the_blocked_path_agrees(dtype, kernel_mode):
+    """Layers large enough for the register-blocked dense kernels (and partial tiles)."""
+    sizes = [70, 66, 41, 5]
+    cpu, ref = pair(sizes, dtype, seed=5, hidden="relu", dropout=0.1, batch_norm=[True, False])
+    X, y = problem(sizes, "softmax", n=101, seed=5)
+    hc = cpu.fit(X, y, epochs=3, batch_size=24, lr=0.05)
+    hr = ref.fit(X, y, epochs=3, batch_size=24, lr=0.05)
+    t = {k: v * 20 for k, v in tol(dtype).items()}
+    np.testing.assert_allclose(hc.history["loss"], hr.history["loss"], **t)
+    for (w, b), (rw, rb) in zip(cpu.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(w, rw, **t)
+    np.testing.assert_allclose(cpu.predict(X), ref.predict(X), **t)

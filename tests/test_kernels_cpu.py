@@ -13,32 +13,47 @@ from fastbp.kernels.cpu import activations as act_k, dense as dense_k, losses as
 from fastbp.kernels.cpu import regularize as reg
 from fastbp.spec import ACTIVATIONS, LOSSES
 
-SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40)]  # (batch, n_in, n_out)
+SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71)]  # (batch, n_in, n_out)
+# the last two reach the blocked path and leave partial 4 x 4 tiles on every edge
 
 
 def rand(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
+DENSE = ["naive", "blocked", "dispatch"]
+
+
+def dense_fns(impl):
+    """(forward, backward) taking the scratch arrays, for one implementation."""
+    if impl == "naive":
+        return (lambda Z, A, W, b, Wt: dense_k.dense_forward_naive(Z, A, W, b),
+                lambda dA, dW, db, dZ, A, W, need, At, dZt: dense_k.dense_backward_naive(dA, dW, db, dZ, A, W, need))
+    if impl == "blocked":
+        return dense_k.dense_forward_blocked, dense_k.dense_backward_blocked
+    return dense_k.dense_forward, dense_k.dense_backward
+
+
+@pytest.mark.parametrize("impl", DENSE)
 @pytest.mark.parametrize("B,n_in,n_out", SHAPES)
-def test_dense_forward(B, n_in, n_out, dtype):
+def test_dense_forward(B, n_in, n_out, impl, dtype):
     rng = np.random.default_rng(B * n_in)
     A, W, b = rand(rng, (B, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
     Z = np.full((B, n_out), np.nan, dtype=dtype)  # every entry must be written
-    dense_k.dense_forward(Z, A, W, b)
-    assert Z.dtype == dtype
+    dense_fns(impl)[0](Z, A, W, b, np.empty((n_out, n_in), dtype))
     np.testing.assert_allclose(Z, ref.dense_forward(A, W, b), **tol(dtype))
 
 
+@pytest.mark.parametrize("impl", DENSE)
 @pytest.mark.parametrize("B,n_in,n_out", SHAPES)
 @pytest.mark.parametrize("need_dA", [True, False])
-def test_dense_backward(B, n_in, n_out, need_dA, dtype):
+def test_dense_backward(B, n_in, n_out, need_dA, impl, dtype):
     rng = np.random.default_rng(B + n_out)
     A, W, dZ = rand(rng, (B, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, (B, n_out), dtype)
     dA = np.full((B, n_in), np.nan, dtype=dtype)
     dW = np.full((n_in, n_out), np.nan, dtype=dtype)
     db = np.full(n_out, np.nan, dtype=dtype)
-    dense_k.dense_backward(dA, dW, db, dZ, A, W, need_dA)
+    dense_fns(impl)[1](dA, dW, db, dZ, A, W, need_dA, np.empty((n_in, B), dtype), np.empty((n_out, B), dtype))
     rdW, rdb, rdA = ref.dense_backward(dZ, A, W)
     np.testing.assert_allclose(dW, rdW, **tol(dtype))
     np.testing.assert_allclose(db, rdb, **tol(dtype))
@@ -210,10 +225,11 @@ import re, numpy as np
 from fastbp.kernels.cpu import activations as a, dense as d, optim as o
 f = np.float32
 Z = np.ones((4, 6), f); A = np.ones_like(Z); W = np.ones((6, 6), f); b = np.zeros(6, f)
-d.dense_forward(Z, A, W, b); d.dense_backward(A, W, b, Z, A, W, True)
+d.dense_forward_naive(Z, A, W, b); d.dense_backward_naive(A, W, b, Z, A, W, True)
+d.gemm_nt(Z, A, W, b, True)
 a.activation_forward(A, Z, 5, f(1)); a.activation_backward(Z, A, Z, A, 5, f(1))
 o.optimizer_update(b, b, b, b, 3, 0.1, np.zeros(5), 1)
-for k in (d.dense_forward, d.dense_backward, a.activation_forward, a.activation_backward, o.optimizer_update):
+for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, a.activation_forward, a.activation_backward, o.optimizer_update):
     for ir in k.inspect_llvm().values():
         # only the parallel loop bodies: per-element work (scalar set-up may use float64)
         bodies = re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
@@ -233,7 +249,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
     out = subprocess.run([sys.executable, "-c", F32_PROBE], env=env, capture_output=True,
                          text=True, timeout=300, check=True).stdout.split("\n")
     rows = [line.split() for line in out if line.strip()]
-    assert len(rows) == 5
+    assert len(rows) == 6
     for name, n_double, n_float in rows:
         assert int(n_float) > 0, f"{name}: no float32 arithmetic found; the probe is broken"
         assert int(n_double) == 0, f"{name}: {n_double} float64 operations in the float32 kernel"

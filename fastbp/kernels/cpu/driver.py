@@ -20,6 +20,7 @@ clipping, optimizer update) without returning to Python. Its arguments travel in
   stats          batch-norm layers' batch mean and 1/std, at their S_OFF
   rows           per-sample losses
   partials       scratch for chunked sums (penalty, gradient norm)
+  wt, at, dzt    scratch for the blocked dense kernels' transposes of W, A and dZ
 
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
@@ -63,10 +64,15 @@ class Workspace:
         self.stats = np.zeros(spec.n_state, dtype=dtype)
         self.rows = np.zeros(cap, dtype=dtype)
         self.partials = np.zeros(config.REDUCE_CHUNKS, dtype=np.float64)
+        n_in = spec.layers[:, N_IN]
+        self.wt = np.zeros(int((n_in * nz).max()), dtype=dtype)
+        self.at = np.zeros(int(cap * n_in.max()), dtype=dtype)
+        self.dzt = np.zeros(int(cap * nz.max()), dtype=dtype)
 
     def arrays(self):
         return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
-                self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows, self.partials)
+                self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows, self.partials,
+                self.wt, self.at, self.dzt)
 
 
 # ---- views into the flat buffers ----
@@ -92,6 +98,11 @@ def _block(buf, off, layers, l, b, z_side):
     """Layer l's (b, width) block of a buffer: width units*pieces for Z-side, units for A-side."""
     width = layers[l, N_UNITS] * (layers[l, PIECES] if z_side else 1)
     return buf[off[l]:off[l] + b * width].reshape((b, width))
+
+
+@serial
+def _scratch(buf, rows, cols):
+    return buf[:rows * cols].reshape((rows, cols))
 
 
 @serial
@@ -143,7 +154,8 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         W, bias = _weights(params, layers, l)
         Z = _block(zbuf, z_off, layers, l, b, True)
         A = _block(abuf, a_off, layers, l, b, False)
-        dense_forward(Z, _layer_input(l, b, dropout, layers, layer_f, ws), W, bias)
+        dense_forward(Z, _layer_input(l, b, dropout, layers, layer_f, ws), W, bias,
+                      _scratch(ws[14], W.shape[1], W.shape[0]))
         if layers[l, BN]:
             gamma, beta = _pair(params, layers, l, G_OFF)
             run_mean, run_var = _pair(state, layers, l, S_OFF)
@@ -196,7 +208,8 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(grads, layers, l)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
         dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else xb[:b]  # xb: unused
-        dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0)
+        dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[15], W.shape[0], b),
+                       _scratch(ws[16], W.shape[1], b))
         if layers[l, BN]:
             db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
