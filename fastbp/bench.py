@@ -55,11 +55,16 @@ def _cases(B, n_in, n_out, dtype):
     opt = Adam()
     opt.bind(P, dtype)
     flat, gflat = W.reshape(-1).copy(), f(P)
+    Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
     cases = [
         ("dense_forward", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
-         lambda k: k["dense"].dense_forward(Z, A, W, b)),
+         lambda k: k["dense"].dense_forward(Z, A, W, b, Wt)),
         ("dense_backward", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
-         lambda k: k["dense"].dense_backward(dA, dW, db, dZ, A, W, True)),
+         lambda k: k["dense"].dense_backward(dA, dW, db, dZ, A, W, True, At, dZt)),
+        ("dense_forward_naive", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
+         lambda k: k["dense"].dense_forward_naive(Z, A, W, b)),
+        ("dense_backward_naive", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
+         lambda k: k["dense"].dense_backward_naive(dA, dW, db, dZ, A, W, True)),
     ]
     for name in ("relu", "sigmoid", "tanh"):
         code = ACTIVATIONS[name][0]
@@ -81,12 +86,17 @@ def _cases(B, n_in, n_out, dtype):
     return cases
 
 
-def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
-    """Rows of {kernel, shape, dtype, backend, seconds, gflops} and the sgemm limit (GFLOP/s)."""
+def kernel_modules(one_thread=False):
+    """The kernel modules by short name, or views of them whose kernels are the twins."""
     from . import config
     from .kernels.cpu import activations, dense, losses, optim
-    parallel = {"dense": dense, "act": activations, "loss": losses, "optim": optim}
-    twin = {k: _Twins(m, config) for k, m in parallel.items()}
+    modules = {"dense": dense, "act": activations, "loss": losses, "optim": optim}
+    return {k: _Twins(m, config) for k, m in modules.items()} if one_thread else modules
+
+
+def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
+    """Rows of {kernel, shape, dtype, backend, seconds, gflops} and the sgemm limit (GFLOP/s)."""
+    parallel, twin = kernel_modules(), kernel_modules(one_thread=True)
     results = []
     for dtype in dtypes:
         for shape in shapes.split(","):

@@ -1,25 +1,41 @@
-"""Whole fits of the WORKLOADS.md workloads, per backend and dtype.
-
-Compilation happens in setup (an untimed one-epoch fit), never in the timed code.
-"""
+"""Whole fits of the WORKLOADS.md workloads, per backend and dtype, plain SGD and with the
+training features (Adam, dropout 0.2, batch norm). Compilation happens in setup (an untimed
+one-epoch fit), never in the timed code."""
+from fastbp import workloads
 from fastbp.workloads import WORKLOADS
+
+FEATURES = ["sgd", "adam+dropout+bn"]
 
 
 class Fit:
-    params = (list(WORKLOADS), ["numpy", "cpu"], ["float32", "float64"])
-    param_names = ["workload", "backend", "dtype"]
-    timeout = 300
+    params = (list(WORKLOADS), ["numpy", "cpu"], ["float32", "float64"], FEATURES)
+    param_names = ["workload", "backend", "dtype", "features"]
+    timeout = 600
     number = 1
     repeat = (1, 3, 60.0)
 
-    def setup(self, name, backend, dtype):
+    def setup(self, name, backend, dtype, features):
         self.w = WORKLOADS[name]
+        self.features = features != "sgd"
         self.X, self.y = self.w.data(dtype)
-        self.w.network(backend, dtype).fit(self.X, self.y, **dict(self.w.fit_args(), epochs=1))
-        self.net = self.w.network(backend, dtype)
+        self.fit = self.w.fit_args(self.features)
+        self.w.network(backend, dtype, features=self.features).fit(self.X, self.y, **dict(self.fit, epochs=1))
+        self.net = self.w.network(backend, dtype, features=self.features)
 
-    def time_fit(self, name, backend, dtype):
-        self.net.fit(self.X, self.y, **self.w.fit_args())
+    def time_fit(self, name, backend, dtype, features):
+        self.net.fit(self.X, self.y, **self.fit)
 
-    def peakmem_fit(self, name, backend, dtype):
-        self.net.fit(self.X, self.y, **self.w.fit_args())
+    def peakmem_fit(self, name, backend, dtype, features):
+        self.net.fit(self.X, self.y, **self.fit)
+
+
+class Speedup:
+    """numpy time / cpu time, both measured here in one process (minimum of 3 warm fits)."""
+    params = (list(WORKLOADS), ["float32", "float64"], FEATURES)
+    param_names = ["workload", "dtype", "features"]
+    timeout = 900
+    unit = "x"
+
+    def track_speedup(self, name, dtype, features):
+        w, f = WORKLOADS[name], features != "sgd"
+        return workloads.time_fit(w, "numpy", dtype, 3, f) / workloads.time_fit(w, "cpu", dtype, 3, f)
