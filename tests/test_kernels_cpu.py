@@ -253,3 +253,16 @@ def test_float32_kernels_do_no_float64_arithmetic():
     for name, n_double, n_float in rows:
         assert int(n_float) > 0, f"{name}: no float32 arithmetic found; the probe is broken"
         assert int(n_double) == 0, f"{name}: {n_double} float64 operations in the float32 kernel"
+
+
+def test_fast_tanh_is_accurate_everywhere(dtype):
+    """The kernels' tanh (one exp, a series near 0) against float64 np.tanh, across the range,
+    at the series' switch-over and at the extremes."""
+    z = np.concatenate([np.random.default_rng(0).standard_normal(20000) * 4,
+                        np.linspace(-0.2, 0.2, 20001), [0.0625, -0.0625, 0.0624999],
+                        [0, 1e-30, -1e-30, 1e4, -1e4, 20, -20]]).astype(dtype)
+    A = np.empty((1, z.size), dtype)
+    act_k.activation_forward(A, z.reshape(1, -1), ACTIVATIONS["tanh"][0], 0.0)
+    expect = np.tanh(z.astype(np.float64))
+    rel = np.abs(A[0] - expect) / np.maximum(np.abs(expect), np.finfo(dtype).tiny)
+    assert rel.max() < (1e-6 if dtype == np.float32 else 1e-13)
