@@ -5,6 +5,8 @@ Each call picks the parallel drivers or their single-threaded twins by the float
 of one batch (or evaluation block): below config.PARALLEL_MIN_FLOP, starting threads costs more
 than they save.
 """
+import functools
+import threading
 from types import SimpleNamespace
 
 import numba
@@ -13,6 +15,20 @@ import numpy as np
 from ... import config
 from . import driver
 from .losses import RMSE, loss_divisor
+
+
+# Numba's workqueue threading layer (used where neither OpenMP nor TBB is available) aborts the
+# whole process when two Python threads run parallel kernels at once. Parallel drivers therefore
+# run one at a time; the single-threaded twins start no thread pool and need no lock.
+_PARALLEL_LOCK = threading.RLock()
+
+
+def _one_at_a_time(fn):
+    @functools.wraps(fn)
+    def locked(*args):
+        with _PARALLEL_LOCK:
+            return fn(*args)
+    return locked
 
 
 class CpuBackend:
@@ -31,7 +47,7 @@ class CpuBackend:
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
         names = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows",
                  "penalties")
-        self._drivers = {True: SimpleNamespace(**{k: getattr(driver, k) for k in names}),
+        self._drivers = {True: SimpleNamespace(**{k: _one_at_a_time(getattr(driver, k)) for k in names}),
                          False: SimpleNamespace(**{k: config.one_thread(getattr(driver, k)) for k in names})}
 
     def drivers(self, rows, passes=3):
