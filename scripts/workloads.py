@@ -9,6 +9,7 @@ import sys
 
 import numba
 
+from fastbp.bench import sgemm_gflops
 from fastbp.workloads import WORKLOADS, time_fit
 
 
@@ -22,16 +23,19 @@ def main(argv=None):
                    help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer")
     args = p.parse_args(argv)
     backends = args.backends.split(",")
+    limit = sgemm_gflops(dtype=args.dtype)
+    print(f"{args.dtype} gemm limit (NumPy's BLAS on a 2048-cube, this run): {limit:.0f} GFLOP/s")
     print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads"
           + (", Adam + dropout + batch norm" if args.features else ", plain SGD"))
     head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
-    print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s}" if "numpy" in backends and "cpu" in backends else ""))
+    print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s} {'of limit':>8s}" if "numpy" in backends and "cpu" in backends else ""))
     for name in args.names:
         w = WORKLOADS[name]
         times = {b: time_fit(w, b, args.dtype, args.repeats, args.features) for b in backends}
         line = f"{name:9s} {w.gflop:7.2f}" + "".join(f" {times[b]:10.4f}" for b in backends)
         if "numpy" in times and "cpu" in times:
-            line += f" {times['numpy'] / times['cpu']:6.2f}x {w.gflop / times['cpu']:8.1f}"
+            gflops = w.gflop / times["cpu"]
+            line += f" {times['numpy'] / times['cpu']:6.2f}x {gflops:8.1f} {gflops / limit:8.0%}"
         print(line, flush=True)
     return 0
 
