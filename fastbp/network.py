@@ -326,7 +326,7 @@ class Network:
             spent = time.perf_counter() - t0
             bar.advance(stop - start, total / stop)
             if not np.isfinite(total):
-                return np.array([np.nan]), 0
+                return np.array([np.nan]), 1   # the epoch ran (and failed): the caller restores
             start = stop
             per_call = max(1, int(per_call * min(4.0, PROGRESS_SECONDS / max(spent, 1e-6))))
         return np.array([total / n]), 1
