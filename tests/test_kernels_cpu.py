@@ -266,3 +266,14 @@ def test_fast_tanh_is_accurate_everywhere(dtype):
     expect = np.tanh(z.astype(np.float64))
     rel = np.abs(A[0] - expect) / np.maximum(np.abs(expect), np.finfo(dtype).tiny)
     assert rel.max() < (1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_gemm_nt_in_panels():
+    """A long summed axis makes B's panels 4 rows wide: several panels, the last one partial,
+    and partial row blocks too."""
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((7, 40000)), rng.standard_normal((10, 40000))
+    bias = rng.standard_normal(10)
+    C = np.full((7, 10), np.nan)
+    dense_k.gemm_nt(C, A, B, bias, True)
+    np.testing.assert_allclose(C, A @ B.T + bias, rtol=1e-9, atol=1e-9)
