@@ -1,8 +1,10 @@
 """Where do threads start to pay? Times training steps of square networks on one thread and on
 all threads, and prints the work per batch at which the parallel kernels win: the measured
-basis of config.PARALLEL_MIN_FLOP.
+basis of config.PARALLEL_MIN_FLOP. With --dense: the naive and the blocked dense kernels side
+by side, single-threaded, over layer shapes: the basis of dense.use_blocked.
 
     python scripts/crossover.py [--batch 32] [--dtype float32]
+    python scripts/crossover.py --dense
 """
 import argparse
 import time
@@ -27,11 +29,36 @@ def step_time(width, batch, dtype, parallel):
     return best
 
 
+def dense_table(dtype):
+    from fastbp.bench import best_time
+    from fastbp.kernels.cpu import dense as d
+    one = config.one_thread
+    rng = np.random.default_rng(0)
+    print(f"single-threaded dense kernels, {dtype}, microseconds per call")
+    print(f"{'rows x in x out':>16s} {'fwd naive':>10s} {'blocked':>8s} {'bwd naive':>10s} {'blocked':>8s} {'use_blocked':>12s}")
+    for B, n_in, n_out in [(4, 2, 4), (16, 32, 64), (16, 64, 64), (16, 64, 2), (8, 128, 128), (32, 32, 32),
+                           (32, 64, 128), (32, 128, 10), (64, 256, 256), (64, 256, 10), (128, 64, 64)]:
+        f = lambda *s: rng.standard_normal(s).astype(dtype)
+        A, W, b, dZ = f(B, n_in), f(n_in, n_out), f(n_out), f(B, n_out)
+        Z, dA, dW = np.empty((B, n_out), dtype), np.empty_like(A), np.empty_like(W)
+        Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
+        times = [best_time(g) * 1e6 for g in (
+            lambda: one(d.dense_forward_naive)(Z, A, W, b),
+            lambda: one(d.dense_forward_blocked)(Z, A, W, b, Wt),
+            lambda: one(d.dense_backward_naive)(dA, dW, b, dZ, A, W, True),
+            lambda: one(d.dense_backward_blocked)(dA, dW, b, dZ, A, W, True, At, dZt))]
+        print(f"{f'{B}x{n_in}x{n_out}':>16s} {times[0]:10.2f} {times[1]:8.2f} {times[2]:10.2f} {times[3]:8.2f} "
+              f"{str(d.use_blocked(B, W)):>12s}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--dense", action="store_true", help="naive vs blocked dense kernels instead")
     args = p.parse_args()
+    if args.dense:
+        return dense_table(args.dtype)
     print(f"{numba.get_num_threads()} threads, batch {args.batch}, {args.dtype}, networks w-w-w-10")
     print(f"{'width':>6s} {'MFLOP/batch':>12s} {'1 thread us':>12s} {'parallel us':>12s} {'faster':>9s}")
     for width in (16, 32, 64, 96, 128, 192, 256, 384, 512):

@@ -7,7 +7,7 @@ kernel, gemm_nt (C = A B^T, both operands contiguous along the summed axis), aft
 the operand that is not (W for the forward pass; A and dZ for dW): each 4 x 4 tile of C keeps
 16 accumulators in vector registers while it streams 8 operand rows, and the bias is added in
 the same pass. Parallel loops run over outputs no other iteration writes (row blocks of C), so
-there are no shared writes. config.GEMM_MIN_ROWS / GEMM_MIN_WEIGHTS choose between them.
+there are no shared writes. use_blocked chooses between them.
 """
 from numba import prange
 
@@ -81,9 +81,19 @@ def gemm_nt(C, A, B, bias, has_bias):
 
 
 @serial
+def use_blocked(rows, W):
+    """The blocked path pays from GEMM_MIN_ROWS rows, or from 8 rows when the layer is narrow
+    (the naive loops' innermost loop runs over the outputs: too short to vectorise); never for
+    tiny layers. Measured single-threaded, see scripts/crossover.py --dense."""
+    if W.size < config.GEMM_MIN_WEIGHTS:
+        return False
+    return rows >= config.GEMM_MIN_ROWS or (rows >= 8 and W.shape[1] < config.GEMM_NARROW)
+
+
+@serial
 def dense_forward(Z, A, W, b, Wt):
     """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b; Wt (n_out, n_in) is scratch."""
-    if A.shape[0] >= config.GEMM_MIN_ROWS and W.size >= config.GEMM_MIN_WEIGHTS:
+    if use_blocked(A.shape[0], W):
         dense_forward_blocked(Z, A, W, b, Wt)
     else:
         dense_forward_naive(Z, A, W, b)
@@ -93,7 +103,7 @@ def dense_forward(Z, A, W, b, Wt):
 def dense_backward(dA, dW, db, dZ, A, W, need_dA, At, dZt):
     """dW = A^T dZ, db = column sums of dZ, dA = dZ W^T (skipped unless need_dA: the first
     layer's input is the data); At (n_in, B) and dZt (n_out, B) are scratch."""
-    if A.shape[0] >= config.GEMM_MIN_ROWS and W.size >= config.GEMM_MIN_WEIGHTS:
+    if use_blocked(A.shape[0], W):
         dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt)
     else:
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
