@@ -35,12 +35,12 @@ GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel: L2-resident (2 MB per core 
 PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
 
 
-
-
 def _source_hash():
+    # everything compiled code depends on: the kernel sources, the modules whose constants they
+    # import (spec.py's codes, optim.py's slots, this file), the fastmath flags, numba's version
     pkg = Path(__file__).parent
-    h = hashlib.sha1(numba.__version__.encode())
-    for f in sorted([pkg / "config.py", pkg / "spec.py", *(pkg / "kernels").rglob("*.py")]):
+    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH))).encode())
+    for f in sorted([pkg / "config.py", pkg / "spec.py", pkg / "optim.py", *(pkg / "kernels").rglob("*.py")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -89,18 +89,22 @@ def one_thread(dispatcher):
     """The single-threaded twin of a compiled function, from the same source: its `prange`
     loops run as plain loops and everything it calls is such a twin too. Parallel regions cost
     microseconds to start, which dominates small layers and batches (see PARALLEL_MIN_FLOP)."""
-    if not _ONE_THREAD:
+    if dispatcher not in _ONE_THREAD:
         _make_twins()
     return _ONE_THREAD[dispatcher]
+
+
+_TWIN_GLOBALS = {}   # id(module globals) -> (module globals, the twins' copy of them)
 
 
 def _make_twins():
     # Clone each function with a copy of its module's globals in which every compiled
     # function is replaced by its twin; numba resolves those names when it first compiles.
     from numba.core.registry import CPUDispatcher
-    namespaces = {}
     for dispatcher, fn, options in _REGISTRY:
-        original, twin_globals = namespaces.setdefault(id(fn.__globals__), (fn.__globals__, {}))
+        if dispatcher in _ONE_THREAD:
+            continue
+        _, twin_globals = _TWIN_GLOBALS.setdefault(id(fn.__globals__), (fn.__globals__, {}))
         clone = types.FunctionType(fn.__code__, twin_globals, fn.__name__, fn.__defaults__,
                                    fn.__closure__)
         clone.__qualname__ = fn.__qualname__ + "__one_thread"   # its own cache entry
@@ -108,6 +112,6 @@ def _make_twins():
         with _cache_dir():
             _ONE_THREAD[dispatcher] = njit(parallel=False, cache=CACHE, fastmath=FASTMATH,
                                            **options)(clone)
-    for original, twin_globals in namespaces.values():
+    for original, twin_globals in _TWIN_GLOBALS.values():
         twin_globals.update({k: _ONE_THREAD.get(v, v) if isinstance(v, CPUDispatcher) else v
                              for k, v in original.items()})
