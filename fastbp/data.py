@@ -121,13 +121,15 @@ def check_positive_int(value, name):
     return int(value)
 
 
-def check_positive_float(value, name):
+def check_number(value, name, low=0.0, high=None, low_open=False):
+    """A finite float in [low, high) (or (low, high) with low_open); errors name the argument."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v >= high):
+        bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{name} must be a finite number in {bounds}, got {value!r}")
     return v
 
 

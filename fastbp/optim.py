@@ -9,22 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import check_number
 from .spec import did_you_mean
 
 OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW = range(5)   # kernel codes
 H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_DECAY = range(5)   # slots of Optimizer.hyper()
-
-
-def _number(value, name, low=0.0, high=None, low_open=False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    bad = not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v >= high)
-    if bad:
-        rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
-        raise ValueError(f"{name} must be in {rng}, got {value!r}")
-    return v
 
 
 # ---- schedules ----
@@ -34,7 +23,7 @@ class Schedule:
     needs_logs = False
 
     def __init__(self, lr):
-        self.lr = _number(lr, "lr", low_open=True)
+        self.lr = check_number(lr, "lr", low_open=True)
 
     def __call__(self, epoch, samples_seen):
         return self.lr
@@ -59,8 +48,8 @@ class StepDecay(Schedule):
 
     def __init__(self, lr, drop=0.5, every=10):
         super().__init__(lr)
-        self.drop = _number(drop, "drop", low_open=True)
-        self.every = int(_number(every, "every", low=1))
+        self.drop = check_number(drop, "drop", low_open=True)
+        self.every = int(check_number(every, "every", low=1))
 
     def __call__(self, epoch, samples_seen):
         return self.lr * self.drop ** (epoch // self.every)
@@ -71,7 +60,7 @@ class ExponentialDecay(Schedule):
 
     def __init__(self, lr, rate=0.96):
         super().__init__(lr)
-        self.rate = _number(rate, "rate", low_open=True)
+        self.rate = check_number(rate, "rate", low_open=True)
 
     def __call__(self, epoch, samples_seen):
         return self.lr * self.rate ** epoch
@@ -82,7 +71,7 @@ class InverseScaling(Schedule):
 
     def __init__(self, lr, power_t=0.5):
         super().__init__(lr)
-        self.power_t = _number(power_t, "power_t")
+        self.power_t = check_number(power_t, "power_t")
 
     def __call__(self, epoch, samples_seen):
         return self.lr / (samples_seen + 1) ** self.power_t
@@ -95,11 +84,11 @@ class ReduceOnPlateau(Schedule):
 
     def __init__(self, lr, factor=0.1, patience=10, min_delta=1e-4, monitor="loss", min_lr=0.0):
         super().__init__(lr)
-        self.factor = _number(factor, "factor", high=1.0, low_open=True)
-        self.patience = int(_number(patience, "patience"))
-        self.min_delta = _number(min_delta, "min_delta")
+        self.factor = check_number(factor, "factor", high=1.0, low_open=True)
+        self.patience = int(check_number(patience, "patience"))
+        self.min_delta = check_number(min_delta, "min_delta")
         self.monitor = monitor
-        self.min_lr = _number(min_lr, "min_lr")
+        self.min_lr = check_number(min_lr, "min_lr")
         self.current = self.lr
         self.best = float("inf")
         self.wait = 0
@@ -146,7 +135,7 @@ class Optimizer:
 
     def __init__(self, lr=None, clip_norm=None):
         self.lr = lr if lr is not None else self.default_lr
-        self.clip_norm = None if clip_norm is None else _number(clip_norm, "clip_norm", low_open=True)
+        self.clip_norm = None if clip_norm is None else check_number(clip_norm, "clip_norm", low_open=True)
         self.m = self.v = None
         self.t = np.zeros(1, dtype=np.int64)   # updates applied (Adam's bias correction counts it)
         self.samples_seen = 0
@@ -157,7 +146,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = value if isinstance(value, Schedule) else _number(value, "lr", low_open=True)
+        self._lr = value if isinstance(value, Schedule) else check_number(value, "lr", low_open=True)
 
     def lr_at(self, epoch, samples_ahead=0):
         """The rate for `epoch`, which starts `samples_ahead` samples after those seen so far."""
@@ -210,7 +199,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr=None, momentum=0.9, clip_norm=None):
         super().__init__(lr, clip_norm)
-        self.momentum = _number(momentum, "momentum", high=1.0)
+        self.momentum = check_number(momentum, "momentum", high=1.0)
 
 
 class Nesterov(Momentum):
@@ -225,10 +214,10 @@ class Adam(Optimizer):
 
     def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None):
         super().__init__(lr, clip_norm)
-        self.beta1 = _number(beta1, "beta1", high=1.0)
-        self.beta2 = _number(beta2, "beta2", high=1.0)
-        self.eps = _number(eps, "eps", low_open=True)
-        self.weight_decay = _number(weight_decay, "weight_decay")
+        self.beta1 = check_number(beta1, "beta1", high=1.0)
+        self.beta2 = check_number(beta2, "beta2", high=1.0)
+        self.eps = check_number(eps, "eps", low_open=True)
+        self.weight_decay = check_number(weight_decay, "weight_decay")
 
 
 class AdamW(Adam):

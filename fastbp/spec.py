@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data import check_number
+
 # name -> (code, parameter name or None, default parameter value)
 # The codes are the contract between this table, reference.py and kernels/cpu/activations.py.
 ACTIVATIONS = {
@@ -202,30 +204,10 @@ def _per_hidden(value, n_hidden, name, check):
     return [check(v) for v in values]
 
 
-def _rate(v):
-    try:
-        r = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"dropout rates must be numbers in [0, 1), got {v!r}") from None
-    if not 0 <= r < 1:
-        raise ValueError(f"dropout rates must be in [0, 1) (the fraction of units dropped), got {v!r}")
-    return r
-
-
 def _flag(v):
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"batch_norm must be True/False or a list of them, got {v!r}")
     return bool(v)
-
-
-def _non_negative(v, name):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}") from None
-    if not (np.isfinite(f) and f >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return f
 
 
 def make_spec(sizes, hidden="relu", output="softmax", loss="auto", dropout=0.0, batch_norm=False,
@@ -265,13 +247,12 @@ def make_spec(sizes, hidden="relu", output="softmax", loss="auto", dropout=0.0, 
         raise ValueError("a softmax output needs at least 2 units; for two classes use output='sigmoid' "
                          "with 1 unit, or sizes ending in 2")
 
-    drops = _per_hidden(dropout, n_hidden, "dropout", _rate) + [0.0]
+    # dropout rates: the fraction of units dropped, in [0, 1)
+    drops = _per_hidden(dropout, n_hidden, "dropout", lambda v: check_number(v, "dropout rate", high=1.0)) + [0.0]
     norms = _per_hidden(batch_norm, n_hidden, "batch_norm", _flag) + [False]
-    l1, l2 = _non_negative(l1, "l1"), _non_negative(l2, "l2")
-    bn_eps = _non_negative(bn_eps, "bn_eps")
-    bn_momentum = _non_negative(bn_momentum, "bn_momentum")
-    if bn_momentum >= 1 or bn_eps == 0:
-        raise ValueError("bn_momentum must be in [0, 1) and bn_eps > 0")
+    l1, l2 = check_number(l1, "l1"), check_number(l2, "l2")
+    bn_momentum = check_number(bn_momentum, "bn_momentum", high=1.0)
+    bn_eps = check_number(bn_eps, "bn_eps", low_open=True)
 
     rows, off, soff = [], 0, 0
     for l, act in enumerate(acts):
