@@ -40,7 +40,6 @@ def sgemm_gflops(n=2048, dtype=np.float32):
 def _cases(B, n_in, n_out, dtype):
     """(name, flop, numpy callable, kernel callable taking the driver module) per kernel."""
     from . import reference as ref
-    from .kernels.cpu import activations as act, dense, losses, optim
     from .optim import Adam
     from .spec import ACTIVATIONS, LOSSES
     rng = np.random.default_rng(0)

@@ -5,7 +5,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 
 def _timed_fit(backend, X, y, repeats, **fit):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import data
 from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
-from .optim import Optimizer, get_optimizer
+from .optim import get_optimizer
 from .spec import did_you_mean, init_params, make_spec, set_flat
 
 BACKENDS = ("cpu", "numpy")
@@ -225,8 +225,8 @@ class Network:
         for cb in cbs:
             cb.network = self
         self.stop_training = False
-        for cb in cbs:
-            cb.on_train_begin({})
+        for cb in cbs:   # plain objects need only on_epoch_end
+            getattr(cb, "on_train_begin", lambda logs: None)({})
         progress = next((cb for cb in cbs if isinstance(cb, ProgressBar)), None)
         # Many epochs run in one compiled call unless Python has work between epochs.
         per_epoch = Xv is not None or len(cbs) > 1 or opt.needs_logs
@@ -271,7 +271,7 @@ class Network:
                 self.epochs_done = epoch
         finally:
             for cb in cbs:
-                cb.on_train_end({})
+                getattr(cb, "on_train_end", lambda logs: None)({})
         return history
 
     def partial_fit(self, X, y, batch_size=32, lr=None, sample_weight=None, class_weight=None,
@@ -308,10 +308,6 @@ class Network:
             cbs.append(ProgressBar(epochs, n))
         elif verbose == 2:
             cbs.append(EpochLine(epochs))
-        for cb in cbs:   # plain objects with only some of the methods are fine too
-            for name in ("on_train_begin", "on_train_end"):
-                if not hasattr(cb, name):
-                    setattr(cb, name, lambda logs=None: None)
         return cbs
 
     def _epoch_with_progress(self, X, Y, SW, order, batch_size, lr, opt, bar, epoch):

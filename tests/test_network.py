@@ -1,11 +1,10 @@
 """The Network API: construction, weights, inputs, targets, validation, scores, errors."""
-import warnings
 
 import numpy as np
 import pytest
 
 import fastbp
-from conftest import pair, problem
+from conftest import problem
 
 
 def test_repr_sizes_and_parameter_count():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from conftest import pair, problem, tol
+from conftest import problem, tol
 
 BACKENDS = ["cpu", "numpy"]
 
