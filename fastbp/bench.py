@@ -60,7 +60,7 @@ def _cases(B, n_in, n_out, dtype):
         ("dense_forward", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
          lambda k: k["dense"].dense_forward(Z, A, W, b, Wt)),
         ("dense_backward", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
-         lambda k: k["dense"].dense_backward(dA, dW, db, dZ, A, W, True, At, dZt)),
+         lambda k: k["dense"].dense_backward(dA, dW, db, dZ, A, W, True, Wt, At, dZt)),
         ("dense_forward_naive", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
          lambda k: k["dense"].dense_forward_naive(Z, A, W, b)),
         ("dense_backward_naive", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),

@@ -28,7 +28,8 @@ FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 EVAL_CHUNK = 1024
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
-GEMM_MIN_ROWS = 32        # the register-blocked dense path from this batch size,
+GEMM_SMALL_ROWS = 64      # gemm_nn forward up to this batch size (see dense.forward_path)
+GEMM_MIN_ROWS = 32        # the register-blocked dense backward from this batch size,
 GEMM_NARROW = 16          # or from 8 rows for layers of fewer outputs than this,
 GEMM_MIN_WEIGHTS = 64     # never below this many weights; else the naive loops
 GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel: L2-resident (2 MB per core here)

@@ -1,7 +1,7 @@
 """Where do threads start to pay? Times training steps of square networks on one thread and on
 all threads, and prints the work per batch at which the parallel kernels win: the measured
-basis of config.PARALLEL_MIN_FLOP. With --dense: the naive and the blocked dense kernels side
-by side, single-threaded, over layer shapes: the basis of dense.use_blocked.
+basis of config.PARALLEL_MIN_FLOP. With --dense: the naive, small and blocked dense kernels side
+by side, single-threaded, over layer shapes: the basis of dense.forward_path and backward_path.
 
     python scripts/crossover.py [--batch 32] [--dtype float32]
     python scripts/crossover.py --dense
@@ -35,20 +35,25 @@ def dense_table(dtype):
     one = config.one_thread
     rng = np.random.default_rng(0)
     print(f"single-threaded dense kernels, {dtype}, microseconds per call")
-    print(f"{'rows x in x out':>16s} {'fwd naive':>10s} {'blocked':>8s} {'bwd naive':>10s} {'blocked':>8s} {'use_blocked':>12s}")
+    names = ("naive", "small", "blocked")
+    print(f"{'rows x in x out':>16s} {'fwd naive':>10s} {'small':>8s} {'blocked':>8s} {'bwd naive':>10s} "
+          f"{'small':>8s} {'blocked':>8s} {'chosen':>15s}")
     for B, n_in, n_out in [(4, 2, 4), (16, 32, 64), (16, 64, 64), (16, 64, 2), (8, 128, 128), (32, 32, 32),
-                           (32, 64, 128), (32, 128, 10), (64, 256, 256), (64, 256, 10), (128, 64, 64)]:
+                           (32, 64, 128), (32, 128, 10), (64, 256, 256), (64, 256, 10), (128, 64, 64), (256, 784, 1024)]:
         f = lambda *s: rng.standard_normal(s).astype(dtype)
         A, W, b, dZ = f(B, n_in), f(n_in, n_out), f(n_out), f(B, n_out)
         Z, dA, dW = np.empty((B, n_out), dtype), np.empty_like(A), np.empty_like(W)
         Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
         times = [best_time(g) * 1e6 for g in (
             lambda: one(d.dense_forward_naive)(Z, A, W, b),
+            lambda: one(d.dense_forward_small)(Z, A, W, b),
             lambda: one(d.dense_forward_blocked)(Z, A, W, b, Wt),
             lambda: one(d.dense_backward_naive)(dA, dW, b, dZ, A, W, True),
+            lambda: one(d.dense_backward_small)(dA, dW, b, dZ, A, W, True, Wt),
             lambda: one(d.dense_backward_blocked)(dA, dW, b, dZ, A, W, True, At, dZt))]
-        print(f"{f'{B}x{n_in}x{n_out}':>16s} {times[0]:10.2f} {times[1]:8.2f} {times[2]:10.2f} {times[3]:8.2f} "
-              f"{str(d.use_blocked(B, W)):>12s}")
+        chosen = f"{names[d.forward_path(B, W)]}/{names[d.backward_path(B, W)]}"
+        print(f"{f'{B}x{n_in}x{n_out}':>16s} {times[0]:10.2f} {times[1]:8.2f} {times[2]:8.2f} {times[3]:10.2f} "
+              f"{times[4]:8.2f} {times[5]:8.2f} {chosen:>15s}")
 
 
 def main():

@@ -21,16 +21,20 @@ def rand(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
-DENSE = ["naive", "blocked", "dispatch"]
+DENSE = ["naive", "small", "blocked", "dispatch"]
 
 
 def dense_fns(impl):
     """(forward, backward) taking the scratch arrays, for one implementation."""
     if impl == "naive":
         return (lambda Z, A, W, b, Wt: dense_k.dense_forward_naive(Z, A, W, b),
-                lambda dA, dW, db, dZ, A, W, need, At, dZt: dense_k.dense_backward_naive(dA, dW, db, dZ, A, W, need))
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_naive(dA, dW, db, dZ, A, W, need))
+    if impl == "small":
+        return (lambda Z, A, W, b, Wt: dense_k.dense_forward_small(Z, A, W, b),
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_small(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "blocked":
-        return dense_k.dense_forward_blocked, dense_k.dense_backward_blocked
+        return (dense_k.dense_forward_blocked,
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blocked(dA, dW, db, dZ, A, W, need, At, dZt))
     return dense_k.dense_forward, dense_k.dense_backward
 
 
@@ -53,7 +57,8 @@ def test_dense_backward(B, n_in, n_out, need_dA, impl, dtype):
     dA = np.full((B, n_in), np.nan, dtype=dtype)
     dW = np.full((n_in, n_out), np.nan, dtype=dtype)
     db = np.full(n_out, np.nan, dtype=dtype)
-    dense_fns(impl)[1](dA, dW, db, dZ, A, W, need_dA, np.empty((n_in, B), dtype), np.empty((n_out, B), dtype))
+    dense_fns(impl)[1](dA, dW, db, dZ, A, W, need_dA, np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype),
+                       np.empty((n_out, B), dtype))
     rdW, rdb, rdA = ref.dense_backward(dZ, A, W)
     np.testing.assert_allclose(dW, rdW, **tol(dtype))
     np.testing.assert_allclose(db, rdb, **tol(dtype))
@@ -226,10 +231,10 @@ from fastbp.kernels.cpu import activations as a, dense as d, optim as o
 f = np.float32
 Z = np.ones((4, 6), f); A = np.ones_like(Z); W = np.ones((6, 6), f); b = np.zeros(6, f)
 d.dense_forward_naive(Z, A, W, b); d.dense_backward_naive(A, W, b, Z, A, W, True)
-d.gemm_nt(Z, A, W, b, True)
+d.gemm_nt(Z, A, W, b, True); d.gemm_nn(Z, A, W, b, True, False); d.gemm_nn(W, A, Z, b, False, True)
 a.activation_forward(A, Z, 5, f(1)); a.activation_backward(Z, A, Z, A, 5, f(1))
 o.optimizer_update(b, b, b, b, 3, 0.1, np.zeros(5), 1)
-for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, a.activation_forward, a.activation_backward, o.optimizer_update):
+for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, d.gemm_nn, a.activation_forward, a.activation_backward, o.optimizer_update):
     for ir in k.inspect_llvm().values():
         # only the parallel loop bodies: per-element work (scalar set-up may use float64)
         bodies = re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
@@ -249,7 +254,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
     out = subprocess.run([sys.executable, "-c", F32_PROBE], env=env, capture_output=True,
                          text=True, timeout=300, check=True).stdout.split("\n")
     rows = [line.split() for line in out if line.strip()]
-    assert len(rows) == 6
+    assert len(rows) == 7
     for name, n_double, n_float in rows:
         assert int(n_float) > 0, f"{name}: no float32 arithmetic found; the probe is broken"
         assert int(n_double) == 0, f"{name}: {n_double} float64 operations in the float32 kernel"

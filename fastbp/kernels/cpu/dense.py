@@ -1,13 +1,16 @@
 """Dense layer kernels: dense_forward (Z = A W + b) and dense_backward (dW, db, dA).
 
-Two versions. The naive kernels are one loop nest per product, the innermost loop contiguous in
-memory (a row of W, Z or dZ) so that LLVM vectorizes it: the algorithmic reference and the
-choice for tiny layers. The blocked path runs every product through one register-blocked
-kernel, gemm_nt (C = A B^T, both operands contiguous along the summed axis), after transposing
-the operand that is not (W for the forward pass; A and dZ for dW): each 4 x 4 tile of C keeps
-16 accumulators in vector registers while it streams 8 operand rows, and the bias is added in
-the same pass. Parallel loops run over outputs no other iteration writes (row blocks of C), so
-there are no shared writes. use_blocked chooses between them.
+Three versions, chosen per layer and batch size by forward_path / backward_path:
+- naive: one loop nest per product, the innermost loop contiguous in memory (a row of W, Z or
+  dZ) so that LLVM vectorizes it. The algorithmic reference, and the choice for tiny layers.
+- small: every product through gemm_nn (C = op(A) B, rows of B and C contiguous), which adds 8
+  scaled rows of B to 2 rows of C per pass: no transposes of the data, no horizontal sums.
+- blocked: every product through gemm_nt (C = A B^T, both operands contiguous along the summed
+  axis), after transposing the operand that is not (W for the forward pass; A and dZ for dW):
+  each 4 x 4 tile of C keeps 16 accumulators in vector registers while it streams 8 operand
+  rows, over L2-sized panels of B. Large layers.
+Biases are added in the same pass. Parallel loops run over outputs no other iteration writes
+(row blocks of C), so there are no shared writes.
 """
 from numba import prange
 
@@ -18,8 +21,14 @@ from ...config import kernel, serial
 @kernel
 def transpose(T, M):
     """T (n, m) = M (m, n)^T in tiles of 64 rows x 8 columns of M. Square 32 x 32 tiles thrash
-    the cache when the row length is a power of two (1024 x 1024: 1.7 ms against 0.44 ms)."""
+    the cache when the row length is a power of two (1024 x 1024: 1.7 ms against 0.44 ms).
+    Small matrices (L1-resident) take one plain pass instead: 0.8 against 2.5 us at 64 x 64."""
     m, n = M.shape
+    if m * n <= 16384:
+        for j in range(n):
+            for i in range(m):
+                T[j, i] = M[i, j]
+        return
     for ib in prange((m + 63) // 64):
         for j0 in range(0, n, 8):
             for i in range(ib * 64, min(m, ib * 64 + 64)):
@@ -81,32 +90,139 @@ def gemm_nt(C, A, B, bias, has_bias):
 
 
 @serial
-def use_blocked(rows, W):
-    """The blocked path pays from GEMM_MIN_ROWS rows, or from 8 rows when the layer is narrow
-    (the naive loops' innermost loop runs over the outputs: too short to vectorise); never for
-    tiny layers. Measured single-threaded, see scripts/crossover.py --dense."""
+def _op(A, i, p, trans):
+    """Element (i, p) of op(A): A[p, i] when trans, else A[i, p]."""
+    return A[p, i] if trans else A[i, p]
+
+
+@kernel
+def gemm_nn(C, A, B, bias, has_bias, a_trans):
+    """C (m, n) = op(A) (m, K) @ B (K, n) (+ bias (n,)); op(A) is A^T when a_trans.
+
+    For small products, where gemm_nt's transposes and horizontal sums do not pay. Rows of B
+    and C are contiguous: each pass over j adds 8 scaled rows of B to 2 rows of C, so every load
+    and store of C carries 8 multiply-adds (the plain loop's one is bound by its stores: 2x
+    slower at 16 x 64 x 64). Parallel over pairs of rows of C, which no other pair writes."""
+    m, n = C.shape
+    K = B.shape[0]
+    zero = C.dtype.type(0)
+    for ib in prange((m + 1) // 2):
+        i0 = 2 * ib
+        c0 = C[i0]
+        for j in range(n):
+            c0[j] = bias[j] if has_bias else zero
+        if i0 + 1 < m:
+            i1 = i0 + 1
+            c1 = C[i1]
+            for j in range(n):
+                c1[j] = bias[j] if has_bias else zero
+            p = 0
+            while p + 8 <= K:
+                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], B[p + 6], B[p + 7]
+                x0, x1, x2, x3 = _op(A, i0, p, a_trans), _op(A, i0, p + 1, a_trans), _op(A, i0, p + 2, a_trans), _op(A, i0, p + 3, a_trans)
+                x4, x5, x6, x7 = _op(A, i0, p + 4, a_trans), _op(A, i0, p + 5, a_trans), _op(A, i0, p + 6, a_trans), _op(A, i0, p + 7, a_trans)
+                y0, y1, y2, y3 = _op(A, i1, p, a_trans), _op(A, i1, p + 1, a_trans), _op(A, i1, p + 2, a_trans), _op(A, i1, p + 3, a_trans)
+                y4, y5, y6, y7 = _op(A, i1, p + 4, a_trans), _op(A, i1, p + 5, a_trans), _op(A, i1, p + 6, a_trans), _op(A, i1, p + 7, a_trans)
+                for j in range(n):
+                    c0[j] += (x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
+                              + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])
+                    c1[j] += (y0 * b0[j] + y1 * b1[j] + y2 * b2[j] + y3 * b3[j]
+                              + y4 * b4[j] + y5 * b5[j] + y6 * b6[j] + y7 * b7[j])
+                p += 8
+            for q in range(p, K):
+                bq = B[q]
+                x, y = _op(A, i0, q, a_trans), _op(A, i1, q, a_trans)
+                for j in range(n):
+                    c0[j] += x * bq[j]
+                    c1[j] += y * bq[j]
+        else:                                   # the last row when m is odd
+            p = 0
+            while p + 8 <= K:
+                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], B[p + 6], B[p + 7]
+                x0, x1, x2, x3 = _op(A, i0, p, a_trans), _op(A, i0, p + 1, a_trans), _op(A, i0, p + 2, a_trans), _op(A, i0, p + 3, a_trans)
+                x4, x5, x6, x7 = _op(A, i0, p + 4, a_trans), _op(A, i0, p + 5, a_trans), _op(A, i0, p + 6, a_trans), _op(A, i0, p + 7, a_trans)
+                for j in range(n):
+                    c0[j] += (x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
+                              + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])
+                p += 8
+            for q in range(p, K):
+                bq = B[q]
+                x = _op(A, i0, q, a_trans)
+                for j in range(n):
+                    c0[j] += x * bq[j]
+
+
+NAIVE, SMALL, BLOCKED = 0, 1, 2
+
+
+@serial
+def forward_path(rows, W):
+    """Which forward kernel: naive loops for tiny layers; gemm_nn up to GEMM_SMALL_ROWS rows
+    with a weight matrix that stays in L2; otherwise, or when the layer is narrow (gemm_nn's
+    loop over the outputs is too short to vectorise), the blocked path. Measured
+    single-threaded by scripts/crossover.py --dense."""
     if W.size < config.GEMM_MIN_WEIGHTS:
-        return False
-    return rows >= config.GEMM_MIN_ROWS or (rows >= 8 and W.shape[1] < config.GEMM_NARROW)
+        return NAIVE
+    if rows >= 8 and W.shape[1] < config.GEMM_NARROW:
+        return BLOCKED
+    if rows > config.GEMM_SMALL_ROWS or W.size * W.itemsize > config.GEMM_PANEL_BYTES:
+        return BLOCKED
+    return SMALL
+
+
+@serial
+def backward_path(rows, W):
+    """As forward_path; the blocked backward pays from GEMM_MIN_ROWS rows (its three products
+    share two transposes)."""
+    if W.size < config.GEMM_MIN_WEIGHTS:
+        return NAIVE
+    if rows >= config.GEMM_MIN_ROWS or (rows >= 8 and W.shape[1] < config.GEMM_NARROW):
+        return BLOCKED
+    return SMALL
 
 
 @serial
 def dense_forward(Z, A, W, b, Wt):
     """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b; Wt (n_out, n_in) is scratch."""
-    if use_blocked(A.shape[0], W):
+    path = forward_path(A.shape[0], W)
+    if path == BLOCKED:
         dense_forward_blocked(Z, A, W, b, Wt)
+    elif path == SMALL:
+        dense_forward_small(Z, A, W, b)
     else:
         dense_forward_naive(Z, A, W, b)
 
 
 @serial
-def dense_backward(dA, dW, db, dZ, A, W, need_dA, At, dZt):
+def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
     """dW = A^T dZ, db = column sums of dZ, dA = dZ W^T (skipped unless need_dA: the first
-    layer's input is the data); At (n_in, B) and dZt (n_out, B) are scratch."""
-    if use_blocked(A.shape[0], W):
+    layer's input is the data); Wt (n_out, n_in), At (n_in, B) and dZt (n_out, B) are scratch."""
+    path = backward_path(A.shape[0], W)
+    if path == BLOCKED:
         dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt)
+    elif path == SMALL:
+        dense_backward_small(dA, dW, db, dZ, A, W, need_dA, Wt)
     else:
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
+
+
+@serial
+def dense_forward_small(Z, A, W, b):
+    gemm_nn(Z, A, W, b, True, False)
+
+
+@serial
+def dense_backward_small(dA, dW, db, dZ, A, W, need_dA, Wt):
+    gemm_nn(dW, A, dZ, db, False, True)         # dW = A^T dZ
+    zero = dZ.dtype.type(0)
+    for j in range(dZ.shape[1]):
+        db[j] = zero
+    for i in range(dZ.shape[0]):
+        for j in range(dZ.shape[1]):
+            db[j] += dZ[i, j]
+    if need_dA:
+        transpose(Wt, W)                        # gemm_nn wants W^T's rows contiguous
+        gemm_nn(dA, dZ, Wt, db, False, False)
 
 
 @serial
@@ -172,3 +288,4 @@ def dense_backward_naive(dA, dW, db, dZ, A, W, need_dA):
                 for j in range(n_out):
                     s += dZ[i, j] * W[k, j]
                 dA[i, k] = s
+

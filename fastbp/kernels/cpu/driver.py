@@ -208,8 +208,8 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(grads, layers, l)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
         dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else xb[:b]  # xb: unused
-        dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[15], W.shape[0], b),
-                       _scratch(ws[16], W.shape[1], b))
+        dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[14], W.shape[1], W.shape[0]),
+                       _scratch(ws[15], W.shape[0], b), _scratch(ws[16], W.shape[1], b))
         if layers[l, BN]:
             db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
