@@ -95,6 +95,13 @@ def _op(A, i, p, trans):
     return A[p, i] if trans else A[i, p]
 
 
+@serial
+def _op8(A, i, p, trans):
+    """Elements (i, p) to (i, p + 7) of op(A)."""
+    return (_op(A, i, p, trans), _op(A, i, p + 1, trans), _op(A, i, p + 2, trans), _op(A, i, p + 3, trans),
+            _op(A, i, p + 4, trans), _op(A, i, p + 5, trans), _op(A, i, p + 6, trans), _op(A, i, p + 7, trans))
+
+
 @kernel
 def gemm_nn(C, A, B, bias, has_bias, a_trans):
     """C (m, n) = op(A) (m, K) @ B (K, n) (+ bias (n,)); op(A) is A^T when a_trans.
@@ -118,11 +125,10 @@ def gemm_nn(C, A, B, bias, has_bias, a_trans):
                 c1[j] = bias[j] if has_bias else zero
             p = 0
             while p + 8 <= K:
-                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], B[p + 6], B[p + 7]
-                x0, x1, x2, x3 = _op(A, i0, p, a_trans), _op(A, i0, p + 1, a_trans), _op(A, i0, p + 2, a_trans), _op(A, i0, p + 3, a_trans)
-                x4, x5, x6, x7 = _op(A, i0, p + 4, a_trans), _op(A, i0, p + 5, a_trans), _op(A, i0, p + 6, a_trans), _op(A, i0, p + 7, a_trans)
-                y0, y1, y2, y3 = _op(A, i1, p, a_trans), _op(A, i1, p + 1, a_trans), _op(A, i1, p + 2, a_trans), _op(A, i1, p + 3, a_trans)
-                y4, y5, y6, y7 = _op(A, i1, p + 4, a_trans), _op(A, i1, p + 5, a_trans), _op(A, i1, p + 6, a_trans), _op(A, i1, p + 7, a_trans)
+                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], \
+                    B[p + 6], B[p + 7]
+                x0, x1, x2, x3, x4, x5, x6, x7 = _op8(A, i0, p, a_trans)
+                y0, y1, y2, y3, y4, y5, y6, y7 = _op8(A, i1, p, a_trans)
                 for j in range(n):
                     c0[j] += (x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
                               + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])
@@ -138,9 +144,9 @@ def gemm_nn(C, A, B, bias, has_bias, a_trans):
         else:                                   # the last row when m is odd
             p = 0
             while p + 8 <= K:
-                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], B[p + 6], B[p + 7]
-                x0, x1, x2, x3 = _op(A, i0, p, a_trans), _op(A, i0, p + 1, a_trans), _op(A, i0, p + 2, a_trans), _op(A, i0, p + 3, a_trans)
-                x4, x5, x6, x7 = _op(A, i0, p + 4, a_trans), _op(A, i0, p + 5, a_trans), _op(A, i0, p + 6, a_trans), _op(A, i0, p + 7, a_trans)
+                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], \
+                    B[p + 6], B[p + 7]
+                x0, x1, x2, x3, x4, x5, x6, x7 = _op8(A, i0, p, a_trans)
                 for j in range(n):
                     c0[j] += (x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
                               + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])
