@@ -34,6 +34,7 @@ from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_forward
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import grad_norm, optimizer_update, scale
+from .views import borrow, view1d, view2d
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
                          dropout_forward,
                          penalty_backward, penalty_value)
@@ -77,11 +78,34 @@ class Workspace:
 
 # ---- views into the flat buffers ----
 
+# Each driver borrows (views.borrow) every array of its arguments once, at its entry: unpacking a
+# tuple of counted arrays costs an atomic increment and decrement per array, which was most of
+# the seed workload's time per step.
+
+@serial
+def _borrow_net(net):
+    params, grads, state, layers, layer_f, ranges = net
+    return (borrow(params), borrow(grads), borrow(state), borrow(layers), borrow(layer_f), borrow(ranges))
+
+
+@serial
+def _borrow_opt(opt):
+    code, hyper, m, v, t, clip_norm = opt
+    return (code, borrow(hyper), borrow(m), borrow(v), borrow(t), clip_norm)
+
+
+@serial
+def _borrow_ws(ws):
+    return (borrow(ws[0]), borrow(ws[1]), borrow(ws[2]), borrow(ws[3]), borrow(ws[4]), borrow(ws[5]),
+            borrow(ws[6]), borrow(ws[7]), borrow(ws[8]), borrow(ws[9]), borrow(ws[10]), borrow(ws[11]),
+            borrow(ws[12]), borrow(ws[13]), borrow(ws[14]), borrow(ws[15]), borrow(ws[16]))
+
+
 @serial
 def _weights(params, layers, l):
     n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
     w = layers[l, W_OFF]
-    return params[w:w + n_in * nz].reshape((n_in, nz)), params[layers[l, B_OFF]:layers[l, B_OFF] + nz]
+    return view2d(params, w, n_in, nz), view1d(params, layers[l, B_OFF], nz)
 
 
 @serial
@@ -90,19 +114,25 @@ def _pair(vec, layers, l, col):
     (mean, inv_std)."""
     nz = layers[l, N_UNITS] * layers[l, PIECES]
     o = layers[l, col]
-    return vec[o:o + nz], vec[o + nz:o + 2 * nz]
+    return view1d(vec, o, nz), view1d(vec, o + nz, nz)
 
 
 @serial
 def _block(buf, off, layers, l, b, z_side):
     """Layer l's (b, width) block of a buffer: width units*pieces for Z-side, units for A-side."""
     width = layers[l, N_UNITS] * (layers[l, PIECES] if z_side else 1)
-    return buf[off[l]:off[l] + b * width].reshape((b, width))
+    return view2d(buf, off[l], b, width)
+
+
+@serial
+def _rows(M, b):
+    """The first b rows of a 2-D buffer."""
+    return view2d(M, 0, b, M.shape[1])
 
 
 @serial
 def _scratch(buf, rows, cols):
-    return buf[:rows * cols].reshape((rows, cols))
+    return view2d(buf, 0, rows, cols)
 
 
 @serial
@@ -110,7 +140,7 @@ def _layer_input(l, b, dropout, layers, layer_f, ws):
     """What layer l reads: the batch, or the previous layer's activation (after its dropout)."""
     xb, abuf, dbuf, a_off = ws[0], ws[5], ws[6], ws[11]
     if l == 0:
-        return xb[:b]
+        return _rows(xb, b)
     if dropout and layer_f[l - 1, DROP] > 0:
         return _block(dbuf, a_off, layers, l - 1, b, False)
     return _block(abuf, a_off, layers, l - 1, b, False)
@@ -181,9 +211,9 @@ def output_loss(b, net, hp, ws):
     L = layers.shape[0] - 1
     Z = _block(zbuf, z_off, layers, L, b, True)
     A = _block(abuf, a_off, layers, L, b, False)
-    Y, SW = yb[:b], wb[:b]
-    loss_rows(rows[:b], Z, A, Y, SW, loss_code, loss_param)
-    value = batch_loss(rows[:b], loss_code, Y.shape[1])
+    Y, SW, R = _rows(yb, b), view1d(wb, 0, b), view1d(rows, 0, b)
+    loss_rows(R, Z, A, Y, SW, loss_code, loss_param)
+    value = batch_loss(R, loss_code, Y.shape[1])
     loss_backward(_block(dzbuf, z_off, layers, L, b, True), _block(dabuf, a_off, layers, L, b, False),
                   Z, A, Y, SW, loss_code, loss_param, value, layers[L, ACT], layer_f[L, ACT_PARAM])
     return value
@@ -207,7 +237,7 @@ def backward(b, dropout, step, net, hp, ws):
         W, _ = _weights(params, layers, l)
         dW, db = _weights(grads, layers, l)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
-        dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else xb[:b]  # xb: unused
+        dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(xb, b)  # unused
         dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[14], W.shape[1], W.shape[0]),
                        _scratch(ws[15], W.shape[0], b), _scratch(ws[16], W.shape[1], b))
         if layers[l, BN]:
@@ -255,6 +285,8 @@ def train_step(b, step, lr, net, hp, opt, ws):
 def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, opt, ws):
     """Batches of rows order[start:stop]; returns the sum of batch losses times batch sizes.
     counter[0] is the global step, which keys the dropout masks."""
+    net, opt, ws = _borrow_net(net), _borrow_opt(opt), _borrow_ws(ws)
+    X, Y, SW, order, counter = borrow(X), borrow(Y), borrow(SW), borrow(order), borrow(counter)
     xb, yb, wb = ws[0], ws[1], ws[2]
     total = 0.0
     for s in range(start, stop, batch_size):
@@ -269,6 +301,8 @@ def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, o
 def train_epochs(X, Y, SW, orders, lrs, batch_size, counter, net, hp, opt, ws, epoch_losses):
     """One epoch per row of `orders` at learning rate lrs[e]; epoch_losses[e] is the mean of
     the epoch's batch losses weighted by batch size."""
+    net, opt, ws = _borrow_net(net), _borrow_opt(opt), _borrow_ws(ws)
+    X, Y, SW, orders, lrs, counter = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs), borrow(counter)
     n = X.shape[0]
     for e in range(orders.shape[0]):
         total = train_rows(0, n, orders[e], X, Y, SW, batch_size, lrs[e], counter, net, hp, opt, ws)
@@ -283,6 +317,7 @@ def train_epochs(X, Y, SW, orders, lrs, batch_size, counter, net, hp, opt, ws, e
 @serial
 def predict_into(out, X, net, hp, ws):
     """out (n, n_out): the network's output for X (inference mode), in blocks of the workspace."""
+    net, ws, out, X = _borrow_net(net), _borrow_ws(ws), borrow(out), borrow(X)
     layers = net[3]
     xb, abuf, a_off = ws[0], ws[5], ws[11]
     L = layers.shape[0] - 1
@@ -296,6 +331,7 @@ def predict_into(out, X, net, hp, ws):
 @serial
 def loss_total(X, Y, net, hp, ws):
     """Sum of the per-sample losses over X in inference mode (the caller divides)."""
+    net, ws, X, Y = _borrow_net(net), _borrow_ws(ws), borrow(X), borrow(Y)
     layers = net[3]
     xb, yb, wb, zbuf, abuf = ws[0], ws[1], ws[2], ws[3], ws[5]
     z_off, a_off, rows = ws[10], ws[11], ws[12]
@@ -318,6 +354,7 @@ def loss_total(X, Y, net, hp, ws):
 def loss_and_gradients(X, Y, dropout, step, net, hp, ws):
     """The loss of X as one training batch (batch statistics; dropout only if `dropout`, with the
     masks of `step`) and its gradient in grads; running statistics are left alone."""
+    net, ws, X, Y = _borrow_net(net), _borrow_ws(ws), borrow(X), borrow(Y)
     xb, yb, wb = ws[0], ws[1], ws[2]
     b = X.shape[0]
     copy_rows(xb, X, 0, b)
