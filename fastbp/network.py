@@ -327,6 +327,16 @@ class Network:
             per_call = max(1, int(per_call * min(4.0, PROGRESS_SECONDS / max(spent, 1e-6))))
         return np.array([total / n]), 1
 
+    # ---- pickling (joblib, multiprocessing, scikit-learn's clone-and-fit tools) ----
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_backend"]   # compiled kernels and workspaces: rebuilt on unpickling
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._backend = _make_backend(self.backend, self.spec, self.dtype, self._drop_key)
+
     # ---- files ----
     def save(self, path):
         """Write the whole model (architecture, weights, batch-norm statistics, optimizer and its
