@@ -10,4 +10,19 @@ from .callbacks import History
 from .io import load
 from .network import Network
 
-__all__ = ["Network", "History", "load", "datasets", "optim", "callbacks", "__version__"]
+__all__ = ["Network", "History", "load", "datasets", "optim", "callbacks", "set_num_threads",
+           "get_num_threads", "__version__"]
+
+
+def set_num_threads(n):
+    """Threads for the parallel kernels (at most NUMBA_NUM_THREADS, the pool's size)."""
+    import numba
+    limit = numba.config.NUMBA_NUM_THREADS
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
+        raise ValueError(f"set_num_threads needs an integer in [1, {limit}] (NUMBA_NUM_THREADS), got {n!r}")
+    numba.set_num_threads(n)
+
+
+def get_num_threads():
+    import numba
+    return numba.get_num_threads()

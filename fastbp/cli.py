@@ -1,61 +1,403 @@
-"""The command line: `python -m fastbp demo`. Parsing and printing only; no math."""
+"""The command line: `fastbp demo | train | predict | evaluate | bench | info` (also
+`python -m fastbp ...`). Parsing, reading files and printing only; no math.
+
+A user mistake (a bad argument, a missing file, unusable data) exits with status 2 and one line
+saying what is wrong; success exits 0.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import sys
 import time
 
+import numpy as np
 
 
-def _timed_fit(backend, X, y, repeats, **fit):
-    """Minimum wall time of `repeats` fits from the same seed, and the last network."""
+class UsageError(Exception):
+    """A mistake in the arguments or the data: reported in one line, exit status 2."""
+
+
+# ---- data files ----
+
+def read_table(path, target=None):
+    """(X float64 (n, d), y or None, feature names, target name) from a CSV with a header row or
+    an NPZ holding X (and y). CSV target columns may hold class names; features must be numbers."""
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "X" not in z.files:
+                    raise UsageError(f"{path}: an .npz data file needs an array named X (and y), found {z.files}")
+                X = z["X"]
+                key = target or "y"
+                y = z[key] if key in z.files else None
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"{path}: cannot read it as .npz ({exc})") from None
+        if target and y is None:
+            raise UsageError(f"{path}: no array named {target!r}")
+        if X.ndim != 2 or X.dtype.kind not in "biuf":
+            raise UsageError(f"{path}: X must be a 2-D numeric array, got {X.dtype} of shape {X.shape}")
+        return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])], key
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it as CSV ({exc})") from None
+    rows = [r for r in rows if r]
+    if len(rows) < 2:
+        raise UsageError(f"{path}: a CSV data file needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if any(len(r) != len(header) for r in rows[1:]):
+        bad = next(i for i, r in enumerate(rows[1:], start=2) if len(r) != len(header))
+        raise UsageError(f"{path}: line {bad} has a different number of fields than the header")
+    y = None
+    if target is not None:
+        if target not in header:
+            raise UsageError(f"{path}: no column named {target!r}; the columns are {', '.join(header)}")
+        t = header.index(target)
+        y = np.array([r[t].strip() for r in rows[1:]])
+        rows = [r[:t] + r[t + 1:] for r in rows]
+        header = header[:t] + header[t + 1:]
+    try:
+        X = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64).reshape(len(rows) - 1, -1)
+    except ValueError as exc:
+        raise UsageError(f"{path}: every feature must be a number ({exc}); drop or encode that column") from None
+    if y is not None:
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            pass   # class names
+    return X, y, header, target
+
+
+def infer_task(y, task):
+    if task != "auto":
+        return task
+    if y.dtype.kind not in "biuf":
+        return "classification"
+    values = np.unique(y)
+    if np.all(values == np.round(values)) and len(values) <= max(2, min(50, len(y) // 5)):
+        return "classification"
+    return "regression"
+
+
+# ---- commands ----
+
+def _network(args, n_in, n_out, task):
     from .network import Network
+    layers = [int(v) for v in args.layers.split(",") if v.strip()] if args.layers else []
+    if any(v < 1 for v in layers):
+        raise UsageError(f"--layers must be positive integers separated by commas, got {args.layers!r}")
+    if task == "classification":
+        output = "softmax" if n_out > 2 else "sigmoid"
+    else:
+        output = "linear"
+    return Network([n_in, *layers, n_out if output != "sigmoid" else 1], hidden=args.hidden,
+                   output=output, dtype=args.dtype, seed=args.seed, backend=args.backend)
+
+
+def cmd_train(args):
+    X, y, features, target = read_table(args.data, args.target)
+    if y is None:
+        raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")
+    task = infer_task(y, args.task)
+    meta = {"task": task, "features": features, "target": target}
+    if task == "classification":
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise UsageError(f"the target {target!r} has one class only ({classes[0]}); nothing to learn")
+        meta["classes"] = classes.tolist()
+        y_fit, n_out = codes, len(classes)
+    else:
+        if y.dtype.kind not in "biuf":
+            raise UsageError(f"--task regression needs a numeric target; {target!r} holds text")
+        y_fit, n_out = y.astype(np.float64), 1
+    net = _network(args, X.shape[1], n_out, task)
+    net.metadata = meta
+    if args.val_split:   # the held-out rows are the last ones: shuffle first (files are often sorted)
+        order = np.random.default_rng(args.seed).permutation(X.shape[0])
+        X, y_fit = X[order], y_fit[order]
+    if args.scale:   # standardise inputs; the statistics travel with the model
+        mean, std = X.mean(axis=0), X.std(axis=0)
+        std[std == 0] = 1
+        meta["scale"] = {"mean": mean.tolist(), "std": std.tolist()}
+        X = (X - mean) / std
+    print(f"{args.data}: {X.shape[0]} rows, {X.shape[1]} features, target {target!r} "
+          f"({task}{', %d classes' % n_out if task == 'classification' else ''})")
+    print(f"network {net.sizes}, hidden {args.hidden}, {net.spec.output} output, loss {net.spec.loss}, "
+          f"{args.optimizer}, {args.dtype}, backend {args.backend}")
+    t0 = time.perf_counter()
+    hist = net.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   optimizer=args.optimizer, validation_split=args.val_split,
+                   verbose=0 if args.quiet else 1)
+    seconds = time.perf_counter() - t0
+    h = hist.history
+    line = f"trained {len(h['loss'])} epochs in {seconds:.2f} s: loss {h['loss'][-1]:.4f}"
+    if "val_loss" in h:
+        kind = "accuracy" if task == "classification" else "R^2"
+        line += f", validation loss {h['val_loss'][-1]:.4f}, validation {kind} {h['val_score'][-1]:.4f}"
+    print(line)
+    if args.save:
+        net.save(args.save)
+        print(f"saved {args.save}")
+    if args.plot:
+        from .plots import plot_history
+        plot_history(hist.history, args.plot, title=f"{os.path.basename(args.data)}: {net.sizes}")
+        print(f"plotted {args.plot}")
+    return 0
+
+
+def _load_model(path):
+    from .io import load
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such model file")
+    try:
+        return load(path)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _model_inputs(net, args, need_target):
+    meta = net.metadata
+    target = meta.get("target") if need_target or args.target is None else args.target
+    target = args.target or target
+    X, y, features, _ = read_table(args.data, target if (need_target or (target and _has_column(args.data, target)))
+                                   else None)
+    if X.shape[1] != net.sizes[0]:
+        raise UsageError(f"{args.data} has {X.shape[1]} feature columns but the model expects {net.sizes[0]}"
+                         + (f" ({', '.join(meta['features'])})" if meta.get("features") else ""))
+    if "scale" in meta:
+        X = (X - np.array(meta["scale"]["mean"])) / np.array(meta["scale"]["std"])
+    return X, y
+
+
+def _has_column(path, name):
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            return name in z.files
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    return name in [h.strip() for h in header]
+
+
+def _decode(net, P):
+    meta = net.metadata
+    if meta.get("task") == "classification" and "classes" in meta:
+        classes = np.array(meta["classes"])
+        idx = P.argmax(axis=1) if P.shape[1] > 1 else (P[:, 0] > 0.5).astype(int)
+        return classes[idx]
+    return P[:, 0] if P.shape[1] == 1 else P
+
+
+def cmd_predict(args):
+    net = _load_model(args.model)
+    X, _ = _model_inputs(net, args, need_target=False)
+    P = net.predict(X).astype(np.float64)
+    classes = net.metadata.get("classes")
+    if args.proba:
+        if classes is None:
+            raise UsageError("--proba needs a classification model")
+        if P.shape[1] == 1:
+            P = np.hstack([1 - P, P])
+        header, rows = [f"p_{c}" for c in classes], [[f"{v:.6g}" for v in r] for r in P]
+    else:
+        pred = _decode(net, P)
+        header = [net.metadata.get("target") or "prediction"]
+        rows = [[str(v) if classes is not None else f"{v:.6g}"] for v in pred]
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        w = csv.writer(out)
+        w.writerow(header)
+        w.writerows(rows)
+    finally:
+        if args.out:
+            out.close()
+            print(f"wrote {len(rows)} predictions to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args):
+    net = _load_model(args.model)
+    X, y = _model_inputs(net, args, need_target=True)
+    if y is None:
+        raise UsageError("evaluate needs the target column in the data")
+    meta = net.metadata
+    if meta.get("task") == "classification":
+        classes = np.array(meta["classes"])
+        pred = _decode(net, net.predict(X))
+        truth = y if y.dtype == classes.dtype else y.astype(classes.dtype)
+        unknown = np.setdiff1d(np.unique(truth), classes)
+        if unknown.size:
+            raise UsageError(f"the data has classes the model never saw: {unknown[:5].tolist()}")
+        codes = np.searchsorted(classes, truth)
+        print(f"accuracy {np.mean(pred == truth):.4f} on {len(y)} rows; loss {net.loss(X, codes):.4f}")
+    else:
+        yf = y.astype(np.float64)
+        pred = net.predict(X)[:, 0].astype(np.float64)
+        ss = ((yf - yf.mean()) ** 2).sum()
+        r2 = 1 - ((yf - pred) ** 2).sum() / ss if ss > 0 else float("nan")
+        print(f"R^2 {r2:.4f}, RMSE {np.sqrt(np.mean((yf - pred) ** 2)):.4g} on {len(y)} rows")
+    return 0
+
+
+def cmd_info(args):
+    import platform
+
+    import numba
+
+    from . import __version__, config
+    print(f"fastbp {__version__}")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
+    print(f"threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or fastbp.set_num_threads to change)")
+    print(f"threading layer: {_threading_layer()}")
+    print(f"kernel cache: {config.CACHE_DIR} ({'on' if config.CACHE else 'off'})")
+    print(f"cuda: {_cuda_status()}")
+    for mod in ("sklearn", "matplotlib", "tqdm"):
+        try:
+            m = __import__(mod)
+            print(f"{mod}: {m.__version__}")
+        except ImportError:
+            print(f"{mod}: not installed")
+    return 0
+
+
+def _threading_layer():
+    import numba
+
+    from .kernels.cpu.driver import copy_rows
+    a = np.zeros((2, 2))
+    copy_rows(a, a, 0, 2)   # Numba picks its layer when a parallel kernel first runs
+    return numba.threading_layer()
+
+
+def _cuda_status():
+    try:
+        from numba import cuda
+    except ImportError:
+        return "numba.cuda not available"
+    try:
+        if cuda.is_available():
+            return f"available: {cuda.get_current_device().name.decode() if hasattr(cuda.get_current_device().name, 'decode') else cuda.get_current_device().name}"
+    except Exception as exc:   # a broken driver install: say so instead of failing `info`
+        return f"not usable ({type(exc).__name__}: {exc})"
+    return "no GPU found (backend='cuda' unavailable)"
+
+
+def _timed_fit(make, X, y, repeats, **fit):
+    """Minimum wall time of `repeats` fits of fresh networks from `make`, and the last network."""
     best = float("inf")
     for _ in range(repeats):
-        net = Network([2, 4, 1], hidden="sigmoid", output="sigmoid", seed=0, backend=backend)
+        net = make()
         t0 = time.perf_counter()
         hist = net.fit(X, y, **fit)
         best = min(best, time.perf_counter() - t0)
     return best, net, hist
 
 
-def demo(args):
+def cmd_demo(args):
     from . import datasets
     from .network import Network
 
     X, y = datasets.seed_example()
     fit = dict(epochs=1000, batch_size=4, lr=0.1)
-    print("The article's network: 2 inputs -> 4 sigmoid -> 1 sigmoid, binary cross-entropy,")
-    print("plain SGD, lr 0.1, batch 4, 1000 epochs, on the article's 4 points.\n")
-
+    print("1. The article's network: 2 inputs -> 4 sigmoid -> 1 sigmoid, binary cross-entropy,")
+    print("   plain SGD, lr 0.1, batch 4, 1000 epochs, on the article's 4 points.\n")
     t0 = time.perf_counter()
     Network([2, 4, 1], hidden="sigmoid", output="sigmoid", seed=0).fit(X, y, epochs=1, batch_size=4)
-    print(f"kernels ready in {time.perf_counter() - t0:.2f} s (compiled once, then cached on disk)\n")
+    print(f"   kernels ready in {time.perf_counter() - t0:.2f} s (compiled once, then cached on disk)\n")
 
-    cpu_s, net, hist = _timed_fit("cpu", X, y, args.repeats, **fit)
+    def seed_net(backend):
+        return lambda: Network([2, 4, 1], hidden="sigmoid", output="sigmoid", seed=0, backend=backend)
+    cpu_s, net, hist = _timed_fit(seed_net("cpu"), X, y, args.repeats, **fit)
     losses = hist.history["loss"]
-    for e in (0, 9, 99, 249, 499, 749, 999):
-        print(f"  epoch {e + 1:4d}  loss {losses[e]:.4f}")
+    for e in (0, 9, 99, 499, 999):
+        print(f"   epoch {e + 1:4d}  loss {losses[e]:.4f}")
     acc = net.score(X, y)
-    print(f"\nfinal training accuracy: {acc:.0%} ({int(round(acc * len(y)))}/{len(y)})")
-    print("predictions:", " ".join(f"{p:.3f}" for p in net.predict(X).ravel()), "  labels:", *y.tolist())
+    print(f"   training accuracy {acc:.0%}; predictions", " ".join(f"{p:.3f}" for p in net.predict(X).ravel()),
+          " labels", *y.tolist())
+    np_s, _, _ = _timed_fit(seed_net("numpy"), X, y, args.repeats, **fit)
+    print(f"   whole fit, minimum of {args.repeats}: cpu {cpu_s * 1e3:.2f} ms, numpy reference "
+          f"{np_s * 1e3:.2f} ms -> {np_s / cpu_s:.1f}x\n")
 
-    np_s, _, _ = _timed_fit("numpy", X, y, args.repeats, **fit)
-    print(f"\nwhole fit, minimum of {args.repeats}: cpu {cpu_s * 1e3:.2f} ms, numpy reference "
-          f"{np_s * 1e3:.2f} ms -> {np_s / cpu_s:.1f}x")
+    X, y = datasets.load_digits()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    test, train = order[:360], order[360:]
+    print("2. The UCI handwritten digits (bundled): 64 pixels -> 128 relu -> 10 softmax,")
+    print(f"   SGD lr 0.1, batch 32, 20 epochs, {len(train)} training and {len(test)} test images.\n")
+    fit = dict(epochs=20, batch_size=32, lr=0.1)
+
+    def digits_net(backend):
+        return lambda: Network([64, 128, 10], hidden="relu", output="softmax", seed=0, backend=backend)
+    cpu_s, net, _ = _timed_fit(digits_net("cpu"), X[train], y[train], args.repeats, **fit)
+    np_s, ref, _ = _timed_fit(digits_net("numpy"), X[train], y[train], args.repeats, **fit)
+    print(f"   test accuracy: cpu {net.score(X[test], y[test]):.1%}, numpy reference "
+          f"{ref.score(X[test], y[test]):.1%}")
+    print(f"   whole fit, minimum of {args.repeats}: cpu {cpu_s * 1e3:.1f} ms, numpy reference "
+          f"{np_s * 1e3:.1f} ms -> {np_s / cpu_s:.1f}x")
     return 0
 
 
+# ---- parsing ----
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line and status 2, like every other user mistake
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastbp", description="Fast backpropagation for "
-                                     "fully-connected networks.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train the article's example and compare with the numpy backend")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per backend (default 5)")
-    p.set_defaults(func=demo)
-    # `bench` has its own parser (fastbp.bench.main); listed here for --help
+    parser = _Parser(prog="fastbp", description="Fast backpropagation for fully-connected networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="the article's example and the bundled digits, timed against the numpy backend")
+    p.add_argument("--repeats", type=int, default=3, help="timed fits per backend (default 3)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a network on a CSV or NPZ file and save it",
+                       description="Train on DATA (CSV with a header row, or NPZ with arrays X and y). "
+                                   "Classification or regression is inferred from the target (text or "
+                                   "few integer values: classification), or set with --task.")
+    p.add_argument("data")
+    p.add_argument("--target", help="the target column (CSV) or array name (NPZ, default y)")
+    p.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
+    p.add_argument("--layers", default="64", help="hidden layer widths, comma-separated (default 64; '' for none)")
+    p.add_argument("--hidden", default="relu", help="hidden activation (default relu)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    p.add_argument("--optimizer", default="adam", help="sgd, momentum, nesterov, adam, adamw (default adam)")
+    p.add_argument("--val-split", type=float, default=0.0, help="fraction of rows held out for validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--backend", default="cpu", choices=["cpu", "numpy"])
+    p.add_argument("--no-scale", dest="scale", action="store_false",
+                   help="do not standardise the features (default: standardise, stored with the model)")
+    p.add_argument("--save", metavar="MODEL.npz", help="where to save the trained model")
+    p.add_argument("--plot", metavar="PNG", help="draw the loss and score curves (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predictions of a saved model for a CSV or NPZ file")
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--target", help="a column to ignore (default: the training target, if present)")
+    p.add_argument("--out", metavar="CSV", help="write here instead of standard output")
+    p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="accuracy (or R^2) and loss of a saved model on labelled data")
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--target", help="the target column (default: the one the model was trained on)")
+    p.set_defaults(func=cmd_evaluate)
+
     sub.add_parser("bench", help="time every kernel on each backend against the sgemm limit "
                    "(options: fastbp bench --help)")
+    p = sub.add_parser("info", help="versions, threads, threading layer, CUDA, kernel cache")
+    p.set_defaults(func=cmd_info)
     return parser
 
 
@@ -64,9 +406,21 @@ def main(argv=None):
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
         return bench_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:   # `fastbp predict ... | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except UsageError as exc:
+        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FloatingPointError) as exc:   # fastbp's own argument checks
+        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

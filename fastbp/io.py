@@ -30,9 +30,14 @@ def save(net, path):
         "spec": net.spec.config(), "dtype": net.dtype.name, "backend": net.backend, "seed": net.seed,
         "drop_key": str(net._drop_key), "rng_state": net._rng.bit_generator.state,
         "epochs_done": net.epochs_done, "optimizer": opt.get_config() if opt is not None else None,
+        "metadata": net.metadata,
     }
+    try:
+        config_json = json.dumps(config)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"net.metadata must hold only JSON values (str, numbers, lists, dicts): {exc}") from None
     arrays = {"params": net._params, "state": net._state, "counter": net._counter,
-              "config": np.array(json.dumps(config))}
+              "config": np.array(config_json)}
     if opt is not None and opt.m is not None:
         arrays["opt_m"], arrays["opt_v"] = opt.m, opt.v
     directory = os.path.dirname(os.path.abspath(path))
@@ -59,6 +64,8 @@ def load(path, backend=None):
     """A Network from a file written by Network.save; backend overrides the saved one."""
     from .network import Network
     path = os.fspath(path)
+    if os.path.exists(path) and not zipfile.is_zipfile(path):
+        _fail(path, "it is not an .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -96,6 +103,10 @@ def load(path, backend=None):
         net._backend = type(net._backend)(net.spec, net.dtype, net._drop_key)
         net._rng.bit_generator.state = cfg["rng_state"]
         net.epochs_done = int(cfg["epochs_done"])
+        metadata = cfg.get("metadata", {})
+        if not isinstance(metadata, dict):
+            _fail(path, "its metadata is not a JSON object")
+        net.metadata = metadata
         if cfg["optimizer"] is not None:
             m, v = arrays.get("opt_m"), arrays.get("opt_v")
             if m is None or v is None or m.dtype != net.dtype or v.dtype != net.dtype:

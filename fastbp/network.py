@@ -80,6 +80,7 @@ class Network:
         self.epochs_done = 0
         self.optimizer = None
         self.stop_training = False
+        self.metadata = {}   # JSON-able notes saved with the model (the CLI keeps class names here)
         self.backend = backend
         self._backend = _make_backend(backend, self.spec, self.dtype, self._drop_key)
 

@@ -2,7 +2,7 @@
 
 Each is a network, its data and its fit arguments. Data are made from a fixed seed (standard-
 normal features, labels = argmax of the features times a fixed random matrix), so every backend
-trains on the same problem. "digits" uses the UCI digits shape (1,797 x 64, 10 classes).
+trains on the same problem. "digits" trains on the bundled UCI digits (1,797 x 64, 10 classes).
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class Workload:
         if self.name == "seed":
             X, y = datasets.seed_example()
             return X.astype(dtype), y
+        if self.name == "digits":
+            return datasets.load_digits(dtype)
         return datasets.make_synthetic(self.n_samples, self.sizes[0], max(self.sizes[-1], 1),
                                        seed=0, dtype=dtype)
 

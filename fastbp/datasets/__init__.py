@@ -53,3 +53,20 @@ def make_synthetic(n_samples, n_features, n_classes, seed=0, dtype=np.float32):
     else:
         y = np.argmax(X @ M, axis=1)
     return X, y
+
+
+def load_digits(dtype="float32", scale=True):
+    """The UCI optical handwritten digits bundled with fastbp: (X (1797, 64), y (1797,) int64).
+
+    Each row is an 8x8 image of pixel counts 0..16, scaled to [0, 1] when `scale`. Source:
+    Alpaydin, E. and Kaynak, C. (1998), "Optical Recognition of Handwritten Digits", UCI Machine
+    Learning Repository, https://doi.org/10.24432/C50P49, CC BY 4.0 (the 1,797 test-set images,
+    as scikit-learn ships them; scripts/make_digits.py rebuilds the file).
+    """
+    from importlib.resources import files
+    with files(__package__).joinpath("digits.npz").open("rb") as f, np.load(f, allow_pickle=False) as z:
+        X, y = z["X"], z["y"]
+    X = X.astype(dtype)
+    if scale:
+        X /= 16
+    return X, y.astype(np.int64)
