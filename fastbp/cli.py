@@ -100,6 +100,8 @@ def _network(args, n_in, n_out, task):
 
 
 def cmd_train(args):
+    if args.target is None and not args.data.endswith(".npz"):
+        raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")
     X, y, features, target = read_table(args.data, args.target)
     if y is None:
         raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")

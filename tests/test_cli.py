@@ -1,0 +1,87 @@
+"""The command line end to end, in subprocesses: train, predict, evaluate, info, exit codes."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def cli(*args, cwd, code=0):
+    out = subprocess.run([sys.executable, "-m", "fastbp", *map(str, args)], cwd=cwd, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == code, f"fastbp {' '.join(map(str, args))}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    if code == 2:   # a user mistake: one line, no traceback
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    names = np.array(["cat", "dog", "eel"])[np.argmax(X @ rng.standard_normal((3, 3)), axis=1)]
+    with open(d / "animals.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "kind", "c"])   # the target need not be the last column
+        for x, n in zip(X, names):
+            w.writerow([f"{x[0]:.5f}", f"{x[1]:.5f}", n, f"{x[2]:.5f}"])
+    np.savez(d / "reg.npz", X=X, y=X @ np.array([1.0, -2.0, 0.5]) + 3)
+    np.savez(d / "five.npz", X=rng.standard_normal((10, 5)))
+    return d
+
+
+def test_classification_round_trip(files):
+    out = cli("train", "animals.csv", "--target", "kind", "--layers", "16", "--epochs", "60", "--lr", "0.01",
+              "--val-split", "0.2", "--save", "m.npz", "--plot", "curves.png", "--quiet", cwd=files)
+    assert "classification, 3 classes" in out.stdout and "validation accuracy" in out.stdout
+    assert (files / "m.npz").exists() and (files / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    preds = cli("predict", "m.npz", "animals.csv", cwd=files).stdout.split()
+    assert preds[0] == "kind" and set(preds[1:]) <= {"cat", "dog", "eel"} and len(preds) == 301
+    truth = [r["kind"] for r in csv.DictReader(open(files / "animals.csv"))]
+    assert np.mean(np.array(preds[1:]) == np.array(truth)) > 0.9
+    cli("predict", "m.npz", "animals.csv", "--proba", "--out", "p.csv", cwd=files)
+    P = np.loadtxt(files / "p.csv", delimiter=",", skiprows=1)
+    assert P.shape == (300, 3) and np.allclose(P.sum(axis=1), 1, atol=1e-4)
+    acc = float(cli("evaluate", "m.npz", "animals.csv", cwd=files).stdout.split()[1])
+    assert acc == pytest.approx(np.mean(np.array(preds[1:]) == np.array(truth)), abs=1e-4)
+
+
+def test_regression_from_npz(files):
+    out = cli("train", "reg.npz", "--layers", "", "--epochs", "200", "--lr", "0.05", "--save", "r.npz",
+              "--quiet", cwd=files)
+    assert "(regression)" in out.stdout
+    r2 = float(cli("evaluate", "r.npz", "reg.npz", cwd=files).stdout.split()[1].rstrip(","))
+    assert r2 > 0.99   # a linear target, a linear model
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "missing.csv", "--target", "kind"], "no such file"),
+    (["train", "animals.csv", "--target", "colour"], "no column named 'colour'"),
+    (["train", "animals.csv", "--target", "kind", "--epochs", "0"], "epochs must be a positive integer"),
+    (["train", "animals.csv", "--target", "kind", "--epochs", "many"], "invalid int value"),
+    (["train", "animals.csv", "--target", "kind", "--hidden", "relux"], "did you mean"),
+    (["train", "animals.csv", "--target", "kind", "--optimizer", "adamm"], "did you mean"),
+    (["train", "animals.csv"], "needs a target"),
+    (["evaluate", "animals.csv", "animals.csv"], "not a valid fastbp model"),
+    (["predict", "m.npz", "five.npz"], "5 feature columns but the model expects 3"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_user_mistakes_exit_2_with_one_line(files, args, message):
+    if "m.npz" in args and not (files / "m.npz").exists():
+        cli("train", "animals.csv", "--target", "kind", "--epochs", "1", "--save", "m.npz", "--quiet", cwd=files)
+    out = cli(*args, cwd=files, code=2)
+    assert message in out.stderr.lower()
+
+
+@pytest.mark.parametrize("command", ["", "demo", "train", "predict", "evaluate", "bench", "info"])
+def test_help_everywhere(tmp_path, command):
+    out = cli(*([command] if command else []), "--help", cwd=tmp_path)
+    assert "usage" in out.stdout.lower()
+
+
+def test_info(tmp_path):
+    out = cli("info", cwd=tmp_path).stdout
+    for field in ("fastbp", "numba", "threads", "threading layer", "kernel cache", "cuda"):
+        assert field in out
