@@ -5,6 +5,7 @@ reference) and to an optimizer. No math here.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -175,7 +176,7 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
-            restore_best_weights=True, initial_epoch=0):
+            restore_best_weights=True, initial_epoch=0, on_divergence="raise"):
         """Train by mini-batch gradient descent; returns a History.
 
         epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
@@ -189,8 +190,13 @@ class Network:
             by min_delta for `patience` epochs; restore_best_weights returns to the best epoch.
             Monitoring a validation figure needs validation_split or validation_data.
         verbose: 0 silent, 1 a progress bar within each epoch, 2 one line per epoch.
+        on_divergence: when a loss or weight turns non-finite, the weights from before the failing
+            epoch are kept and "raise" raises FloatingPointError, "warn" warns and returns.
         `history.history["loss"]` has each epoch's mean training loss (batch losses before their
-        update, weighted by batch size, with the penalty).
+        update, weighted by batch size, with the penalty). The History is also `self.history`,
+        kept up to date epoch by epoch: after an interruption (Ctrl-C, a callback raising) it
+        holds the completed epochs, and the weights are those of the last completed epoch (or
+        batch, with verbose=1).
         """
         epochs = data.check_positive_int(epochs, "epochs")
         batch_size = data.check_positive_int(batch_size, "batch_size")
@@ -199,6 +205,8 @@ class Network:
             raise ValueError(f"initial_epoch must be an integer in [0, epochs), got {initial_epoch!r}")
         if verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if on_divergence not in ("raise", "warn"):
+            raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
         X, Y = self._XY(X, y)
         SW = data.sample_weights(sample_weight, class_weight, Y, self.spec, self.dtype)
         Xv = Yv = None
@@ -221,8 +229,8 @@ class Network:
         opt = self._take_optimizer(optimizer, lr)
         cbs = self._callbacks(callbacks, early_stopping, patience, min_delta, monitor,
                               restore_best_weights, Xv is not None, verbose, epochs, X.shape[0])
-        history = History()
-        cbs.append(history)
+        history = self.history = History()
+        cbs.insert(0, history)   # first: the epoch is on record before any user callback runs
         for cb in cbs:
             cb.network = self
         self.stop_training = False
@@ -239,37 +247,52 @@ class Network:
                 orders = data.epoch_orders(self._rng, n, k, shuffle)
                 lrs = [opt.lr_at(epoch + i, i * n) for i in range(k)]
                 snap = self._snapshot()
-                if progress is not None:
-                    losses, ran = self._epoch_with_progress(X, Y, SW, orders[0], batch_size, lrs[0],
-                                                            opt, progress, epoch)
-                else:
-                    losses, ran = self._backend.train(self._params, self._state, X, Y, SW, orders, lrs,
-                                                      batch_size, self._counter, opt)
-                if ran < k or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(self._params)):
-                    self._restore(snap)
-                    raise FloatingPointError(
-                        f"training diverged (non-finite loss or weights) in epoch {epoch + ran} with "
-                        f"lr={lrs[min(ran, k) - 1]:g}; the weights from before epoch {epoch + 1} were "
-                        f"kept. Try a smaller lr, clip_norm, or scaled inputs.")
-                seconds = (time.perf_counter() - t0) / k
-                if k > 1:   # a run of epochs with no Python between them: record it in bulk
-                    history.extend(range(epoch, epoch + k), loss=losses.tolist(), lr=list(map(float, lrs)),
-                                   time=[seconds] * k)
-                    opt.samples_seen += n * k
-                    epoch += k
+                committed = False
+                try:
+                    if progress is not None:
+                        losses, ran = self._epoch_with_progress(X, Y, SW, orders[0], batch_size, lrs[0],
+                                                                opt, progress, epoch)
+                    else:
+                        losses, ran = self._backend.train(self._params, self._state, X, Y, SW, orders, lrs,
+                                                          batch_size, self._counter, opt)
+                    if ran < k or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(self._params)):
+                        self._restore(snap)
+                        committed = True
+                        message = (f"training diverged (non-finite loss or weights) in epoch {epoch + ran} "
+                                   f"with lr={lrs[min(ran, k) - 1]:g}; the weights from before epoch "
+                                   f"{epoch + 1} were kept. Try a smaller lr, clip_norm, or scaled inputs.")
+                        if on_divergence == "raise":
+                            raise FloatingPointError(message)
+                        warnings.warn(message, RuntimeWarning, stacklevel=2)
+                        break
+                    seconds = (time.perf_counter() - t0) / k
+                    if k > 1:   # a run of epochs with no Python between them: record it in bulk
+                        history.extend(range(epoch, epoch + k), loss=losses.tolist(), lr=list(map(float, lrs)),
+                                       time=[seconds] * k)
+                        opt.samples_seen += n * k
+                        epoch += k
+                        self.epochs_done = epoch
+                        committed = True
+                        continue
+                    logs = {"loss": float(losses[0]), "lr": float(lrs[0]), "time": seconds}
+                    if Xv is not None:
+                        logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
+                        logs["val_score"] = self._score(Xv, Yv)
+                    opt.samples_seen += n
+                    history.on_epoch_end(epoch, logs)
+                    epoch += 1
                     self.epochs_done = epoch
-                    continue
-                opt.samples_seen += n
-                logs = {"loss": float(losses[0]), "lr": float(lrs[0]), "time": seconds}
-                if Xv is not None:
-                    logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
-                    logs["val_score"] = self._score(Xv, Yv)
+                    committed = True
+                except BaseException:
+                    # interrupted (Ctrl-C arrives when the compiled call returns) before the epoch
+                    # was on record: go back to its start, so weights, history and counts agree
+                    if not committed and progress is None:
+                        self._restore(snap)
+                    raise
                 if opt.needs_logs:
                     opt.lr.on_epoch_end(logs)
-                for cb in cbs:
-                    cb.on_epoch_end(epoch, logs)
-                epoch += 1
-                self.epochs_done = epoch
+                for cb in cbs[1:]:
+                    cb.on_epoch_end(epoch - 1, logs)
         finally:
             for cb in cbs:
                 getattr(cb, "on_train_end", lambda logs: None)({})

@@ -6,6 +6,7 @@ of one batch (or evaluation block): below config.PARALLEL_MIN_FLOP, starting thr
 than they save.
 """
 import functools
+import os
 import threading
 from types import SimpleNamespace
 
@@ -21,6 +22,23 @@ from .losses import RMSE, loss_divisor
 # whole process when two Python threads run parallel kernels at once. Parallel drivers therefore
 # run one at a time; the single-threaded twins start no thread pool and need no lock.
 _PARALLEL_LOCK = threading.RLock()
+
+# GNU OpenMP cannot run in a child forked after its thread pool started: Numba terminates the
+# child at its first parallel launch. Such a child runs the single-threaded twins instead
+# (multiprocessing's "spawn", or a TBB threading layer, keeps parallel kernels in children).
+_PARALLEL_OK = True
+
+
+def _after_fork_in_child():
+    global _PARALLEL_OK
+    try:
+        if numba.threading_layer() == "omp":
+            _PARALLEL_OK = False
+    except ValueError:   # no thread pool started before the fork: the child may start its own
+        pass
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _one_at_a_time(fn):
@@ -54,7 +72,7 @@ class CpuBackend:
         """Parallel drivers when `rows` rows of `passes` matrix products (3 for a training step,
         1 for inference) are worth the threads, else the single-threaded ones."""
         flop = 2 * passes * rows * self.weights
-        return self._drivers[flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1]
+        return self._drivers[flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1 and _PARALLEL_OK]
 
     def workspace(self, cap):
         ws = self._workspaces.get(cap)
