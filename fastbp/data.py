@@ -99,6 +99,21 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
     return np.ascontiguousarray(Y, dtype=dtype)
 
 
+def check_two_classes(Y, spec):
+    """A classifier fit on one class learns nothing but a constant: almost always a mistake
+    (a filtered or sorted-and-split data set). partial_fit allows it, for streaming batches."""
+    if spec.output == "softmax":
+        present = np.flatnonzero(Y.any(axis=0))
+    elif spec.output == "sigmoid" and spec.n_out == 1:
+        present = np.unique(Y[:, 0] > 0.5)
+    else:
+        return
+    if len(present) < 2:
+        raise ValueError(f"y holds a single class ({present[0] if len(present) else '?'}); a classifier needs "
+                         f"at least two to learn from. Check how the data was filtered or split, or use "
+                         f"partial_fit for a streaming batch of one class")
+
+
 def epoch_orders(rng, n, n_epochs, shuffle):
     """(n_epochs, n) sample orders: a fresh permutation per epoch from `rng`, or 0..n-1."""
     base = np.tile(np.arange(n, dtype=np.int64), (n_epochs, 1))

@@ -176,7 +176,7 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
-            restore_best_weights=True, initial_epoch=0, on_divergence="raise"):
+            restore_best_weights=True, initial_epoch=0, on_divergence="raise", _streaming=False):
         """Train by mini-batch gradient descent; returns a History.
 
         epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
@@ -208,6 +208,8 @@ class Network:
         if on_divergence not in ("raise", "warn"):
             raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
         X, Y = self._XY(X, y)
+        if not _streaming:
+            data.check_two_classes(Y, self.spec)
         SW = data.sample_weights(sample_weight, class_weight, Y, self.spec, self.dtype)
         Xv = Yv = None
         if validation_data is not None:
@@ -300,10 +302,11 @@ class Network:
 
     def partial_fit(self, X, y, batch_size=32, lr=None, sample_weight=None, class_weight=None,
                     optimizer=None):
-        """One epoch over X, y, continuing from the current weights and optimizer state."""
+        """One epoch over X, y, continuing from the current weights and optimizer state (a batch
+        may hold a single class here, unlike in fit)."""
         return self.fit(X, y, epochs=self.epochs_done + 1, initial_epoch=self.epochs_done,
                         batch_size=batch_size, lr=lr, sample_weight=sample_weight,
-                        class_weight=class_weight, optimizer=optimizer)
+                        class_weight=class_weight, optimizer=optimizer, _streaming=True)
 
     def _take_optimizer(self, optimizer, lr):
         if optimizer is None:
