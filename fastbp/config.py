@@ -34,6 +34,11 @@ GEMM_NARROW = 16          # or from 8 rows for layers of fewer outputs than this
 GEMM_MIN_WEIGHTS = 64     # never below this many weights; else the naive loops
 GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel: L2-resident (2 MB per core here)
 PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
+# CUDA launch geometry. The simulator runs every GPU thread as a Python thread: tests shrink
+# the blocks (FASTBP_CUDA_TILE=4, FASTBP_CUDA_BLOCK=32) so that partial tiles and several blocks
+# stay cheap to cover.
+CUDA_TILE = int(os.environ.get("FASTBP_CUDA_TILE", 16))     # GEMM tiles: CUDA_TILE^2 threads
+CUDA_BLOCK = int(os.environ.get("FASTBP_CUDA_BLOCK", 256))  # threads per 1-D block
 
 
 def _source_hash():

@@ -14,7 +14,7 @@ from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
 from .optim import get_optimizer
 from .spec import did_you_mean, init_params, make_spec, set_flat
 
-BACKENDS = ("cpu", "numpy")
+BACKENDS = ("cpu", "numpy", "cuda", "auto")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 PROGRESS_SECONDS = 0.2   # verbose=1 redraws the bar about this often within an epoch
 
@@ -26,6 +26,16 @@ def _make_backend(name, spec, dtype, drop_key):
     if name == "numpy":
         from .reference import NumpyBackend
         return NumpyBackend(spec, dtype, drop_key)
+    if name in ("cuda", "auto"):
+        try:
+            from .kernels.cuda.backend import CudaBackend, gpu_status
+        except ImportError as exc:
+            if name == "cuda":
+                raise RuntimeError(f"backend='cuda' needs numba's CUDA support: pip install 'fastbp[cuda]' "
+                                   f"({exc})") from None
+        else:
+            if name == "cuda" or gpu_status() is None:
+                return CudaBackend(spec, dtype, drop_key)
     from .kernels.cpu import CpuBackend   # imported lazily: numba loads only when used
     return CpuBackend(spec, dtype, drop_key)
 
