@@ -63,7 +63,8 @@ class Network:
     dtype: "float32" or "float64". seed: an int for reproducible initialisation, shuffling, dropout.
     init: "auto" (He for the relu family, Glorot otherwise), "he", "glorot", "normal", or a list
         of (W, b) pairs with W of shape (n_in, n_out).
-    backend: "cpu" (compiled Numba kernels) or "numpy" (the pure-NumPy reference).
+    backend: "cpu" (compiled Numba kernels), "numpy" (the pure-NumPy reference), "cuda" (numba.cuda
+        kernels on an NVIDIA GPU) or "auto" (cuda when a GPU is present, else cpu).
     dropout: rate of inverted dropout after every hidden layer, or a list with one per layer.
     batch_norm: batch normalisation between the dense step and the activation of every hidden
         layer (True), or a list of flags; bn_momentum weighs the running statistics
