@@ -187,7 +187,8 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
-            restore_best_weights=True, initial_epoch=0, on_divergence="raise", _streaming=False):
+            restore_best_weights=True, initial_epoch=0, on_divergence="raise", comm=None, _streaming=False,
+            _guarded=False):
         """Train by mini-batch gradient descent; returns a History.
 
         epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
@@ -201,6 +202,8 @@ class Network:
             by min_delta for `patience` epochs; restore_best_weights returns to the best epoch.
             Monitoring a validation figure needs validation_split or validation_data.
         verbose: 0 silent, 1 a progress bar within each epoch, 2 one line per epoch.
+        comm: MPI.COMM_WORLD to train data-parallel over MPI (fastbp.distributed): each rank passes
+            its own shard; batch_size is per rank; weights stay identical on every rank.
         on_divergence: when a loss or weight turns non-finite, the weights from before the failing
             epoch are kept and "raise" raises FloatingPointError, "warn" warns and returns.
         `history.history["loss"]` has each epoch's mean training loss (batch losses before their
@@ -209,6 +212,15 @@ class Network:
         holds the completed epochs, and the weights are those of the last completed epoch (or
         batch, with verbose=1).
         """
+        if comm is not None and not _guarded:
+            args = {k: v for k, v in locals().items() if k != "self"}
+            try:
+                return self.fit(**dict(args, _guarded=True))
+            except FloatingPointError:
+                raise   # divergence is seen alike by every rank (shared weights, reduced losses)
+            except BaseException as exc:   # one rank's error: stop the job, not leave it hanging
+                from .distributed import abort
+                abort(comm, exc)
         epochs = data.check_positive_int(epochs, "epochs")
         batch_size = data.check_positive_int(batch_size, "batch_size")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
@@ -218,6 +230,15 @@ class Network:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if on_divergence not in ("raise", "warn"):
             raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
+        dist = None
+        if comm is not None:
+            from .distributed import Distributed
+            dist = Distributed(comm, self._backend)
+            self._mpi_rank = dist.rank
+            if dist.rank != 0:
+                verbose = 0
+            elif verbose == 1:
+                verbose = 2   # a progress bar within epochs would need Python between batches
         X, Y = self._XY(X, y)
         if not _streaming:
             data.check_two_classes(Y, self.spec)
@@ -251,18 +272,28 @@ class Network:
             getattr(cb, "on_train_begin", lambda logs: None)({})
         progress = next((cb for cb in cbs if isinstance(cb, ProgressBar)), None)
         # Many epochs run in one compiled call unless Python has work between epochs.
-        per_epoch = Xv is not None or len(cbs) > 1 or opt.needs_logs
+        per_epoch = Xv is not None or len(cbs) > 1 or opt.needs_logs or dist is not None
+        if dist is not None:
+            dist.sync_weights(self)
+            rank_rng, rank_key = dist.rank_streams(self)
+            steps = dist.steps(X.shape[0], batch_size)
+            n_global = dist.comm.allreduce(X.shape[0])
         n, epoch = X.shape[0], initial_epoch
         try:
             while epoch < epochs and not self.stop_training:
                 k = 1 if per_epoch else next(data.epoch_chunks(n, epochs - epoch))
                 t0 = time.perf_counter()
-                orders = data.epoch_orders(self._rng, n, k, shuffle)
+                orders = data.epoch_orders(rank_rng if dist is not None else self._rng, n, k, shuffle)
                 lrs = [opt.lr_at(epoch + i, i * n) for i in range(k)]
                 snap = self._snapshot()
                 committed = False
                 try:
-                    if progress is not None:
+                    if dist is not None:
+                        totals = self._backend.train_distributed(self._params, self._state, X, Y, SW, orders,
+                                                                 lrs, batch_size, steps, self._counter, opt,
+                                                                 rank_key)
+                        losses, ran = dist.comm.allreduce(totals) / n_global, k
+                    elif progress is not None:
                         losses, ran = self._epoch_with_progress(X, Y, SW, orders[0], batch_size, lrs[0],
                                                                 opt, progress, epoch)
                     else:
@@ -291,6 +322,9 @@ class Network:
                     if Xv is not None:
                         logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
                         logs["val_score"] = self._score(Xv, Yv)
+                        if dist is not None:   # every rank sees the figures of all validation rows
+                            logs["val_loss"] = dist.mean(logs["val_loss"], Xv.shape[0])
+                            logs["val_score"] = dist.mean(logs["val_score"], Xv.shape[0])
                     opt.samples_seen += n
                     history.on_epoch_end(epoch, logs)
                     epoch += 1
@@ -378,6 +412,9 @@ class Network:
     # ---- files ----
     def save(self, path):
         """Write the whole model (architecture, weights, batch-norm statistics, optimizer and its
-        state, random streams) to one .npz file, atomically. No pickle."""
+        state, random streams) to one .npz file, atomically. No pickle. After a distributed fit
+        only rank 0 writes (the weights are the same on every rank)."""
+        if getattr(self, "_mpi_rank", 0) != 0:
+            return
         from .io import save
         save(self, path)

@@ -128,6 +128,25 @@ class CpuBackend:
                                   self.workspace(batch_size), losses)
         return losses, ran
 
+    def train_distributed(self, params, state, X, Y, SW, orders, lrs, batch_size, steps, counter, optimizer,
+                          drop_key):
+        """Epochs with one gradient all-reduce per step over MPI (kernels/cpu/distributed.py);
+        returns this rank's per-epoch sums of batch loss times batch size."""
+        from . import distributed
+        fn = distributed.train_epochs_mpi
+        if self.drivers(batch_size) is self._drivers[True]:
+            run = _one_at_a_time(fn)
+        else:
+            run = config.one_thread(fn)
+        totals = np.zeros(orders.shape[0])
+        buffers = getattr(self, "_mpi_buffers", None)
+        if buffers is None or buffers[0].size != self.spec.n_params + 1:
+            buffers = self._mpi_buffers = (np.zeros(self.spec.n_params + 1), np.zeros(self.spec.n_params + 1))
+        hp = self.hp[:6] + (np.uint64(drop_key),)
+        run(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, steps, counter,
+            self._net(params, state), hp, self._opt(optimizer), self.workspace(batch_size), totals, *buffers)
+        return totals
+
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
         return self.drivers(batch_size).train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,

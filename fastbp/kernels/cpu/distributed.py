@@ -1,0 +1,83 @@
+"""The epoch driver for data-parallel training over MPI (numba-mpi): driver.py's training step
+with one all-reduce of the flat gradient between the backward pass and the update, so the
+compiled loop never returns to Python between batches. Imported only for fit(comm=...).
+
+Each rank's gradient is the mean over its own b rows; the ranks add b * gradient and b in one
+all-reduce of n_params + 1 float64 values and divide, which gives the gradient of the mean over
+all their rows: the step one process would take on the union of the ranks' batches. Ranks whose
+shard ran out of rows send zeros, so every rank makes the same number of all-reduce calls. The
+l1/l2 gradient is added after the reduction (it depends only on the weights, which all ranks
+share); batch-norm statistics are each rank's own.
+"""
+import warnings
+
+import numba_mpi
+import numpy as np
+from numba.core.errors import NumbaWarning
+
+from ...config import serial
+from .driver import _borrow_net, _borrow_opt, _borrow_ws, backward, forward, gather_rows, output_loss, penalties
+from .optim import grad_norm, optimizer_update, scale
+from .views import borrow
+
+# numba-mpi's calls hold ctypes pointers, so these drivers compile in each process (about a
+# second) instead of coming from the on-disk cache; Numba warns about it every time.
+warnings.filterwarnings("ignore", message="Cannot cache compiled function .*_mpi", category=NumbaWarning)
+
+
+@serial
+def allreduce_gradient(grads, b, send, recv):
+    """grads <- sum_r b_r grads_r / sum_r b_r over the ranks; returns sum_r b_r."""
+    n = grads.shape[0]
+    for i in range(n):
+        send[i] = grads[i] * b
+    send[n] = b
+    numba_mpi.allreduce(send, recv, numba_mpi.Operator.SUM)
+    total = recv[n]
+    for i in range(n):
+        grads[i] = recv[i] / total
+    return total
+
+
+@serial
+def train_step_mpi(b, step, lr, net, hp, opt, ws, send, recv):
+    params, grads = net[0], net[1]
+    code, hyper, m, v, t, clip_norm = opt
+    value = 0.0
+    if b > 0:
+        forward(b, True, True, True, step, net, hp, ws)
+        value = output_loss(b, net, hp, ws)
+        backward(b, True, step, net, hp, ws)
+    else:
+        for i in range(grads.shape[0]):
+            grads[i] = 0
+    allreduce_gradient(grads, b, send, recv)
+    value += penalties(True, net, hp, ws)
+    if clip_norm > 0:
+        norm = grad_norm(grads, ws[13])
+        if norm > clip_norm:
+            scale(grads, clip_norm / norm)
+    t[0] += 1
+    optimizer_update(params, grads, m, v, code, lr, hyper, t[0])
+    return value
+
+
+@serial
+def train_epochs_mpi(X, Y, SW, orders, lrs, batch_size, steps, counter, net, hp, opt, ws, totals, send, recv):
+    """`steps` batches per epoch on every rank (the most any rank needs); totals[e] is this
+    rank's sum of batch losses times batch sizes (the caller reduces it)."""
+    net, opt, ws = _borrow_net(net), _borrow_opt(opt), _borrow_ws(ws)
+    X, Y, SW, orders, lrs = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs)
+    n = X.shape[0]
+    xb, yb, wb = ws[0], ws[1], ws[2]
+    for e in range(orders.shape[0]):
+        total = 0.0
+        for s in range(steps):
+            start = s * batch_size
+            b = max(0, min(batch_size, n - start))
+            if b > 0:
+                gather_rows(xb, yb, wb, X, Y, SW, orders[e], start, b)
+            total += train_step_mpi(b, counter[0], lrs[e], net, hp, opt, ws, send, recv) * b
+            counter[0] += 1
+        totals[e] = total
+    return np.int64(orders.shape[0])

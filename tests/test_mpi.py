@@ -1,0 +1,44 @@
+"""Data-parallel training over MPI, on one machine: 2 and 3 ranks under mpiexec."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mpi4py", reason="pip install '.[mpi]'")
+pytest.importorskip("numba_mpi", reason="pip install '.[mpi]'")
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+if MPIEXEC is None:
+    pytest.skip("no mpiexec (pip install mpich)", allow_module_level=True)
+SCRIPT = Path(__file__).parent / "mpi" / "run_distributed.py"
+
+
+def mpirun(n, case, tmp_path, timeout=300):
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, str(SCRIPT), case, str(tmp_path)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_train_like_one_process_with_the_global_batch(ranks, tmp_path):
+    out = mpirun(ranks, "equivalence", tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("equivalence.json", "equivalence_l2.json"):
+        result = json.loads((tmp_path / name).read_text())
+        assert result["identical"], "weights differ between ranks"
+        assert result["max_diff"] < 1e-12, result
+
+
+def test_only_rank_0_prints_and_saves(tmp_path):
+    out = mpirun(2, "output", tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    epoch_lines = [line for line in out.stdout.splitlines() if "val_loss" in line]
+    assert len(epoch_lines) == 4, out.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["model_rank0.npz"]
+
+
+def test_a_failing_rank_stops_the_job_instead_of_hanging(tmp_path):
+    out = mpirun(2, "failure", tmp_path, timeout=120)   # a hang fails by timeout
+    assert out.returncode != 0
+    assert "aborting the MPI job" in out.stderr and "NaN" in out.stderr
