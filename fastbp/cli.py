@@ -21,19 +21,50 @@ class UsageError(Exception):
 
 # ---- data files ----
 
-def read_table(path, target=None):
+def _npz_rows(path, name, part):
+    """Rows part = (rank, ranks) of array `name` in an uncompressed .npz (np.savez), read from
+    the file without loading the rest of the array; None if there is no such array."""
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        member = name + ".npy"
+        if member not in zf.namelist():
+            return None
+        if zf.getinfo(member).compress_type != zipfile.ZIP_STORED:
+            raise UsageError(f"{path}: --distributed reads slices of uncompressed .npz files (np.savez, "
+                             f"not np.savez_compressed)")
+        with zf.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            if fortran or dtype.hasobject:
+                raise UsageError(f"{path}: array {name} must be C-ordered and numeric")
+            row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+            bounds = np.linspace(0, shape[0], part[1] + 1).astype(int)
+            lo, hi = bounds[part[0]], bounds[part[0] + 1]
+            f.seek(f.tell() + lo * row)
+            return np.frombuffer(f.read((hi - lo) * row), dtype=dtype).reshape((hi - lo,) + tuple(shape[1:]))
+
+
+def read_table(path, target=None, part=None):
     """(X float64 (n, d), y or None, feature names, target name) from a CSV with a header row or
-    an NPZ holding X (and y). CSV target columns may hold class names; features must be numbers."""
+    an NPZ holding X (and y). CSV target columns may hold class names; features must be numbers.
+    part = (rank, ranks): only that contiguous slice of the rows is kept (or read, for .npz)."""
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
     if path.endswith(".npz"):
+        key = target or "y"
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z.files:
-                    raise UsageError(f"{path}: an .npz data file needs an array named X (and y), found {z.files}")
-                X = z["X"]
-                key = target or "y"
-                y = z[key] if key in z.files else None
+            if part is not None:
+                X, y = _npz_rows(path, "X", part), _npz_rows(path, key, part)
+                if X is None:
+                    raise UsageError(f"{path}: an .npz data file needs an array named X (and y)")
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    if "X" not in z.files:
+                        raise UsageError(f"{path}: an .npz data file needs an array named X (and y), found {z.files}")
+                    X = z["X"]
+                    y = z[key] if key in z.files else None
         except (ValueError, OSError) as exc:
             raise UsageError(f"{path}: cannot read it as .npz ({exc})") from None
         if target and y is None:
@@ -47,6 +78,9 @@ def read_table(path, target=None):
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read it as CSV ({exc})") from None
     rows = [r for r in rows if r]
+    if part is not None and len(rows) > 1:   # this rank's contiguous slice of the data rows
+        bounds = np.linspace(0, len(rows) - 1, part[1] + 1).astype(int)
+        rows = [rows[0]] + rows[1 + bounds[part[0]]:1 + bounds[part[0] + 1]]
     if len(rows) < 2:
         raise UsageError(f"{path}: a CSV data file needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
@@ -99,16 +133,32 @@ def _network(args, n_in, n_out, task):
                    output=output, dtype=args.dtype, seed=args.seed, backend=args.backend)
 
 
+def _world(args):
+    """(comm, rank, size) for --distributed, else (None, 0, 1)."""
+    if not args.distributed:
+        return None, 0, 1
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise UsageError("--distributed needs mpi4py and numba-mpi: pip install 'fastbp[mpi]'") from None
+    return MPI.COMM_WORLD, MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+
+
 def cmd_train(args):
     if args.target is None and not args.data.endswith(".npz"):
         raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")
-    X, y, features, target = read_table(args.data, args.target)
+    comm, rank, size = _world(args)
+    X, y, features, target = read_table(args.data, args.target, (rank, size) if comm else None)
+    say = print if rank == 0 else (lambda *a, **k: None)
     if y is None:
         raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")
     task = infer_task(y, args.task)
     meta = {"task": task, "features": features, "target": target}
+    if comm is not None:   # the classes (or regression) must be decided from every rank's rows
+        task = "classification" if "classification" in comm.allgather(task) else "regression"
     if task == "classification":
-        classes, codes = np.unique(y, return_inverse=True)
+        classes = np.unique(np.concatenate(comm.allgather(np.unique(y)))) if comm else np.unique(y)
+        codes = np.searchsorted(classes, y)
         if len(classes) < 2:
             raise UsageError(f"the target {target!r} has one class only ({classes[0]}); nothing to learn")
         meta["classes"] = classes.tolist()
@@ -123,29 +173,37 @@ def cmd_train(args):
         order = np.random.default_rng(args.seed).permutation(X.shape[0])
         X, y_fit = X[order], y_fit[order]
     if args.scale:   # standardise inputs; the statistics travel with the model
-        mean, std = X.mean(axis=0), X.std(axis=0)
+        if comm is not None:
+            sums = comm.allreduce(np.r_[X.shape[0], X.sum(axis=0), (X * X).sum(axis=0)].astype(np.float64))
+            d = X.shape[1]
+            mean = sums[1:1 + d] / sums[0]
+            std = np.sqrt(np.maximum(sums[1 + d:] / sums[0] - mean ** 2, 0))
+        else:
+            mean, std = X.mean(axis=0), X.std(axis=0)
         std[std == 0] = 1
         meta["scale"] = {"mean": mean.tolist(), "std": std.tolist()}
         X = (X - mean) / std
-    print(f"{args.data}: {X.shape[0]} rows, {X.shape[1]} features, target {target!r} "
-          f"({task}{', %d classes' % n_out if task == 'classification' else ''})")
-    print(f"network {net.sizes}, hidden {args.hidden}, {net.spec.output} output, loss {net.spec.loss}, "
-          f"{args.optimizer}, {args.dtype}, backend {args.backend}")
+    rows_note = f" on each of {size} ranks (rank 0: {X.shape[0]})" if comm else ""
+    say(f"{args.data}: {X.shape[0] if not comm else comm.allreduce(X.shape[0])} rows{rows_note}, "
+        f"{X.shape[1]} features, target {target!r} "
+        f"({task}{', %d classes' % n_out if task == 'classification' else ''})")
+    say(f"network {net.sizes}, hidden {args.hidden}, {net.spec.output} output, loss {net.spec.loss}, "
+        f"{args.optimizer}, {args.dtype}, backend {args.backend}")
     t0 = time.perf_counter()
     hist = net.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    optimizer=args.optimizer, validation_split=args.val_split,
-                   verbose=0 if args.quiet else 1)
+                   verbose=0 if args.quiet else 1, comm=comm)
     seconds = time.perf_counter() - t0
     h = hist.history
     line = f"trained {len(h['loss'])} epochs in {seconds:.2f} s: loss {h['loss'][-1]:.4f}"
     if "val_loss" in h:
         kind = "accuracy" if task == "classification" else "R^2"
         line += f", validation loss {h['val_loss'][-1]:.4f}, validation {kind} {h['val_score'][-1]:.4f}"
-    print(line)
+    say(line)
     if args.save:
-        net.save(args.save)
-        print(f"saved {args.save}")
-    if args.plot:
+        net.save(args.save)   # rank 0 only, after a distributed fit
+        say(f"saved {args.save}")
+    if args.plot and rank == 0:
         from .plots import plot_history
         plot_history(hist.history, args.plot, title=f"{os.path.basename(args.data)}: {net.sizes}")
         print(f"plotted {args.plot}")
@@ -380,6 +438,9 @@ def build_parser():
     p.add_argument("--save", metavar="MODEL.npz", help="where to save the trained model")
     p.add_argument("--plot", metavar="PNG", help="draw the loss and score curves (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run as `mpiexec -n N fastbp train ... --distributed`; each "
+                        "rank reads its own slice of DATA, --batch-size is per rank, rank 0 prints and saves")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predictions of a saved model for a CSV or NPZ file")
@@ -414,14 +475,12 @@ def main(argv=None):
     except BrokenPipeError:   # `fastbp predict ... | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except UsageError as exc:
+    except (UsageError, ValueError, TypeError, FloatingPointError, ImportError) as exc:
+        # a user mistake (or fastbp's own argument checks): one line, status 2
         print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FloatingPointError) as exc:   # fastbp's own argument checks
-        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(args, "distributed", False):   # the other ranks must not wait forever
+            from mpi4py import MPI
+            MPI.COMM_WORLD.Abort(2)
         return 2
 
 

@@ -42,3 +42,25 @@ def test_a_failing_rank_stops_the_job_instead_of_hanging(tmp_path):
     out = mpirun(2, "failure", tmp_path, timeout=120)   # a hang fails by timeout
     assert out.returncode != 0
     assert "aborting the MPI job" in out.stderr and "NaN" in out.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npz"])
+def test_cli_distributed_train(fmt, tmp_path):
+    import numpy as np
+    import fastbp
+    X, y = fastbp.datasets.make_synthetic(300, 4, 3, seed=1, dtype="float64")
+    if fmt == "npz":
+        np.savez(tmp_path / "d.npz", X=X, y=y)
+        args = ["d.npz"]
+    else:
+        with open(tmp_path / "d.csv", "w") as f:
+            f.write("a,b,c,d,label\n" + "".join(",".join(f"{v:.6f}" for v in x) + f",{t}\n" for x, t in zip(X, y)))
+        args = ["d.csv", "--target", "label"]
+    out = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "fastbp", "train", *args, "--epochs", "30",
+                          "--layers", "16", "--lr", "0.01", "--save", "m.npz", "--quiet", "--distributed"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("saved m.npz") == 1 and "300 rows on each of 2 ranks (rank 0: 150)" in out.stdout, out.stdout
+    ev = subprocess.run([sys.executable, "-m", "fastbp", "evaluate", "m.npz", *args], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300)
+    assert float(ev.stdout.split()[1]) > 0.85, ev.stdout + ev.stderr
