@@ -16,8 +16,8 @@ import numpy as np
 from numba.core.errors import NumbaWarning
 
 from ...config import serial
-from .driver import _borrow_net, _borrow_opt, _borrow_ws, backward, forward, gather_rows, output_loss, penalties
-from .optim import grad_norm, optimizer_update, scale
+from .driver import (_borrow_net, _borrow_opt, _borrow_ws, apply_update, backward, forward, gather_rows,
+                     output_loss, penalties)
 from .views import borrow
 
 # numba-mpi's calls hold ctypes pointers, so these drivers compile in each process (about a
@@ -41,8 +41,8 @@ def allreduce_gradient(grads, b, send, recv):
 
 @serial
 def train_step_mpi(b, step, lr, net, hp, opt, ws, send, recv):
-    params, grads = net[0], net[1]
-    code, hyper, m, v, t, clip_norm = opt
+    """driver.train_step with the all-reduce; a rank without rows this step sends zeros."""
+    grads = net[1]
     value = 0.0
     if b > 0:
         forward(b, True, True, True, step, net, hp, ws)
@@ -53,12 +53,7 @@ def train_step_mpi(b, step, lr, net, hp, opt, ws, send, recv):
             grads[i] = 0
     allreduce_gradient(grads, b, send, recv)
     value += penalties(True, net, hp, ws)
-    if clip_norm > 0:
-        norm = grad_norm(grads, ws[13])
-        if norm > clip_norm:
-            scale(grads, clip_norm / norm)
-    t[0] += 1
-    optimizer_update(params, grads, m, v, code, lr, hyper, t[0])
+    apply_update(lr, net, opt, ws)
     return value
 
 

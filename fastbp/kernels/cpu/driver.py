@@ -266,19 +266,25 @@ def penalties(with_grads, net, hp, ws):
 @serial
 def train_step(b, step, lr, net, hp, opt, ws):
     """One SGD step on the batch in xb/yb/wb; returns its loss (before the update)."""
-    params, grads = net[0], net[1]
-    code, hyper, m, v, t, clip_norm = opt
     forward(b, True, True, True, step, net, hp, ws)
     value = output_loss(b, net, hp, ws)
     backward(b, True, step, net, hp, ws)
     value += penalties(True, net, hp, ws)
+    apply_update(lr, net, opt, ws)
+    return value
+
+
+@serial
+def apply_update(lr, net, opt, ws):
+    """Clip the gradient (when clip_norm > 0), count the step, and update the parameters."""
+    params, grads = net[0], net[1]
+    code, hyper, m, v, t, clip_norm = opt
     if clip_norm > 0:
         norm = grad_norm(grads, ws[13])
         if norm > clip_norm:
             scale(grads, clip_norm / norm)
     t[0] += 1
     optimizer_update(params, grads, m, v, code, lr, hyper, t[0])
-    return value
 
 
 @serial

@@ -5,7 +5,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .common import grid1, keep_unit, mix64
+from .common import grid1, keep_unit
 
 
 def dropout_seed(key, step, layer):
