@@ -41,11 +41,13 @@ class Distributed:
         self.comm.Bcast(net._state, root=0)
 
     def rank_streams(self, net):
-        """Shuffle generator and dropout key of this rank: distinct per rank, reproducible."""
-        seq = np.random.SeedSequence(net.seed, spawn_key=(7, self.rank))
-        rng = np.random.default_rng(seq)
+        """Shuffle generator and dropout key of this rank: distinct per rank, reproducible, and
+        kept on the network so that a later fit continues the stream instead of repeating it."""
+        if getattr(net, "_rank_rng", None) is None or net._rank_rng[0] != self.rank:
+            seq = np.random.SeedSequence(net.seed, spawn_key=(7, self.rank))
+            net._rank_rng = (self.rank, np.random.default_rng(seq))
         key = (net._drop_key * 0x9E3779B97F4A7C15 + self.rank) % (1 << 64)
-        return rng, key
+        return net._rank_rng[1], key
 
     def steps(self, n, batch_size):
         return self.comm.allreduce(-(-n // batch_size), op=_mpi().MAX)
