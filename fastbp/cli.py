@@ -335,15 +335,15 @@ def _threading_layer():
 
 def _cuda_status():
     try:
-        from numba import cuda
+        from .kernels.cuda.backend import gpu_status
     except ImportError:
-        return "numba.cuda not available"
-    try:
-        if cuda.is_available():
-            return f"available: {cuda.get_current_device().name.decode() if hasattr(cuda.get_current_device().name, 'decode') else cuda.get_current_device().name}"
-    except Exception as exc:   # a broken driver install: say so instead of failing `info`
-        return f"not usable ({type(exc).__name__}: {exc})"
-    return "no GPU found (backend='cuda' unavailable)"
+        return "numba-cuda not installed (pip install 'fastbp[cuda]')"
+    why = gpu_status()   # the same check backend='cuda' and 'auto' make
+    if why is not None:
+        return why
+    from numba import cuda
+    name = cuda.get_current_device().name
+    return f"available: {name.decode() if isinstance(name, bytes) else name}"
 
 
 def _timed_fit(make, X, y, repeats, **fit):

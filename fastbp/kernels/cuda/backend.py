@@ -65,7 +65,7 @@ class CudaBackend:
         if state.size:
             net.state.copy_to_host(state)
 
-    def _blocks(self, X, Y=None):
+    def _blocks(self, X):
         n = X.shape[0]
         net_cap = max(1, min(n, 1024))
         for start in range(0, n, net_cap):
