@@ -23,6 +23,8 @@ from pathlib import Path
 import numba
 from numba import njit
 
+from .kernels import blas_library
+
 FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
             else {"reassoc", "contract", "arcp", "nsz"})
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
@@ -33,6 +35,12 @@ GEMM_MIN_ROWS = 32        # the register-blocked dense backward from this batch 
 GEMM_NARROW = 16          # or from 8 rows for layers of fewer outputs than this,
 GEMM_MIN_WEIGHTS = 64     # never below this many weights; else the naive loops
 GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel: L2-resident (2 MB per core here)
+# OpenBLAS (NumPy's own, see kernels/blas_library.py) for a dense layer's products from this many
+# multiply-adds (batch rows x n_in x n_out); each thread calls it on at least BLAS_ROWS rows.
+# FASTBP_BLAS=0 before import keeps every product in the hand-written kernels.
+BLAS = blas_library.FOUND
+BLAS_MIN_MACS = 2 ** 22
+BLAS_ROWS = 16
 PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
 # CUDA launch geometry. The simulator runs every GPU thread as a Python thread: tests shrink
 # the blocks (FASTBP_CUDA_TILE=4, FASTBP_CUDA_BLOCK=32) so that partial tiles and several blocks
@@ -43,9 +51,10 @@ CUDA_BLOCK = int(os.environ.get("FASTBP_CUDA_BLOCK", 256))  # threads per 1-D bl
 
 def _source_hash():
     # everything compiled code depends on: the kernel sources, the modules whose constants they
-    # import (spec.py's codes, optim.py's slots, this file), the fastmath flags, numba's version
+    # import (spec.py's codes, optim.py's slots, this file), the fastmath flags, numba's version,
     pkg = Path(__file__).parent
-    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH))).encode())
+    # and whether, with which index width, OpenBLAS is called
+    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH)) + repr((BLAS, blas_library.BITS))).encode())
     for f in sorted([pkg / "config.py", pkg / "spec.py", pkg / "optim.py", *(pkg / "kernels").rglob("*.py")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -89,6 +98,14 @@ def kernel(fn):
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
     return _compile(fn, False, inline="always")
+
+
+def twin_is(replacement):
+    """Give a compiled function a hand-written single-threaded twin (instead of a clone of it)."""
+    def register(dispatcher):
+        _ONE_THREAD[dispatcher] = replacement
+        return dispatcher
+    return register
 
 
 def one_thread(dispatcher):

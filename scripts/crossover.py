@@ -5,6 +5,7 @@ by side, single-threaded, over layer shapes: the basis of dense.forward_path and
 
     python scripts/crossover.py [--batch 32] [--dtype float32]
     python scripts/crossover.py --dense
+    python scripts/crossover.py --blas     # parallel: blocked kernels vs OpenBLAS (dense.BLAS)
 """
 import argparse
 import time
@@ -56,14 +57,54 @@ def dense_table(dtype):
               f"{times[4]:8.2f} {times[5]:8.2f} {chosen:>15s}")
 
 
+def blas_table(dtype, threads):
+    """fastbp's own dense kernels against OpenBLAS called from the kernels, per layer shape, with
+    the parallel kernels (threads > 1) or their single-threaded twins."""
+    from fastbp.bench import best_time
+    from fastbp.kernels import blas_library
+    from fastbp.kernels.cpu import dense as d
+    if not blas_library.FOUND:
+        print("no OpenBLAS found: nothing to compare")
+        return
+    rng = np.random.default_rng(0)
+    print(f"{threads} thread(s), {dtype}, microseconds per call; OpenBLAS: {blas_library.DESCRIPTION}")
+    k = (lambda fn: fn) if threads > 1 else config.one_thread
+    print(f"{'rows x in x out':>16s} {'MMACs':>7s} {'fwd small':>10s} {'blocked':>8s} {'blas':>8s} "
+          f"{'bwd small':>10s} {'blocked':>8s} {'blas':>8s} {'chosen':>10s}")
+    names = ("naive", "small", "blocked", "blas")
+    for B, n_in, n_out in [(16, 32, 64), (16, 64, 64), (16, 64, 2), (32, 64, 128), (32, 128, 10),
+                           (32, 128, 128), (64, 128, 128), (32, 256, 256), (64, 256, 256), (128, 256, 256),
+                           (64, 256, 10), (256, 128, 128), (64, 512, 512), (256, 256, 256), (256, 1024, 10),
+                           (256, 784, 1024), (256, 1024, 1024)]:
+        f = lambda *s: rng.standard_normal(s).astype(dtype)
+        A, W, b, dZ = f(B, n_in), f(n_in, n_out), f(n_out), f(B, n_out)
+        Z, dA, dW = np.empty((B, n_out), dtype), np.empty_like(A), np.empty_like(W)
+        Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
+        with blas_library.one_thread():
+            times = [best_time(g) * 1e6 for g in (
+                lambda: k(d.dense_forward_small)(Z, A, W, b),
+                lambda: k(d.dense_forward_blocked)(Z, A, W, b, Wt),
+                lambda: k(d.dense_forward_blas)(Z, A, W, b),
+                lambda: k(d.dense_backward_small)(dA, dW, b, dZ, A, W, True, Wt),
+                lambda: k(d.dense_backward_blocked)(dA, dW, b, dZ, A, W, True, At, dZt),
+                lambda: k(d.dense_backward_blas)(dA, dW, b, dZ, A, W, True))]
+        chosen = f"{names[d.forward_path(B, W)]}/{names[d.backward_path(B, W)]}"
+        print(f"{f'{B}x{n_in}x{n_out}':>16s} {B * n_in * n_out / 1e6:7.2f} {times[0]:10.1f} {times[1]:8.1f} "
+              f"{times[2]:8.1f} {times[3]:10.1f} {times[4]:8.1f} {times[5]:8.1f} {chosen:>10s}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--dense", action="store_true", help="naive vs blocked dense kernels instead")
+    p.add_argument("--blas", action="store_true", help="parallel blocked kernels vs OpenBLAS instead")
     args = p.parse_args()
     if args.dense:
         return dense_table(args.dtype)
+    if args.blas:
+        blas_table(args.dtype, numba.get_num_threads())
+        return blas_table(args.dtype, 1)
     print(f"{numba.get_num_threads()} threads, batch {args.batch}, {args.dtype}, networks w-w-w-10")
     print(f"{'width':>6s} {'MFLOP/batch':>12s} {'1 thread us':>12s} {'parallel us':>12s} {'faster':>9s}")
     for width in (16, 32, 64, 96, 128, 192, 256, 384, 512):

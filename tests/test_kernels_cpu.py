@@ -11,17 +11,22 @@ from fastbp import reference as ref
 import fastbp
 from fastbp.kernels.cpu import activations as act_k, dense as dense_k, losses as loss_k, optim
 from fastbp.kernels.cpu import regularize as reg
+from fastbp.kernels import blas_library
 from fastbp.spec import ACTIVATIONS, LOSSES
 
-SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71)]  # (batch, n_in, n_out)
-# the last two reach the blocked path and leave partial 4 x 4 tiles on every edge
+SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71), (70, 250, 260)]
+# (batch, n_in, n_out): (9, 70, 66) and (37, 130, 71) reach the blocked path and leave partial
+# 4 x 4 tiles on every edge; (70, 250, 260) is past config.BLAS_MIN_MACS (OpenBLAS, in uneven
+# row blocks, when found)
 
 
 def rand(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
-DENSE = ["naive", "small", "blocked", "dispatch"]
+DENSE = ["naive", "small", "blocked",
+         pytest.param("blas", marks=pytest.mark.skipif(not blas_library.FOUND, reason="no OpenBLAS found")),
+         "dispatch"]
 
 
 def dense_fns(impl):
@@ -35,6 +40,9 @@ def dense_fns(impl):
     if impl == "blocked":
         return (dense_k.dense_forward_blocked,
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blocked(dA, dW, db, dZ, A, W, need, At, dZt))
+    if impl == "blas":
+        return (lambda Z, A, W, b, Wt: dense_k.dense_forward_blas(Z, A, W, b),
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blas(dA, dW, db, dZ, A, W, need))
     return dense_k.dense_forward, dense_k.dense_backward
 
 
@@ -44,7 +52,8 @@ def test_dense_forward(B, n_in, n_out, impl, dtype):
     rng = np.random.default_rng(B * n_in)
     A, W, b = rand(rng, (B, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
     Z = np.full((B, n_out), np.nan, dtype=dtype)  # every entry must be written
-    dense_fns(impl)[0](Z, A, W, b, np.empty((n_out, n_in), dtype))
+    with blas_library.one_thread():
+        dense_fns(impl)[0](Z, A, W, b, np.empty((n_out, n_in), dtype))
     np.testing.assert_allclose(Z, ref.dense_forward(A, W, b), **tol(dtype))
 
 
@@ -57,8 +66,9 @@ def test_dense_backward(B, n_in, n_out, need_dA, impl, dtype):
     dA = np.full((B, n_in), np.nan, dtype=dtype)
     dW = np.full((n_in, n_out), np.nan, dtype=dtype)
     db = np.full(n_out, np.nan, dtype=dtype)
-    dense_fns(impl)[1](dA, dW, db, dZ, A, W, need_dA, np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype),
-                       np.empty((n_out, B), dtype))
+    with blas_library.one_thread():
+        dense_fns(impl)[1](dA, dW, db, dZ, A, W, need_dA, np.empty((n_out, n_in), dtype),
+                           np.empty((n_in, B), dtype), np.empty((n_out, B), dtype))
     rdW, rdb, rdA = ref.dense_backward(dZ, A, W)
     np.testing.assert_allclose(dW, rdW, **tol(dtype))
     np.testing.assert_allclose(db, rdb, **tol(dtype))
@@ -282,3 +292,64 @@ def test_gemm_nt_in_panels():
     C = np.full((7, 10), np.nan)
     dense_k.gemm_nt(C, A, B, bias, True)
     np.testing.assert_allclose(C, A @ B.T + bias, rtol=1e-9, atol=1e-9)
+
+
+def test_dispatch_reaches_every_dense_path():
+    """SHAPES exercise each path through dense_forward and dense_backward, so the dispatch tests
+    above cover them all."""
+    paths = {(dense_k.forward_path(B, np.empty((n_in, n_out))), dense_k.backward_path(B, np.empty((n_in, n_out))))
+             for B, n_in, n_out in SHAPES}
+    reached = {p for pair in paths for p in pair}
+    expected = {dense_k.NAIVE, dense_k.SMALL, dense_k.BLOCKED} | ({dense_k.BLAS} if blas_library.FOUND else set())
+    assert reached == expected
+
+
+@pytest.mark.skipif(not blas_library.FOUND, reason="no OpenBLAS found")
+def test_openblas_held_to_one_thread_and_restored():
+    """Inside one_thread (nested, as concurrent fits nest) OpenBLAS runs on one thread; the last
+    to leave restores what the process had."""
+    lib = blas_library.LIBRARY
+    before = lib.get_threads()
+    lib.set_threads(2)
+    outside = lib.get_threads()   # 2, or fewer where OpenBLAS caps it to the cores
+    try:
+        with blas_library.one_thread():
+            assert lib.get_threads() == 1
+            with blas_library.one_thread():
+                assert lib.get_threads() == 1
+            assert lib.get_threads() == 1
+        assert lib.get_threads() == outside
+        with pytest.raises(RuntimeError):
+            with blas_library.one_thread():
+                raise RuntimeError("a failing fit")
+        assert lib.get_threads() == outside
+    finally:
+        lib.set_threads(before)
+
+
+BLAS_OFF_PROBE = r"""
+import numpy as np
+from fastbp import config, reference as ref
+from fastbp.kernels import blas_library
+from fastbp.kernels.cpu import dense
+assert not config.BLAS and not blas_library.FOUND
+rng = np.random.default_rng(0)
+A, W, b = rng.standard_normal((70, 250)), rng.standard_normal((250, 260)), rng.standard_normal(260)
+assert dense.forward_path(70, W) == dense.BLOCKED
+Z = np.empty((70, 260))
+dense.dense_forward(Z, A, W, b, np.empty((260, 250)))
+np.testing.assert_allclose(Z, ref.dense_forward(A, W, b), rtol=1e-10, atol=1e-10)
+print("ok")
+"""
+
+
+def test_without_openblas_every_product_runs_in_fastbp_kernels():
+    """FASTBP_BLAS=0 (as where no OpenBLAS is found): the large shape takes the blocked path,
+    and the kernels compile and link without the OpenBLAS symbols."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTBP_BLAS="0")
+    out = subprocess.run([sys.executable, "-c", BLAS_OFF_PROBE], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

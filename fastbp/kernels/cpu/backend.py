@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from ... import config
+from .. import blas_library
 from . import driver
 from .losses import RMSE, loss_divisor
 
@@ -44,9 +45,21 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def _one_at_a_time(fn):
     @functools.wraps(fn)
     def locked(*args):
-        with _PARALLEL_LOCK:
+        with _PARALLEL_LOCK, blas_library.one_thread():
             return fn(*args)
     return locked
+
+
+def _blas_on_one_thread(fn):
+    # the dense kernels call OpenBLAS from each thread (kernels/cpu/blas.py)
+    if not blas_library.FOUND:
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args):
+        with blas_library.one_thread():
+            return fn(*args)
+    return run
 
 
 class CpuBackend:
@@ -66,7 +79,8 @@ class CpuBackend:
         names = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows",
                  "penalties")
         self._drivers = {True: SimpleNamespace(**{k: _one_at_a_time(getattr(driver, k)) for k in names}),
-                         False: SimpleNamespace(**{k: config.one_thread(getattr(driver, k)) for k in names})}
+                         False: SimpleNamespace(**{k: _blas_on_one_thread(config.one_thread(getattr(driver, k)))
+                                                  for k in names})}
 
     def drivers(self, rows, passes=3):
         """Parallel drivers when `rows` rows of `passes` matrix products (3 for a training step,
@@ -137,7 +151,7 @@ class CpuBackend:
         if self.drivers(batch_size) is self._drivers[True]:
             run = _one_at_a_time(fn)
         else:
-            run = config.one_thread(fn)
+            run = _blas_on_one_thread(config.one_thread(fn))
         totals = np.zeros(orders.shape[0])
         buffers = getattr(self, "_mpi_buffers", None)
         if buffers is None or buffers[0].size != self.spec.n_params + 1:

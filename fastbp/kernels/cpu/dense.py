@@ -1,6 +1,6 @@
 """Dense layer kernels: dense_forward (Z = A W + b) and dense_backward (dW, db, dA).
 
-Three versions, chosen per layer and batch size by forward_path / backward_path:
+Four versions, chosen per layer and batch size by forward_path / backward_path:
 - naive: one loop nest per product, the innermost loop contiguous in memory (a row of W, Z or
   dZ) so that LLVM vectorizes it. The algorithmic reference, and the choice for tiny layers.
 - small: every product through gemm_nn (C = op(A) B, rows of B and C contiguous), which adds 8
@@ -16,6 +16,7 @@ from numba import prange
 
 from ... import config
 from ...config import kernel, serial
+from .blas import gemm_blas
 
 
 @kernel
@@ -158,15 +159,17 @@ def gemm_nn(C, A, B, bias, has_bias, a_trans):
                     c0[j] += x * bq[j]
 
 
-NAIVE, SMALL, BLOCKED = 0, 1, 2
+NAIVE, SMALL, BLOCKED, BLAS = 0, 1, 2, 3
 
 
 @serial
 def forward_path(rows, W):
-    """Which forward kernel: naive loops for tiny layers; gemm_nn up to GEMM_SMALL_ROWS rows
-    with a weight matrix that stays in L2; otherwise, or when the layer is narrow (gemm_nn's
-    loop over the outputs is too short to vectorise), the blocked path. Measured
-    single-threaded by scripts/crossover.py --dense."""
+    """Which forward kernel: OpenBLAS from config.BLAS_MIN_MACS multiply-adds; naive loops for
+    tiny layers; gemm_nn up to GEMM_SMALL_ROWS rows with a weight matrix that stays in L2;
+    otherwise, or when the layer is narrow (gemm_nn's loop over the outputs is too short to
+    vectorise), the blocked path. Measured by scripts/crossover.py --dense."""
+    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
+        return BLAS
     if W.size < config.GEMM_MIN_WEIGHTS:
         return NAIVE
     if rows >= 8 and W.shape[1] < config.GEMM_NARROW:
@@ -180,6 +183,8 @@ def forward_path(rows, W):
 def backward_path(rows, W):
     """As forward_path; the blocked backward pays from GEMM_MIN_ROWS rows (its three products
     share two transposes)."""
+    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
+        return BLAS
     if W.size < config.GEMM_MIN_WEIGHTS:
         return NAIVE
     if rows >= config.GEMM_MIN_ROWS or (rows >= 8 and W.shape[1] < config.GEMM_NARROW):
@@ -191,7 +196,9 @@ def backward_path(rows, W):
 def dense_forward(Z, A, W, b, Wt):
     """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b; Wt (n_out, n_in) is scratch."""
     path = forward_path(A.shape[0], W)
-    if path == BLOCKED:
+    if path == BLAS:
+        dense_forward_blas(Z, A, W, b)
+    elif path == BLOCKED:
         dense_forward_blocked(Z, A, W, b, Wt)
     elif path == SMALL:
         dense_forward_small(Z, A, W, b)
@@ -204,12 +211,42 @@ def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
     """dW = A^T dZ, db = column sums of dZ, dA = dZ W^T (skipped unless need_dA: the first
     layer's input is the data); Wt (n_out, n_in), At (n_in, B) and dZt (n_out, B) are scratch."""
     path = backward_path(A.shape[0], W)
-    if path == BLOCKED:
+    if path == BLAS:
+        dense_backward_blas(dA, dW, db, dZ, A, W, need_dA)
+    elif path == BLOCKED:
         dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt)
     elif path == SMALL:
         dense_backward_small(dA, dW, db, dZ, A, W, need_dA, Wt)
     else:
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
+
+
+@serial
+def dense_forward_blas(Z, A, W, b):
+    gemm_blas(Z, A, W, b, True, False, False)
+
+
+@serial
+def dense_backward_blas(dA, dW, db, dZ, A, W, need_dA):
+    gemm_blas(dW, A, dZ, db, False, True, False)     # dW = A^T dZ
+    column_sums(db, dZ)
+    if need_dA:
+        gemm_blas(dA, dZ, W, db, False, False, True)  # dA = dZ W^T
+
+
+@kernel
+def column_sums(s, M):
+    """s (n,) = the column sums of M (m, n): each thread owns a block of 64 columns, over which
+    it adds the rows in order (contiguous, vectorised)."""
+    m, n = M.shape
+    zero = M.dtype.type(0)
+    for jb in prange((n + 63) // 64):
+        j0, j1 = jb * 64, min(n, jb * 64 + 64)
+        for j in range(j0, j1):
+            s[j] = zero
+        for i in range(m):
+            for j in range(j0, j1):
+                s[j] += M[i, j]
 
 
 @serial
