@@ -314,6 +314,8 @@ def cmd_info(args):
     print(f"threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or fastbp.set_num_threads to change)")
     print(f"threading layer: {_threading_layer()}")
     print(f"kernel cache: {config.CACHE_DIR} ({'on' if config.CACHE else 'off'})")
+    from .kernels import blas_library
+    print(f"BLAS for the largest layers: {blas_library.DESCRIPTION}")
     print(f"cuda: {_cuda_status()}")
     for mod in ("sklearn", "matplotlib", "tqdm"):
         try:
@@ -459,7 +461,7 @@ def build_parser():
 
     sub.add_parser("bench", help="time every kernel on each backend against the sgemm limit "
                    "(options: fastbp bench --help)")
-    p = sub.add_parser("info", help="versions, threads, threading layer, CUDA, kernel cache")
+    p = sub.add_parser("info", help="versions, threads, threading layer, OpenBLAS, CUDA, kernel cache")
     p.set_defaults(func=cmd_info)
     return parser
 

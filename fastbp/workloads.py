@@ -6,6 +6,7 @@ trains on the same problem. "digits" trains on the bundled UCI digits (1,797 x 6
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -73,3 +74,41 @@ def time_fit(workload, backend, dtype="float32", repeats=3, features=False):
         net.fit(X, y, **fit)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def fit_peak_memory(workload, backend, dtype="float32", features=False):
+    """(process peak, fit's peak, fit's allocations) in MB, for a fit in this process: the
+    process's resident high-water mark at the end; how far the fit raised it above the resident
+    memory it started from, with the data in place and the kernels loaded (by a one-epoch fit
+    of two batches, whose memory is released first); and the peak of the NumPy and Python
+    allocations the fit made (tracemalloc, which sees no allocator reuse). Call it in a fresh
+    process per backend. Linux only (the high-water mark is reset through /proc/self/clear_refs);
+    None elsewhere."""
+    import gc
+    import tracemalloc
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    X, y = workload.data(dtype)
+    fit = workload.fit_args(features)
+    rows = min(len(X), 2 * workload.batch_size)
+    workload.network(backend, dtype, features=features).fit(X[:rows], y[:rows], **dict(fit, epochs=1))
+    net = workload.network(backend, dtype, features=features)
+    gc.collect()
+    before = _status_mb("VmHWM")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")   # VmHWM := VmRSS
+    start = _status_mb("VmRSS")
+    tracemalloc.start()
+    net.fit(X, y, **fit)
+    allocated = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
+    peak = _status_mb("VmHWM")
+    return max(before, peak), peak - start, allocated

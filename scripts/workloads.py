@@ -3,6 +3,7 @@
     python scripts/workloads.py                 # all workloads, float32, numpy vs cpu
     python scripts/workloads.py --dtype float64 --repeats 5 mid wide
     python scripts/workloads.py --features digits   # with Adam, dropout 0.2 and batch norm
+    python scripts/workloads.py --memory            # what each warm fit adds to resident memory
 """
 import argparse
 import sys
@@ -10,7 +11,7 @@ import sys
 import numba
 
 from fastbp.bench import sgemm_gflops
-from fastbp.workloads import WORKLOADS, time_fit
+from fastbp.workloads import WORKLOADS, fit_peak_memory, time_fit
 
 
 def main(argv=None):
@@ -21,8 +22,12 @@ def main(argv=None):
     p.add_argument("--backends", default="numpy,cpu")
     p.add_argument("--features", action="store_true",
                    help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer")
+    p.add_argument("--memory", action="store_true",
+                   help="instead of times: how much each warm fit raises peak resident memory (Linux)")
     args = p.parse_args(argv)
     backends = args.backends.split(",")
+    if args.memory:
+        return memory_table(args, backends)
     limit = sgemm_gflops(dtype=args.dtype)
     print(f"{args.dtype} gemm limit (NumPy's BLAS on a 2048-cube, this run): {limit:.0f} GFLOP/s")
     print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads"
@@ -36,6 +41,31 @@ def main(argv=None):
         if "numpy" in times and "cpu" in times:
             gflops = w.gflop / times["cpu"]
             line += f" {times['numpy'] / times['cpu']:6.2f}x {gflops:8.1f} {gflops / limit:8.0%}"
+        print(line, flush=True)
+    return 0
+
+
+def memory_table(args, backends):
+    """Each (workload, backend) in a fresh process, so that none inherits another's memory."""
+    import json
+    import subprocess
+    print(f"resident memory, MB ({args.dtype}" + (", Adam + dropout + batch norm)" if args.features else
+                                                   ", plain SGD)"))
+    print("process: the high-water mark of a process that made the data and fitted; fit: how far the "
+          "warm fit raised it; alloc: the peak of the fit's allocations (tracemalloc)")
+    print(f"{'workload':9s}" + "".join(f" {b + ' process':>14s} {b + ' fit':>10s} {b + ' alloc':>12s}"
+                                       for b in backends))
+    for name in args.names:
+        line = f"{name:9s}"
+        for b in backends:
+            code = ("import json; from fastbp.workloads import WORKLOADS, fit_peak_memory; "
+                    f"print(json.dumps(fit_peak_memory(WORKLOADS[{name!r}], {b!r}, {args.dtype!r}, {args.features})))")
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            if result is None:
+                print("needs Linux's /proc/self/clear_refs")
+                return 1
+            line += f" {result[0]:14.1f} {result[1]:10.1f} {result[2]:12.1f}"
         print(line, flush=True)
     return 0
 

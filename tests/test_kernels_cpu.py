@@ -353,3 +353,30 @@ def test_without_openblas_every_product_runs_in_fastbp_kernels():
     out = subprocess.run([sys.executable, "-c", BLAS_OFF_PROBE], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+CACHED_PROBE = r"""
+import numpy as np
+from fastbp.kernels.cpu import dense
+rng = np.random.default_rng(0)
+f = np.float32
+for B, n_in, n_out in [(8, 16, 16), (70, 250, 260)]:
+    A, W, dZ = (rng.standard_normal(s).astype(f) for s in [(B, n_in), (n_in, n_out), (B, n_out)])
+    dA, dW, db = np.empty((B, n_in), f), np.empty((n_in, n_out), f), np.empty(n_out, f)
+    dense.dense_backward(dA, dW, db, dZ, A, W, True, np.empty((n_out, n_in), f), np.empty((n_in, B), f),
+                         np.empty((n_out, B), f))
+    np.testing.assert_allclose(dA, dZ @ W.T, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_kernels_loaded_from_the_disk_cache_run():
+    """Twice in fresh processes, so that the second loads every kernel from the disk cache.
+    Code loaded that way can run before Numba's thread pool has registered the entry point
+    gemm_blas calls (kernels/cpu/blas.py starts the pool at import for that reason): a warm
+    `fastbp bench` process crashed on it once."""
+    import subprocess
+    import sys
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", CACHED_PROBE], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])

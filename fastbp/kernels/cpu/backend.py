@@ -88,12 +88,13 @@ class CpuBackend:
         flop = 2 * passes * rows * self.weights
         return self._drivers[flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1 and _PARALLEL_OK]
 
-    def workspace(self, cap):
-        ws = self._workspaces.get(cap)
+    def workspace(self, cap, training=True):
+        key = (cap, training)
+        ws = self._workspaces.get(key)
         if ws is None:
             if len(self._workspaces) >= 2:   # keep a training and an evaluation workspace
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[cap] = driver.Workspace(self.spec, cap, self.dtype).arrays()
+            ws = self._workspaces[key] = driver.Workspace(self.spec, cap, self.dtype, training).arrays()
         return ws
 
     def _net(self, params, state, grads=None):
@@ -101,7 +102,7 @@ class CpuBackend:
                 self.ranges)
 
     def _eval_ws(self, n):
-        return self.workspace(max(1, min(n, config.EVAL_CHUNK)))
+        return self.workspace(max(1, min(n, config.EVAL_CHUNK)), training=False)
 
     # ---- evaluation (inference mode: running statistics, no dropout) ----
     def predict(self, params, state, X):

@@ -34,11 +34,18 @@ else:   # never called (config.BLAS is False), and nothing left for the linker t
     _dgemm = _sgemm
 
 
+if FOUND:
+    # Start Numba's thread pool now, which registers the entry point _numba_threads calls: code
+    # loaded from the disk cache does not start it before it runs (a serial driver that calls
+    # gemm_blas crashed on an unresolved entry point).
+    numba_parallel._launch_threads()
+
+
 @intrinsic
 def _numba_threads(typingctx):
     """Numba's current thread count, read through its thread pool's C entry point (so that the
     kernel stays cacheable: numba.get_num_threads() in compiled code is not)."""
-    numba_parallel._launch_threads()   # registers the entry point
+    numba_parallel._launch_threads()
 
     def codegen(context, builder, sig, args):
         fn = cgutils.get_or_insert_function(builder.module, lir.FunctionType(cgutils.intp_t, []),

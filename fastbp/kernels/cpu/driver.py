@@ -43,7 +43,7 @@ from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_infere
 class Workspace:
     """Scratch for batches of up to `cap` rows, allocated once and reused for every batch."""
 
-    def __init__(self, spec, cap, dtype):
+    def __init__(self, spec, cap, dtype, training=True):
         L = spec.n_layers
         nz = spec.layers[:, N_UNITS] * spec.layers[:, PIECES]
         units = spec.layers[:, N_UNITS]
@@ -57,18 +57,21 @@ class Workspace:
         self.yb = np.zeros((cap, spec.n_out), dtype=dtype)
         self.wb = np.ones(cap, dtype=dtype)
         self.zbuf = np.zeros(z_size, dtype=dtype)
-        self.dzbuf = np.zeros(z_size, dtype=dtype)
-        self.hbuf = np.zeros(z_size if any(spec.batch_norm) else 0, dtype=dtype)
+        # inference (training=False) needs no gradients, batch-norm and dropout outputs or
+        # backward scratch: on the wide network that halves an evaluation block's memory
+        grad = int(training)
+        self.dzbuf = np.zeros(z_size * grad, dtype=dtype)
+        self.hbuf = np.zeros(z_size * grad if any(spec.batch_norm) else 0, dtype=dtype)
         self.abuf = np.zeros(a_size, dtype=dtype)
-        self.dabuf = np.zeros(a_size, dtype=dtype)
-        self.dbuf = np.zeros(a_size if any(spec.dropout) else 0, dtype=dtype)
+        self.dabuf = np.zeros(a_size * grad, dtype=dtype)
+        self.dbuf = np.zeros(a_size * grad if any(spec.dropout) else 0, dtype=dtype)
         self.stats = np.zeros(spec.n_state, dtype=dtype)
         self.rows = np.zeros(cap, dtype=dtype)
         self.partials = np.zeros(config.REDUCE_CHUNKS, dtype=np.float64)
         n_in = spec.layers[:, N_IN]
         self.wt = np.zeros(int((n_in * nz).max()), dtype=dtype)
-        self.at = np.zeros(int(cap * n_in.max()), dtype=dtype)
-        self.dzt = np.zeros(int(cap * nz.max()), dtype=dtype)
+        self.at = np.zeros(int(cap * n_in.max()) * grad, dtype=dtype)
+        self.dzt = np.zeros(int(cap * nz.max()) * grad, dtype=dtype)
 
     def arrays(self):
         return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
