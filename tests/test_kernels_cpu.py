@@ -14,10 +14,11 @@ from fastbp.kernels.cpu import regularize as reg
 from fastbp.kernels import blas_library
 from fastbp.spec import ACTIVATIONS, LOSSES
 
-SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71), (70, 250, 260)]
+SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71), (70, 250, 260),
+          (301, 130, 120)]
 # (batch, n_in, n_out): (9, 70, 66) and (37, 130, 71) reach the blocked path and leave partial
-# 4 x 4 tiles on every edge; (70, 250, 260) is past config.BLAS_MIN_MACS (OpenBLAS, in uneven
-# row blocks, when found)
+# 4 x 4 tiles on every edge; the last two are past config.BLAS_MIN_MACS (OpenBLAS, when found),
+# every product cut into blocks of columns in one and of uneven rows in the other
 
 
 def rand(rng, shape, dtype, scale=1.0):
