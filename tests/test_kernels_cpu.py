@@ -328,6 +328,25 @@ def test_openblas_held_to_one_thread_and_restored():
         lib.set_threads(before)
 
 
+@pytest.mark.skipif(not blas_library.FOUND, reason="no OpenBLAS found")
+def test_gemm_blas_outside_a_driver_restores_openblas_threads():
+    """Called directly (no one_thread around it), gemm_blas holds OpenBLAS to one thread for
+    its own length and gives the process its setting back."""
+    lib = blas_library.LIBRARY
+    before = lib.get_threads()
+    lib.set_threads(2)
+    outside = lib.get_threads()
+    try:
+        rng = np.random.default_rng(5)
+        A, W, b = rng.standard_normal((70, 250)), rng.standard_normal((250, 260)), rng.standard_normal(260)
+        Z = np.empty((70, 260))
+        dense_k.dense_forward_blas(Z, A, W, b)
+        assert lib.get_threads() == outside
+        np.testing.assert_allclose(Z, ref.dense_forward(A, W, b), rtol=1e-10, atol=1e-10)
+    finally:
+        lib.set_threads(before)
+
+
 BLAS_OFF_PROBE = r"""
 import numpy as np
 from fastbp import config, reference as ref

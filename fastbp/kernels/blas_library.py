@@ -9,8 +9,8 @@ above a measured size to OpenBLAS and keeps its own kernels for every other shap
 No new dependency: NumPy's wheels bundle OpenBLAS (symbols prefixed `scipy_` and, for 64-bit
 indices, suffixed `64_`) and a NumPy built against a system OpenBLAS has it mapped into the
 process. This module finds that library, checks its sgemm on a small product, and registers
-the gemm entry points with LLVM under fixed names (`fastbp_sgemm`, `fastbp_dgemm`), so the
-compiled kernels refer to them by name and stay cacheable on disk: each import registers the
+the gemm and thread-count entry points with LLVM under fixed names (`fastbp_sgemm`, ...), so
+the compiled kernels refer to them by name and stay cacheable on disk: each import registers the
 current addresses again.
 
 Where no OpenBLAS is found (another BLAS, or FASTBP_BLAS=0 before import), FOUND is False and
@@ -107,8 +107,10 @@ DESCRIPTION = LIBRARY.describe() if FOUND else "none (every product in fastbp's 
 
 if FOUND:
     import llvmlite.binding as llvm
-    llvm.add_symbol("fastbp_sgemm", ctypes.cast(LIBRARY.sgemm, ctypes.c_void_p).value)
-    llvm.add_symbol("fastbp_dgemm", ctypes.cast(LIBRARY.dgemm, ctypes.c_void_p).value)
+    for name, fn in (("fastbp_sgemm", LIBRARY.sgemm), ("fastbp_dgemm", LIBRARY.dgemm),
+                     ("fastbp_blas_set_threads", LIBRARY.set_threads),
+                     ("fastbp_blas_get_threads", LIBRARY.get_threads)):
+        llvm.add_symbol(name, ctypes.cast(fn, ctypes.c_void_p).value)
 
 
 _lock = threading.Lock()
@@ -121,10 +123,12 @@ def one_thread():
     """OpenBLAS on one thread for the length of a driver call.
 
     The kernels call OpenBLAS from each of Numba's threads at once, each on its own block of
-    rows; were OpenBLAS to start its own threads too, the two pools would fight over the cores
-    (145 against 250 GFLOP/s on the wide layers). OpenBLAS's setting is process-wide (its
-    per-thread setting is not, in NumPy's build), so concurrent fits share one save and
-    restore, and NumPy's BLAS calls elsewhere in the process run on one thread meanwhile."""
+    the output; were OpenBLAS to start its own threads too, the two pools would fight over the
+    cores (145 against 250 GFLOP/s on the wide layers; 64 x 256 x 256: 6.7 ms against 50 us).
+    gemm_blas holds OpenBLAS to one thread around each call by itself; this holds it for a whole
+    driver call, so that the kernels find it set. OpenBLAS's setting is process-wide (its
+    per-thread setting is not, in NumPy's build): concurrent fits share one save and restore,
+    and NumPy's BLAS calls elsewhere in the process run on one thread meanwhile."""
     global _holders, _saved
     if not FOUND:
         yield

@@ -26,12 +26,22 @@ def _gemm_type(real):
 if FOUND:
     _sgemm = types.ExternalFunction("fastbp_sgemm", _gemm_type(types.float32))
     _dgemm = types.ExternalFunction("fastbp_dgemm", _gemm_type(types.float64))
+    _set_threads = types.ExternalFunction("fastbp_blas_set_threads", types.void(types.intc))
+    _get_threads = types.ExternalFunction("fastbp_blas_get_threads", types.intc())
 else:   # never called (config.BLAS is False), and nothing left for the linker to resolve
     @serial
     def _sgemm(order, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
         pass
 
     _dgemm = _sgemm
+
+    @serial
+    def _set_threads(n):
+        pass
+
+    @serial
+    def _get_threads():
+        return 1
 
 
 if FOUND:
@@ -85,6 +95,9 @@ def gemm_blas(C, A, B, bias, has_bias, a_trans, b_trans):
     blocks = blocks_of(m if by_rows else n)
     ta = TRANS if a_trans else NO_TRANS
     tb = TRANS if b_trans else NO_TRANS
+    blas_threads = _get_threads()   # 1 inside a driver call (blas_library.one_thread)
+    if blas_threads != 1:
+        _set_threads(1)
     for t in prange(blocks):
         r0, r1, c0, c1 = 0, m, 0, n
         if by_rows:
@@ -107,3 +120,5 @@ def gemm_blas(C, A, B, bias, has_bias, a_trans, b_trans):
         else:
             _dgemm(ROW_MAJOR, ta, tb, r1 - r0, c1 - c0, K, 1.0, Ab.ctypes, A.shape[1], Bb.ctypes, B.shape[1],
                    beta, Cb.ctypes, n)
+    if blas_threads != 1:
+        _set_threads(blas_threads)
