@@ -40,6 +40,7 @@ def sgemm_gflops(n=2048, dtype=np.float32):
 def _cases(B, n_in, n_out, dtype):
     """(name, flop, numpy callable, kernel callable taking the driver module) per kernel."""
     from . import reference as ref
+    from .kernels import blas_library
     from .optim import Adam
     from .spec import ACTIVATIONS, LOSSES
     rng = np.random.default_rng(0)
@@ -66,6 +67,13 @@ def _cases(B, n_in, n_out, dtype):
         ("dense_backward_naive", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
          lambda k: k["dense"].dense_backward_naive(dA, dW, db, dZ, A, W, True)),
     ]
+    if blas_library.FOUND:   # the OpenBLAS path on every shape, whatever the dispatch would pick
+        cases += [
+            ("dense_forward_blas", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
+             lambda k: k["dense"].dense_forward_blas(Z, A, W, b)),
+            ("dense_backward_blas", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
+             lambda k: k["dense"].dense_backward_blas(dA, dW, db, dZ, A, W, True)),
+        ]
     for name in ("relu", "sigmoid", "tanh"):
         code = ACTIVATIONS[name][0]
         cases.append((f"{name}_forward", B * n_out, lambda n=name: ref.activation_forward(n, Z, 0.0, n_out),
