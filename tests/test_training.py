@@ -132,6 +132,15 @@ for kw, fit in (({}, {}), (dict(dropout=0.2, batch_norm=True, l1=1e-4, l2=1e-3),
         net.fit(X, y, epochs=3, batch_size=bs)
         s1 = rtsys.get_allocation_stats()
         print(s1.alloc - s0.alloc)
+# layers past config.BLAS_MIN_MACS: the OpenBLAS path, 10 then 50 batches
+Xb = np.random.default_rng(0).standard_normal((1280, 128)).astype(np.float32)
+yb = (Xb[:, 0] > 0).astype(int)
+net = fastbp.Network([128, 256, 2], seed=0)
+net.fit(Xb, yb, epochs=1, batch_size=128)
+for epochs in (1, 5):
+    s0 = rtsys.get_allocation_stats()
+    net.fit(Xb, yb, epochs=epochs, batch_size=128)
+    print(rtsys.get_allocation_stats().alloc - s0.alloc)
 """
 
 
@@ -142,9 +151,10 @@ def test_nothing_is_allocated_per_batch():
     out = subprocess.run([sys.executable, "-c", ALLOC_PROBE], env=env, capture_output=True,
                          text=True, timeout=300, check=True).stdout.split()
     counts = list(map(int, out))
-    assert len(counts) == 4
-    for few, many in (counts[:2], counts[2:]):   # plain, then with every training feature
+    assert len(counts) == 6
+    for few, many in (counts[:2], counts[2:4]):   # plain, then with every training feature
         assert many == few, f"{many - few} extra allocations for 270 extra batches"
+    assert counts[5] == counts[4], f"{counts[5] - counts[4]} extra allocations for 40 extra OpenBLAS-path batches"
 
 
 @pytest.mark.parametrize("verbose", [0, 1])   # 1: the epoch runs in pieces for the progress bar
