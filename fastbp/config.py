@@ -36,7 +36,8 @@ GEMM_NARROW = 16          # or from 8 rows for layers of fewer outputs than this
 GEMM_MIN_WEIGHTS = 64     # never below this many weights; else the naive loops
 GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel: L2-resident (2 MB per core here)
 # OpenBLAS (NumPy's own, see kernels/blas_library.py) for a dense layer's products from this many
-# multiply-adds (batch rows x n_in x n_out); each thread calls it on at least BLAS_ROWS rows.
+# multiply-adds (batch rows x n_in x n_out); each thread calls it on a block of at least
+# BLAS_ROWS rows or columns.
 # FASTBP_BLAS=0 before import keeps every product in the hand-written kernels.
 BLAS = blas_library.FOUND
 BLAS_MIN_MACS = 2 ** 22

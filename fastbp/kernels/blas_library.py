@@ -3,7 +3,7 @@
 The largest matrix products of a network (the wide workload's 784 x 1024 and 1024 x 1024
 layers at batch 256) run at 150-180 GFLOP/s in the hand-written kernels on the development
 machine, against 230-250 GFLOP/s for OpenBLAS's sgemm called from the same compiled code, one
-call per thread on a block of rows (scripts/crossover.py --blas). dense.py sends products
+call per thread on a block of the output (scripts/crossover.py --blas). dense.py sends products
 above a measured size to OpenBLAS and keeps its own kernels for every other shape.
 
 No new dependency: NumPy's wheels bundle OpenBLAS (symbols prefixed `scipy_` and, for 64-bit

@@ -1,7 +1,7 @@
 """OpenBLAS's gemm inside the compiled kernels (kernels/blas_library.py finds and registers it).
 
 gemm_blas splits C into one block of rows or columns per thread and calls OpenBLAS (held to one
-thread by blas_library.one_thread) on each: the threads write disjoint blocks, and the whole call
+thread meanwhile) on each: the threads write disjoint blocks, and the whole call
 stays in Numba's thread pool. dense.py chooses it for products of config.BLAS_MIN_MACS and more.
 """
 import llvmlite.ir as lir
@@ -44,11 +44,11 @@ else:   # never called (config.BLAS is False), and nothing left for the linker t
         return 1
 
 
-if FOUND:
-    # Start Numba's thread pool now, which registers the entry point _numba_threads calls: code
-    # loaded from the disk cache does not start it before it runs (a serial driver that calls
-    # gemm_blas crashed on an unresolved entry point).
-    numba_parallel._launch_threads()
+# Start Numba's thread pool now (5 ms), which registers the entry point _numba_threads calls:
+# code loaded from the disk cache does not start it before it runs (a serial driver that calls
+# gemm_blas crashed on an unresolved entry point). gemm_blas is compiled, and so needs it, even
+# where no OpenBLAS was found.
+numba_parallel._launch_threads()
 
 
 @intrinsic

@@ -9,8 +9,11 @@ Four versions, chosen per layer and batch size by forward_path / backward_path:
   axis), after transposing the operand that is not (W for the forward pass; A and dZ for dW):
   each 4 x 4 tile of C keeps 16 accumulators in vector registers while it streams 8 operand
   rows, over L2-sized panels of B. Large layers.
+- blas: every product through OpenBLAS (blas.gemm_blas), one call per thread on its block of
+  the output, for the largest layers, where it runs 1.4-2.3x faster than gemm_nt
+  (scripts/crossover.py --blas). Only where NumPy's OpenBLAS was found (config.BLAS).
 Biases are added in the same pass. Parallel loops run over outputs no other iteration writes
-(row blocks of C), so there are no shared writes.
+(row or column blocks of C), so there are no shared writes.
 """
 from numba import prange
 
@@ -167,7 +170,7 @@ def forward_path(rows, W):
     """Which forward kernel: OpenBLAS from config.BLAS_MIN_MACS multiply-adds; naive loops for
     tiny layers; gemm_nn up to GEMM_SMALL_ROWS rows with a weight matrix that stays in L2;
     otherwise, or when the layer is narrow (gemm_nn's loop over the outputs is too short to
-    vectorise), the blocked path. Measured by scripts/crossover.py --dense."""
+    vectorise), the blocked path. Measured by scripts/crossover.py --dense and --blas."""
     if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
         return BLAS
     if W.size < config.GEMM_MIN_WEIGHTS:
