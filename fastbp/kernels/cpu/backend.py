@@ -42,14 +42,6 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _one_at_a_time(fn):
-    @functools.wraps(fn)
-    def locked(*args):
-        with _PARALLEL_LOCK, blas_library.one_thread():
-            return fn(*args)
-    return locked
-
-
 def _blas_on_one_thread(fn):
     # the dense kernels call OpenBLAS from each thread (kernels/cpu/blas.py)
     if not blas_library.FOUND:
@@ -60,6 +52,16 @@ def _blas_on_one_thread(fn):
         with blas_library.one_thread():
             return fn(*args)
     return run
+
+
+def _one_at_a_time(fn):
+    fn = _blas_on_one_thread(fn)
+
+    @functools.wraps(fn)
+    def locked(*args):
+        with _PARALLEL_LOCK:
+            return fn(*args)
+    return locked
 
 
 class CpuBackend:
