@@ -30,11 +30,30 @@ FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 EVAL_CHUNK = 1024
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
-GEMM_SMALL_ROWS = 64      # gemm_nn forward up to this batch size (see dense.forward_path)
-GEMM_MIN_ROWS = 32        # the register-blocked dense backward from this batch size,
-GEMM_NARROW = 16          # or from 8 rows for layers of fewer outputs than this,
-GEMM_MIN_WEIGHTS = 64     # never below this many weights; else the naive loops
-GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel: L2-resident (2 MB per core here)
+# dense.forward_path / backward_path choose a layer's kernels by these (scripts/crossover.py):
+GEMM_NARROW = 16          # gemm_nt forward from 8 rows for layers of fewer outputs than this
+GEMM_MIN_WEIGHTS = 64     # the naive loops below this many weights
+GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel, and the most weights gemm_tiled takes:
+                                # L2-resident (2 MB per core here)
+
+
+def _vector_bytes():
+    # AVX-512's 64-byte vectors where the CPU Numba compiles for has them, else AVX2's 32 (LLVM
+    # splits them further on narrower targets: correct, slower). FASTBP_VECTOR_BYTES overrides.
+    import llvmlite.binding as ll
+    if os.environ.get("FASTBP_VECTOR_BYTES"):
+        return int(os.environ["FASTBP_VECTOR_BYTES"])
+    features = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+# gemm_tiled's micro-tile (kernels/cpu/tiles.py): TILE_ROWS rows x TILE_VECTORS vectors of C
+# in registers, TILE_ROWS * TILE_VECTORS accumulators of the 32 vector registers AVX-512 has
+# (of 16 with AVX2). 8 x 2 zmm measured 143 GFLOP/s on one core at 16 x 64 x 64 against 130 for
+# 6 x 2 and 111 for 4 x 1.
+VECTOR_BYTES = _vector_bytes()
+TILE_ROWS = 8 if VECTOR_BYTES >= 64 else 6
+TILE_VECTORS = 2
 # OpenBLAS (NumPy's own, see kernels/blas_library.py) for a dense layer's products from this many
 # multiply-adds (batch rows x n_in x n_out); each thread calls it on a block of at least
 # BLAS_ROWS rows or columns.
@@ -54,8 +73,8 @@ def _source_hash():
     # everything compiled code depends on: the kernel sources, the modules whose constants they
     # import (spec.py's codes, optim.py's slots, this file), the fastmath flags, numba's version,
     pkg = Path(__file__).parent
-    # and whether, with which index width, OpenBLAS is called
-    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH)) + repr((BLAS, blas_library.BITS))).encode())
+    # whether, with which index width, OpenBLAS is called, and the vector width of the tiles
+    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH)) + repr((BLAS, blas_library.BITS, VECTOR_BYTES))).encode())
     for f in sorted([pkg / "config.py", pkg / "spec.py", pkg / "optim.py", *(pkg / "kernels").rglob("*.py")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())

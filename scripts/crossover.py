@@ -1,6 +1,6 @@
 """Where do threads start to pay? Times training steps of square networks on one thread and on
 all threads, and prints the work per batch at which the parallel kernels win: the measured
-basis of config.PARALLEL_MIN_FLOP. With --dense: the naive, small and blocked dense kernels side
+basis of config.PARALLEL_MIN_FLOP. With --dense: the naive, tiled and blocked dense kernels side
 by side, single-threaded, over layer shapes: the basis of dense.forward_path and backward_path.
 
     python scripts/crossover.py [--batch 32] [--dtype float32]
@@ -36,9 +36,9 @@ def dense_table(dtype):
     one = config.one_thread
     rng = np.random.default_rng(0)
     print(f"single-threaded dense kernels, {dtype}, microseconds per call")
-    names = ("naive", "small", "blocked")
-    print(f"{'rows x in x out':>16s} {'fwd naive':>10s} {'small':>8s} {'blocked':>8s} {'bwd naive':>10s} "
-          f"{'small':>8s} {'blocked':>8s} {'chosen':>15s}")
+    names = ("naive", "tiled", "blocked")
+    print(f"{'rows x in x out':>16s} {'fwd naive':>10s} {'tiled':>8s} {'blocked':>8s} {'bwd naive':>10s} "
+          f"{'tiled':>8s} {'blocked':>8s} {'chosen':>15s}")
     for B, n_in, n_out in [(4, 2, 4), (16, 32, 64), (16, 64, 64), (16, 64, 2), (8, 128, 128), (32, 32, 32),
                            (32, 64, 128), (32, 128, 10), (64, 256, 256), (64, 256, 10), (128, 64, 64), (256, 784, 1024)]:
         f = lambda *s: rng.standard_normal(s).astype(dtype)
@@ -47,10 +47,10 @@ def dense_table(dtype):
         Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
         times = [best_time(g) * 1e6 for g in (
             lambda: one(d.dense_forward_naive)(Z, A, W, b),
-            lambda: one(d.dense_forward_small)(Z, A, W, b),
+            lambda: one(d.dense_forward_tiled)(Z, A, W, b),
             lambda: one(d.dense_forward_blocked)(Z, A, W, b, Wt),
             lambda: one(d.dense_backward_naive)(dA, dW, b, dZ, A, W, True),
-            lambda: one(d.dense_backward_small)(dA, dW, b, dZ, A, W, True, Wt),
+            lambda: one(d.dense_backward_tiled)(dA, dW, b, dZ, A, W, True, Wt),
             lambda: one(d.dense_backward_blocked)(dA, dW, b, dZ, A, W, True, At, dZt))]
         chosen = f"{names[d.forward_path(B, W)]}/{names[d.backward_path(B, W)]}"
         print(f"{f'{B}x{n_in}x{n_out}':>16s} {times[0]:10.2f} {times[1]:8.2f} {times[2]:8.2f} {times[3]:10.2f} "
@@ -69,9 +69,9 @@ def blas_table(dtype, threads):
     rng = np.random.default_rng(0)
     print(f"{threads} thread(s), {dtype}, microseconds per call; OpenBLAS: {blas_library.DESCRIPTION}")
     k = (lambda fn: fn) if threads > 1 else config.one_thread
-    print(f"{'rows x in x out':>16s} {'MMACs':>7s} {'fwd small':>10s} {'blocked':>8s} {'blas':>8s} "
-          f"{'bwd small':>10s} {'blocked':>8s} {'blas':>8s} {'chosen':>10s}")
-    names = ("naive", "small", "blocked", "blas")
+    print(f"{'rows x in x out':>16s} {'MMACs':>7s} {'fwd tiled':>10s} {'blocked':>8s} {'blas':>8s} "
+          f"{'bwd tiled':>10s} {'blocked':>8s} {'blas':>8s} {'chosen':>10s}")
+    names = ("naive", "tiled", "blocked", "blas")
     for B, n_in, n_out in [(16, 32, 64), (16, 64, 64), (16, 64, 2), (32, 64, 128), (32, 128, 10),
                            (32, 128, 128), (64, 128, 128), (32, 256, 256), (64, 256, 256), (128, 256, 256),
                            (64, 256, 10), (256, 128, 128), (64, 512, 512), (256, 256, 256), (256, 1024, 10),
@@ -82,10 +82,10 @@ def blas_table(dtype, threads):
         Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
         with blas_library.one_thread():
             times = [best_time(g) * 1e6 for g in (
-                lambda: k(d.dense_forward_small)(Z, A, W, b),
+                lambda: k(d.dense_forward_tiled)(Z, A, W, b),
                 lambda: k(d.dense_forward_blocked)(Z, A, W, b, Wt),
                 lambda: k(d.dense_forward_blas)(Z, A, W, b),
-                lambda: k(d.dense_backward_small)(dA, dW, b, dZ, A, W, True, Wt),
+                lambda: k(d.dense_backward_tiled)(dA, dW, b, dZ, A, W, True, Wt),
                 lambda: k(d.dense_backward_blocked)(dA, dW, b, dZ, A, W, True, At, dZt),
                 lambda: k(d.dense_backward_blas)(dA, dW, b, dZ, A, W, True))]
         chosen = f"{names[d.forward_path(B, W)]}/{names[d.backward_path(B, W)]}"

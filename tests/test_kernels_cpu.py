@@ -25,7 +25,7 @@ def rand(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
-DENSE = ["naive", "small", "blocked",
+DENSE = ["naive", "tiled", "blocked",
          pytest.param("blas", marks=pytest.mark.skipif(not blas_library.FOUND, reason="no OpenBLAS found")),
          "dispatch"]
 
@@ -35,9 +35,9 @@ def dense_fns(impl):
     if impl == "naive":
         return (lambda Z, A, W, b, Wt: dense_k.dense_forward_naive(Z, A, W, b),
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_naive(dA, dW, db, dZ, A, W, need))
-    if impl == "small":
-        return (lambda Z, A, W, b, Wt: dense_k.dense_forward_small(Z, A, W, b),
-                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_small(dA, dW, db, dZ, A, W, need, Wt))
+    if impl == "tiled":
+        return (lambda Z, A, W, b, Wt: dense_k.dense_forward_tiled(Z, A, W, b),
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_tiled(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "blocked":
         return (dense_k.dense_forward_blocked,
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blocked(dA, dW, db, dZ, A, W, need, At, dZt))
@@ -238,14 +238,14 @@ def dtype(request):
 
 F32_PROBE = r"""
 import re, numpy as np
-from fastbp.kernels.cpu import activations as a, dense as d, optim as o
+from fastbp.kernels.cpu import activations as a, dense as d, optim as o, tiles as t
 f = np.float32
 Z = np.ones((4, 6), f); A = np.ones_like(Z); W = np.ones((6, 6), f); b = np.zeros(6, f)
 d.dense_forward_naive(Z, A, W, b); d.dense_backward_naive(A, W, b, Z, A, W, True)
-d.gemm_nt(Z, A, W, b, True); d.gemm_nn(Z, A, W, b, True, False); d.gemm_nn(W, A, Z, b, False, True)
+d.gemm_nt(Z, A, W, b, True); t.gemm_tiled(Z, A, W, b, True, False); t.gemm_tiled(W, A, Z, b, False, True)
 a.activation_forward(A, Z, 5, f(1)); a.activation_backward(Z, A, Z, A, 5, f(1))
 o.optimizer_update(b, b, b, b, 3, 0.1, np.zeros(5), 1)
-for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, d.gemm_nn, a.activation_forward, a.activation_backward, o.optimizer_update):
+for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, t.gemm_tiled, a.activation_forward, a.activation_backward, o.optimizer_update):
     for ir in k.inspect_llvm().values():
         # only the parallel loop bodies: per-element work (scalar set-up may use float64)
         bodies = re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
@@ -295,13 +295,92 @@ def test_gemm_nt_in_panels():
     np.testing.assert_allclose(C, A @ B.T + bias, rtol=1e-9, atol=1e-9)
 
 
+TILE_SHAPES = [(1, 1, 1), (8, 16, 32), (16, 64, 64), (19, 5, 100), (37, 130, 71), (130, 40, 3)]
+# (m, K, n) of C = op(A) B: whole tiles (8 or 6 rows, 32 or 16 columns, per the machine and
+# dtype), tiles with columns left over, rows left over, a summed axis shorter than a tile
+
+
+@pytest.mark.parametrize("m,K,n", TILE_SHAPES)
+@pytest.mark.parametrize("a_trans", [False, True])
+@pytest.mark.parametrize("threads", ["parallel", "one"])
+def test_gemm_tiled(m, K, n, a_trans, threads, dtype):
+    from fastbp import config
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(m * K + n)
+    opA, B, bias = rand(rng, (m, K), dtype), rand(rng, (K, n), dtype), rand(rng, n, dtype)
+    A = np.ascontiguousarray(opA.T) if a_trans else opA
+    fn = tiles.gemm_tiled if threads == "parallel" else config.one_thread(tiles.gemm_tiled)
+    for has_bias in (True, False):
+        C = np.full((m, n), np.nan, dtype)
+        fn(C, A, B, bias, has_bias, a_trans)
+        expect = opA.astype(np.float64) @ B + (bias if has_bias else 0)
+        np.testing.assert_allclose(C, expect, **tol(dtype))
+
+
+def test_gemm_tiled_into_views_of_wider_rows(dtype):
+    """The tiles read the row strides of C and B, and both strides of A: blocks of wider
+    arrays, as the drivers' workspace views are not, must come out right too."""
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(5)
+    big_A, big_B = rand(rng, (40, 90), dtype), rand(rng, (70, 80), dtype)
+    big_C = np.zeros((30, 100), dtype)
+    A, B, C = big_A[3:20, 5:69], big_B[2:66, 1:77], big_C[4:21, 10:86]
+    tiles.gemm_tiled(C, A, B, np.zeros(76, dtype), False, False)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, **tol(dtype))
+    assert not big_C[:4].any() and not big_C[21:].any() and not big_C[:, :10].any() and not big_C[:, 86:].any()
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (3, 5), (16, 16), (17, 33), (64, 256), (130, 300), (300, 70)])
+def test_transpose(m, n, dtype):
+    """Vector blocks, the columns right of them and the rows below them; the one-thread path
+    (small) and the parallel one; exact."""
+    from fastbp import config
+    from fastbp.kernels.cpu import tiles
+    M = rand(np.random.default_rng(m + n), (m, n), dtype)
+    for fn in (tiles.transpose, config.one_thread(tiles.transpose)):
+        T = np.full((n, m), np.nan, dtype)
+        fn(T, M)
+        np.testing.assert_array_equal(T, M.T)
+
+
+TILE_CONFIG_PROBE = r"""
+import numpy as np
+from fastbp import config
+from fastbp.kernels.cpu import tiles
+assert (config.VECTOR_BYTES, config.TILE_ROWS) == (32, 6) and "contract" not in config.FASTMATH
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    A, B = rng.standard_normal((27, 40)).astype(dtype), rng.standard_normal((40, 70)).astype(dtype)
+    C = np.empty((27, 70), dtype)
+    tiles.gemm_tiled(C, A, B, np.zeros(70, dtype), False, False)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
+    T = np.empty((40, 27), dtype)
+    tiles.transpose(T, A)
+    np.testing.assert_array_equal(T, A.T)
+print("ok")
+"""
+
+
+def test_tiles_with_avx2_vectors_and_strict_math():
+    """The configuration of a machine without AVX-512 (32-byte vectors, 6-row tiles) and
+    FASTBP_FASTMATH=0 (multiply then add, no fused multiply-add): the other code the intrinsics
+    emit, compiled fresh in a subprocess."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTBP_VECTOR_BYTES="32", FASTBP_FASTMATH="0", FASTBP_CACHE="0")
+    out = subprocess.run([sys.executable, "-c", TILE_CONFIG_PROBE], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_dispatch_reaches_every_dense_path():
     """SHAPES exercise each path through dense_forward and dense_backward, so the dispatch tests
     above cover them all."""
     paths = {(dense_k.forward_path(B, np.empty((n_in, n_out))), dense_k.backward_path(B, np.empty((n_in, n_out))))
              for B, n_in, n_out in SHAPES}
     reached = {p for pair in paths for p in pair}
-    expected = {dense_k.NAIVE, dense_k.SMALL, dense_k.BLOCKED} | ({dense_k.BLAS} if blas_library.FOUND else set())
+    expected = {dense_k.NAIVE, dense_k.TILED, dense_k.BLOCKED} | ({dense_k.BLAS} if blas_library.FOUND else set())
     assert reached == expected
 
 
@@ -354,18 +433,18 @@ from fastbp.kernels import blas_library
 from fastbp.kernels.cpu import dense
 assert not config.BLAS and not blas_library.FOUND
 rng = np.random.default_rng(0)
-A, W, b = rng.standard_normal((70, 250)), rng.standard_normal((250, 260)), rng.standard_normal(260)
-assert dense.forward_path(70, W) == dense.BLOCKED
-Z = np.empty((70, 260))
-dense.dense_forward(Z, A, W, b, np.empty((260, 250)))
+A, W, b = rng.standard_normal((70, 300)), rng.standard_normal((300, 320)), rng.standard_normal(320)
+assert dense.forward_path(70, W) == dense.BLOCKED and dense.backward_path(70, W) == dense.BLOCKED
+Z = np.empty((70, 320))
+dense.dense_forward(Z, A, W, b, np.empty((320, 300)))
 np.testing.assert_allclose(Z, ref.dense_forward(A, W, b), rtol=1e-10, atol=1e-10)
 print("ok")
 """
 
 
 def test_without_openblas_every_product_runs_in_fastbp_kernels():
-    """FASTBP_BLAS=0 (as where no OpenBLAS is found): the large shape takes the blocked path,
-    and the kernels compile and link without the OpenBLAS symbols."""
+    """FASTBP_BLAS=0 (as where no OpenBLAS is found): a shape whose weights outgrow L2 takes
+    the blocked path, and the kernels compile and link without the OpenBLAS symbols."""
     import os
     import subprocess
     import sys

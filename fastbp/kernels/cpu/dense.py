@@ -3,8 +3,9 @@
 Four versions, chosen per layer and batch size by forward_path / backward_path:
 - naive: one loop nest per product, the innermost loop contiguous in memory (a row of W, Z or
   dZ) so that LLVM vectorizes it. The algorithmic reference, and the choice for tiny layers.
-- small: every product through gemm_nn (C = op(A) B, rows of B and C contiguous), which adds 8
-  scaled rows of B to 2 rows of C per pass: no transposes of the data, no horizontal sums.
+- tiled: every product through gemm_tiled (tiles.py: C = op(A) B, rows of B and C contiguous),
+  a tile of C in vector registers at a time: no packing, no horizontal sums. Small and
+  mid-sized layers.
 - blocked: every product through gemm_nt (C = A B^T, both operands contiguous along the summed
   axis), after transposing the operand that is not (W for the forward pass; A and dZ for dW):
   each 4 x 4 tile of C keeps 16 accumulators in vector registers while it streams 8 operand
@@ -20,24 +21,7 @@ from numba import prange
 from ... import config
 from ...config import kernel, serial
 from .blas import gemm_blas
-
-
-@kernel
-def transpose(T, M):
-    """T (n, m) = M (m, n)^T in tiles of 64 rows x 8 columns of M. Square 32 x 32 tiles thrash
-    the cache when the row length is a power of two (1024 x 1024: 1.7 ms against 0.44 ms).
-    Small matrices (L1-resident) take one plain pass instead: 0.8 against 2.5 us at 64 x 64."""
-    m, n = M.shape
-    if m * n <= 16384:
-        for j in range(n):
-            for i in range(m):
-                T[j, i] = M[i, j]
-        return
-    for ib in prange((m + 63) // 64):
-        for j0 in range(0, n, 8):
-            for i in range(ib * 64, min(m, ib * 64 + 64)):
-                for j in range(j0, min(n, j0 + 8)):
-                    T[j, i] = M[i, j]
+from .tiles import gemm_tiled, tile_columns, transpose
 
 
 @kernel
@@ -93,106 +77,43 @@ def gemm_nt(C, A, B, bias, has_bias):
                         C[i, jj] = s + (bias[jj] if has_bias else zero)
 
 
-@serial
-def _op(A, i, p, trans):
-    """Element (i, p) of op(A): A[p, i] when trans, else A[i, p]."""
-    return A[p, i] if trans else A[i, p]
+NAIVE, TILED, BLOCKED, BLAS = 0, 1, 2, 3
 
 
 @serial
-def _op8(A, i, p, trans):
-    """Elements (i, p) to (i, p + 7) of op(A)."""
-    return (_op(A, i, p, trans), _op(A, i, p + 1, trans), _op(A, i, p + 2, trans), _op(A, i, p + 3, trans),
-            _op(A, i, p + 4, trans), _op(A, i, p + 5, trans), _op(A, i, p + 6, trans), _op(A, i, p + 7, trans))
-
-
-@kernel
-def gemm_nn(C, A, B, bias, has_bias, a_trans):
-    """C (m, n) = op(A) (m, K) @ B (K, n) (+ bias (n,)); op(A) is A^T when a_trans.
-
-    For small products, where gemm_nt's transposes and horizontal sums do not pay. Rows of B
-    and C are contiguous: each pass over j adds 8 scaled rows of B to 2 rows of C, so every load
-    and store of C carries 8 multiply-adds (the plain loop's one is bound by its stores: 2x
-    slower at 16 x 64 x 64). Parallel over pairs of rows of C, which no other pair writes."""
-    m, n = C.shape
-    K = B.shape[0]
-    zero = C.dtype.type(0)
-    for ib in prange((m + 1) // 2):
-        i0 = 2 * ib
-        c0 = C[i0]
-        for j in range(n):
-            c0[j] = bias[j] if has_bias else zero
-        if i0 + 1 < m:
-            i1 = i0 + 1
-            c1 = C[i1]
-            for j in range(n):
-                c1[j] = bias[j] if has_bias else zero
-            p = 0
-            while p + 8 <= K:
-                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], \
-                    B[p + 6], B[p + 7]
-                x0, x1, x2, x3, x4, x5, x6, x7 = _op8(A, i0, p, a_trans)
-                y0, y1, y2, y3, y4, y5, y6, y7 = _op8(A, i1, p, a_trans)
-                for j in range(n):
-                    c0[j] += (x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
-                              + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])
-                    c1[j] += (y0 * b0[j] + y1 * b1[j] + y2 * b2[j] + y3 * b3[j]
-                              + y4 * b4[j] + y5 * b5[j] + y6 * b6[j] + y7 * b7[j])
-                p += 8
-            for q in range(p, K):
-                bq = B[q]
-                x, y = _op(A, i0, q, a_trans), _op(A, i1, q, a_trans)
-                for j in range(n):
-                    c0[j] += x * bq[j]
-                    c1[j] += y * bq[j]
-        else:                                   # the last row when m is odd
-            p = 0
-            while p + 8 <= K:
-                b0, b1, b2, b3, b4, b5, b6, b7 = B[p], B[p + 1], B[p + 2], B[p + 3], B[p + 4], B[p + 5], \
-                    B[p + 6], B[p + 7]
-                x0, x1, x2, x3, x4, x5, x6, x7 = _op8(A, i0, p, a_trans)
-                for j in range(n):
-                    c0[j] += (x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
-                              + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])
-                p += 8
-            for q in range(p, K):
-                bq = B[q]
-                x = _op(A, i0, q, a_trans)
-                for j in range(n):
-                    c0[j] += x * bq[j]
-
-
-NAIVE, SMALL, BLOCKED, BLAS = 0, 1, 2, 3
+def _fits_l2(W):
+    return W.size * W.itemsize <= config.GEMM_PANEL_BYTES
 
 
 @serial
 def forward_path(rows, W):
-    """Which forward kernel: OpenBLAS from config.BLAS_MIN_MACS multiply-adds; naive loops for
-    tiny layers; gemm_nn up to GEMM_SMALL_ROWS rows with a weight matrix that stays in L2;
-    otherwise, or when the layer is narrow (gemm_nn's loop over the outputs is too short to
-    vectorise), the blocked path. Measured by scripts/crossover.py --dense and --blas."""
-    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
-        return BLAS
+    """Which forward kernel: naive loops for tiny layers; gemm_nt (blocked) for narrow ones,
+    whose rows of Z are too short for a tile; gemm_tiled while the weights stay in L2, where
+    it beats OpenBLAS (no packing); past that OpenBLAS from config.BLAS_MIN_MACS multiply-adds,
+    else the blocked path. Measured by scripts/crossover.py --dense and --blas."""
     if W.size < config.GEMM_MIN_WEIGHTS:
         return NAIVE
     if rows >= 8 and W.shape[1] < config.GEMM_NARROW:
         return BLOCKED
-    if rows > config.GEMM_SMALL_ROWS or W.size * W.itemsize > config.GEMM_PANEL_BYTES:
-        return BLOCKED
-    return SMALL
+    if _fits_l2(W):
+        return TILED
+    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
+        return BLAS
+    return BLOCKED
 
 
 @serial
 def backward_path(rows, W):
-    """As forward_path; the blocked backward pays from GEMM_MIN_ROWS rows (its three products
-    share two transposes)."""
-    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
-        return BLAS
+    """As forward_path, except that OpenBLAS takes over from config.BLAS_MIN_MACS whatever the
+    weights' size: the tiled backward's dA needs W transposed first, which OpenBLAS folds
+    into its packing."""
     if W.size < config.GEMM_MIN_WEIGHTS:
         return NAIVE
-    if rows >= config.GEMM_MIN_ROWS or (rows >= 8 and W.shape[1] < config.GEMM_NARROW):
-        return BLOCKED
-    return SMALL
+    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
+        return BLAS
+    if _fits_l2(W):
+        return TILED
+    return BLOCKED
 
 
 @serial
@@ -203,8 +124,8 @@ def dense_forward(Z, A, W, b, Wt):
         dense_forward_blas(Z, A, W, b)
     elif path == BLOCKED:
         dense_forward_blocked(Z, A, W, b, Wt)
-    elif path == SMALL:
-        dense_forward_small(Z, A, W, b)
+    elif path == TILED:
+        dense_forward_tiled(Z, A, W, b)
     else:
         dense_forward_naive(Z, A, W, b)
 
@@ -218,8 +139,8 @@ def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
         dense_backward_blas(dA, dW, db, dZ, A, W, need_dA)
     elif path == BLOCKED:
         dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt)
-    elif path == SMALL:
-        dense_backward_small(dA, dW, db, dZ, A, W, need_dA, Wt)
+    elif path == TILED:
+        dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt)
     else:
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
 
@@ -240,35 +161,40 @@ def dense_backward_blas(dA, dW, db, dZ, A, W, need_dA):
 @kernel
 def column_sums(s, M):
     """s (n,) = the column sums of M (m, n): each thread owns a block of 64 columns, over which
-    it adds the rows in order (contiguous, vectorised)."""
+    it adds the rows in order (contiguous, vectorised). Through slices of the rows, indexed from
+    0: the same loop over M[i, j] for j in the block's range ran 7x slower (12.4 against 1.7 us
+    at 64 x 256, one thread)."""
     m, n = M.shape
     zero = M.dtype.type(0)
     for jb in prange((n + 63) // 64):
         j0, j1 = jb * 64, min(n, jb * 64 + 64)
-        for j in range(j0, j1):
-            s[j] = zero
+        sb = s[j0:j1]
+        for j in range(j1 - j0):
+            sb[j] = zero
         for i in range(m):
-            for j in range(j0, j1):
-                s[j] += M[i, j]
+            row = M[i, j0:j1]
+            for j in range(j1 - j0):
+                sb[j] += row[j]
 
 
 @serial
-def dense_forward_small(Z, A, W, b):
-    gemm_nn(Z, A, W, b, True, False)
+def dense_forward_tiled(Z, A, W, b):
+    gemm_tiled(Z, A, W, b, True, False)
 
 
 @serial
-def dense_backward_small(dA, dW, db, dZ, A, W, need_dA, Wt):
-    gemm_nn(dW, A, dZ, db, False, True)         # dW = A^T dZ
-    zero = dZ.dtype.type(0)
-    for j in range(dZ.shape[1]):
-        db[j] = zero
-    for i in range(dZ.shape[0]):
-        for j in range(dZ.shape[1]):
-            db[j] += dZ[i, j]
+def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
     if need_dA:
-        transpose(Wt, W)                        # gemm_nn wants W^T's rows contiguous
-        gemm_nn(dA, dZ, Wt, db, False, False)
+        transpose(Wt, W)                        # gemm_tiled wants W^T's rows contiguous
+        gemm_tiled(dA, dZ, Wt, db, False, False)
+    if W.shape[1] >= W.shape[0] or W.shape[1] >= tile_columns(W):
+        gemm_tiled(dW, A, dZ, db, False, True)  # dW = A^T dZ
+    else:
+        # a narrow layer (an output layer): dW's rows are shorter than a tile, dW^T = dZ^T A
+        # has rows of n_in. Wt is free again once dA is done.
+        gemm_tiled(Wt, dZ, A, db, False, True)
+        transpose(dW, Wt)
+    column_sums(db, dZ)
 
 
 @serial

@@ -1,0 +1,219 @@
+"""The register-tiled GEMM: gemm_tiled computes C = op(A) B one tile of C at a time, with the
+tile held in vector registers for the whole summed axis.
+
+tile_fma is the micro-kernel. It is a Numba intrinsic that writes the loop as LLVM IR with
+explicit vector types, because LLVM's loop vectorizer does not find this shape in plain loops:
+given `c[j] += a * b[p, j]` it vectorizes over j but keeps C in memory, one load and one store
+of C per group of multiply-adds (the former gemm_nn: about 50 GFLOP/s on one core at
+16 x 64 x 64, where this tile runs at about 145, as fast as OpenBLAS).
+
+For each p of the summed axis the tile loads TILE_VECTORS vectors from row p of B (rows of B
+are contiguous), broadcasts TILE_ROWS elements of column p of op(A), and does one fused
+multiply-add per accumulator: TILE_ROWS x TILE_VECTORS accumulators (config: 8 x 2 zmm with
+AVX-512, 6 x 2 ymm with AVX2, leaving registers for the B vectors and a broadcast). Nothing is
+packed: B's rows are read where they lie, which suits the small and mid-sized products of a
+training step (OpenBLAS spends a third of its time at these sizes packing); products whose B
+does not stay in L2 go to gemm_nt or OpenBLAS instead (dense.forward_path).
+"""
+import llvmlite.ir as lir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ... import config
+from ...config import kernel, serial
+
+
+@intrinsic
+def tile_fma(typingctx, C, A, B, i0, j0, K, sa, sp):
+    """C[i0:i0+R, j0:j0+NR] += op(A)[i0:i0+R, :K] @ B[:K, j0:j0+NR], with R = TILE_ROWS and NR
+    = TILE_VECTORS vectors of VECTOR_BYTES; op(A)[i, p] is A's element at flat offset
+    i * sa + p * sp (so one intrinsic serves A and A^T). The caller guarantees the tile lies
+    inside C and that rows of B and C are contiguous."""
+    rows, nvec = config.TILE_ROWS, config.TILE_VECTORS
+    fused = "contract" in config.FASTMATH   # FASTBP_FASTMATH=0: separate multiply and add
+
+    def codegen(context, builder, sig, args):
+        c, a, b, i0, j0, K, sa, sp = args
+        ct, at, bt = sig.args[:3]
+        elt = context.get_value_type(ct.dtype)
+        size = context.get_abi_sizeof(elt)
+        width = config.VECTOR_BYTES // size
+        vec = lir.VectorType(elt, width)
+        i64 = lir.IntType(64)
+        fma = cgutils.get_or_insert_function(
+            builder.module, lir.FunctionType(vec, [vec, vec, vec]),
+            "llvm.fma.v%d%s" % (width, "f32" if size == 4 else "f64"))
+        carr = context.make_array(ct)(context, builder, c)
+        aarr = context.make_array(at)(context, builder, a)
+        barr = context.make_array(bt)(context, builder, b)
+        # row strides of C and B, in elements
+        ldc = builder.sdiv(builder.extract_value(carr.strides, 0), lir.Constant(i64, size))
+        ldb = builder.sdiv(builder.extract_value(barr.strides, 0), lir.Constant(i64, size))
+
+        def const(k):
+            return lir.Constant(i64, k)
+
+        def at_(ptr, offset):
+            return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
+
+        # accumulators start from C (which the caller filled with the bias or zero); allocas
+        # in the entry block, which LLVM promotes to registers
+        acc = []
+        for r in range(rows):
+            row = builder.mul(builder.add(i0, const(r)), ldc)
+            for v in range(nvec):
+                offset = builder.add(row, builder.add(j0, const(v * width)))
+                slot = cgutils.alloca_once(builder, vec)
+                builder.store(builder.load(at_(carr.data, offset), align=size), slot)
+                acc.append((slot, offset))
+        zeros = lir.Constant(lir.VectorType(lir.IntType(32), width), [0] * width)
+        with cgutils.for_range(builder, K) as loop:
+            p = loop.index
+            brow = builder.add(builder.mul(p, ldb), j0)
+            bvec = [builder.load(at_(barr.data, builder.add(brow, const(v * width))), align=size)
+                    for v in range(nvec)]
+            pa = builder.mul(p, sp)
+            for r in range(rows):
+                x = builder.load(builder.gep(aarr.data, [builder.add(builder.mul(builder.add(i0, const(r)), sa), pa)]))
+                xs = builder.shuffle_vector(builder.insert_element(lir.Constant(vec, None), x, lir.Constant(lir.IntType(32), 0)),
+                                            lir.Constant(vec, None), zeros)
+                for v in range(nvec):
+                    slot = acc[r * nvec + v][0]
+                    old = builder.load(slot)
+                    new = (builder.call(fma, [xs, bvec[v], old]) if fused
+                           else builder.fadd(builder.fmul(xs, bvec[v]), old))
+                    builder.store(new, slot)
+        for slot, offset in acc:
+            builder.store(builder.load(slot), at_(carr.data, offset), align=size)
+        return context.get_dummy_value()
+
+    return types.void(C, A, B, types.intp, types.intp, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def transpose_block(typingctx, T, M, i0, j0):
+    """T[j0:j0+w, i0:i0+w] = M[i0:i0+w, j0:j0+w]^T for one w x w block, w the elements in a
+    vector of VECTOR_BYTES: w vector loads of M's rows, log2(w) rounds of interleaving pairs of
+    rows (row r with row r + w/2, into rows 2r and 2r + 1), w vector stores into T's rows.
+    Element by element, a transpose did one load and one store per element (about 40 us for
+    256 x 256, more than the product it serves)."""
+    def codegen(context, builder, sig, args):
+        t, m, i0, j0 = args
+        tt, mt = sig.args[:2]
+        elt = context.get_value_type(tt.dtype)
+        size = context.get_abi_sizeof(elt)
+        w = config.VECTOR_BYTES // size
+        vec = lir.VectorType(elt, w)
+        i64, i32 = lir.IntType(64), lir.IntType(32)
+        tarr = context.make_array(tt)(context, builder, t)
+        marr = context.make_array(mt)(context, builder, m)
+        ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
+        ldm = builder.sdiv(builder.extract_value(marr.strides, 0), lir.Constant(i64, size))
+
+        def row_ptr(arr, ld, r, c0):
+            offset = builder.add(builder.mul(r, ld), c0)
+            return builder.bitcast(builder.gep(arr.data, [offset]), vec.as_pointer())
+
+        rows = [builder.load(row_ptr(marr, ldm, builder.add(i0, lir.Constant(i64, r)), j0), align=size)
+                for r in range(w)]
+        half = w // 2
+        lo = lir.Constant(lir.VectorType(i32, w), [k // 2 if k % 2 == 0 else w + k // 2 for k in range(w)])
+        hi = lir.Constant(lir.VectorType(i32, w), [half + k // 2 if k % 2 == 0 else w + half + k // 2
+                                                   for k in range(w)])
+        for _ in range(w.bit_length() - 1):   # log2(w) rounds
+            mixed = []
+            for r in range(half):
+                mixed += [builder.shuffle_vector(rows[r], rows[r + half], lo),
+                          builder.shuffle_vector(rows[r], rows[r + half], hi)]
+            rows = mixed
+        for c in range(w):
+            builder.store(rows[c], row_ptr(tarr, ldt, builder.add(j0, lir.Constant(i64, c)), i0), align=size)
+        return context.get_dummy_value()
+
+    return types.void(T, M, types.intp, types.intp), codegen
+
+
+@serial
+def _transpose_rows(T, M, ib):
+    """Rows ib * w to ib * w + w of M into the same columns of T: whole blocks, then the
+    columns right of them (or, for the last m % w rows, every column) one element at a time."""
+    m, n = M.shape
+    w = config.VECTOR_BYTES // M.itemsize
+    i0 = ib * w
+    lo = 0
+    if i0 + w <= m:
+        for j0 in range(0, n - n % w, w):
+            transpose_block(T, M, i0, j0)
+        lo = n - n % w
+    for i in range(i0, min(m, i0 + w)):
+        for j in range(lo, n):
+            T[j, i] = M[i, j]
+
+
+@kernel
+def transpose(T, M):
+    """T (n, m) = M (m, n)^T, in vector blocks (transpose_block); parallel over blocks of rows
+    of M, which write disjoint columns of T. Up to 16384 elements (L1-resident), one thread."""
+    m, n = M.shape
+    w = config.VECTOR_BYTES // M.itemsize
+    blocks = (m + w - 1) // w
+    if m * n <= 16384:
+        for ib in range(blocks):
+            _transpose_rows(T, M, ib)
+        return
+    for ib in prange(blocks):
+        _transpose_rows(T, M, ib)
+
+
+@serial
+def _op(A, i, p, trans):
+    """Element (i, p) of op(A): A[p, i] when trans, else A[i, p]."""
+    return A[p, i] if trans else A[i, p]
+
+
+@serial
+def tile_columns(C):
+    """How many columns of C one tile covers (TILE_VECTORS vectors of C's dtype)."""
+    return config.TILE_VECTORS * config.VECTOR_BYTES // C.itemsize
+
+
+@kernel
+def gemm_tiled(C, A, B, bias, has_bias, a_trans):
+    """C (m, n) = op(A) (m, K) @ B (K, n) (+ bias (n,) when has_bias); op(A) = A^T when a_trans.
+    Rows of B and C contiguous.
+
+    Parallel over blocks of TILE_ROWS rows of C, which no other block writes. Each block is
+    filled with the bias, then tile_fma adds op(A) B to its full tiles; the columns right of
+    the last full tile, and the last m % TILE_ROWS rows, take a plain loop (each pass adds a
+    scaled row of B to a row of C)."""
+    m, n = C.shape
+    K = B.shape[0]
+    zero = C.dtype.type(0)
+    item = C.itemsize
+    R = config.TILE_ROWS
+    NR = tile_columns(C)
+    n_full = n - n % NR
+    sa, sp = (A.strides[1] // item, A.strides[0] // item) if a_trans else (A.strides[0] // item, A.strides[1] // item)
+    for ib in prange((m + R - 1) // R):
+        i0 = ib * R
+        i1 = min(m, i0 + R)
+        for i in range(i0, i1):
+            c = C[i]
+            for j in range(n):
+                c[j] = bias[j] if has_bias else zero
+        lo = 0
+        if i1 - i0 == R:
+            for j0 in range(0, n_full, NR):
+                tile_fma(C, A, B, i0, j0, K, sa, sp)
+            lo = n_full
+        if lo < n:
+            # over slices, from 0: loops from `lo` over C[i, j] ran several times slower (see
+            # dense.column_sums)
+            for i in range(i0, i1):
+                c = C[i, lo:]
+                for p in range(K):
+                    x = _op(A, i, p, a_trans)
+                    b = B[p, lo:]
+                    for j in range(n - lo):
+                        c[j] += x * b[j]
