@@ -66,6 +66,11 @@ def _cases(B, n_in, n_out, dtype):
          lambda k: k["dense"].dense_forward_naive(Z, A, W, b)),
         ("dense_backward_naive", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
          lambda k: k["dense"].dense_backward_naive(dA, dW, db, dZ, A, W, True)),
+        # the register-tiled path on every shape, whatever the dispatch would pick
+        ("dense_forward_tiled", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
+         lambda k: k["dense"].dense_forward_tiled(Z, A, W, b)),
+        ("dense_backward_tiled", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
+         lambda k: k["dense"].dense_backward_tiled(dA, dW, db, dZ, A, W, True, Wt)),
     ]
     if blas_library.FOUND:   # the OpenBLAS path on every shape, whatever the dispatch would pick
         cases += [
