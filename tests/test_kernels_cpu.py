@@ -14,18 +14,19 @@ from fastbp.kernels.cpu import regularize as reg
 from fastbp.kernels import blas_library
 from fastbp.spec import ACTIVATIONS, LOSSES
 
-SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71), (70, 250, 260),
+SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71), (41, 401, 390),
           (301, 130, 120)]
-# (batch, n_in, n_out): (9, 70, 66) and (37, 130, 71) reach the blocked path and leave partial
-# 4 x 4 tiles on every edge; the last two are past config.BLAS_MIN_MACS (OpenBLAS, when found),
-# every product cut into blocks of columns in one and of uneven rows in the other
+# (batch, n_in, n_out): every shape but the first two leaves partial tiles on the edges of every
+# product in the tiled and blocked paths; (17, 33, 9) is narrow (dW turned around in the tiled
+# backward); (41, 401, 390)'s weights outgrow L2, past config.BLAS_MIN_MACS (OpenBLAS, when
+# found), its products cut into blocks of columns and of uneven rows
 
 
 def rand(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
-DENSE = ["naive", "tiled", "blocked",
+DENSE = ["naive", "tiled", "tiled one thread", "blocked",
          pytest.param("blas", marks=pytest.mark.skipif(not blas_library.FOUND, reason="no OpenBLAS found")),
          "dispatch"]
 
@@ -38,6 +39,11 @@ def dense_fns(impl):
     if impl == "tiled":
         return (lambda Z, A, W, b, Wt: dense_k.dense_forward_tiled(Z, A, W, b),
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_tiled(dA, dW, db, dZ, A, W, need, Wt))
+    if impl == "tiled one thread":   # dw_and_da's sequential branch
+        from fastbp import config
+        fwd, bwd = config.one_thread(dense_k.dense_forward_tiled), config.one_thread(dense_k.dense_backward_tiled)
+        return (lambda Z, A, W, b, Wt: fwd(Z, A, W, b),
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: bwd(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "blocked":
         return (dense_k.dense_forward_blocked,
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blocked(dA, dW, db, dZ, A, W, need, At, dZt))
@@ -459,7 +465,7 @@ import numpy as np
 from fastbp.kernels.cpu import dense
 rng = np.random.default_rng(0)
 f = np.float32
-for B, n_in, n_out in [(8, 16, 16), (70, 250, 260)]:
+for B, n_in, n_out in [(8, 16, 16), (70, 250, 260), (41, 401, 390)]:   # naive, tiled, OpenBLAS
     A, W, dZ = (rng.standard_normal(s).astype(f) for s in [(B, n_in), (n_in, n_out), (B, n_out)])
     dA, dW, db = np.empty((B, n_in), f), np.empty((n_in, n_out), f), np.empty(n_out, f)
     dense.dense_backward(dA, dW, db, dZ, A, W, True, np.empty((n_out, n_in), f), np.empty((n_in, B), f),
@@ -472,8 +478,8 @@ print("ok")
 def test_kernels_loaded_from_the_disk_cache_run():
     """Twice in fresh processes, so that the second loads every kernel from the disk cache.
     Code loaded that way can run before Numba's thread pool has registered the entry point
-    gemm_blas calls (kernels/cpu/blas.py starts the pool at import for that reason): a warm
-    `fastbp bench` process crashed on it once."""
+    that gemm_blas and dw_and_da call (kernels/cpu/blas.py starts the pool at import for that
+    reason): a warm `fastbp bench` process crashed on it once."""
     import subprocess
     import sys
     for _ in range(2):

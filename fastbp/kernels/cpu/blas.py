@@ -69,6 +69,18 @@ def _one_block(m):
     return 1
 
 
+@serial
+def _one():
+    return 1
+
+
+@config.twin_is(_one)
+@serial
+def thread_count():
+    """Numba's thread count; 1 in the single-threaded twins (which must not start the pool)."""
+    return _numba_threads()
+
+
 @config.twin_is(_one_block)
 @serial
 def blocks_of(length):

@@ -135,7 +135,7 @@ def transpose_block(typingctx, T, M, i0, j0):
 
 
 @serial
-def _transpose_rows(T, M, ib):
+def transpose_rows(T, M, ib):
     """Rows ib * w to ib * w + w of M into the same columns of T: whole blocks, then the
     columns right of them (or, for the last m % w rows, every column) one element at a time."""
     m, n = M.shape
@@ -160,10 +160,10 @@ def transpose(T, M):
     blocks = (m + w - 1) // w
     if m * n <= 16384:
         for ib in range(blocks):
-            _transpose_rows(T, M, ib)
+            transpose_rows(T, M, ib)
         return
     for ib in prange(blocks):
-        _transpose_rows(T, M, ib)
+        transpose_rows(T, M, ib)
 
 
 @serial
@@ -194,7 +194,7 @@ def _axpy_rows(C, A, B, a_trans, i0, i1, j0, j1):
 
 
 @serial
-def _block(C, A, B, bias, has_bias, a_trans, i0, i1, j0, j1):
+def block_product(C, A, B, bias, has_bias, a_trans, i0, i1, j0, j1):
     """C[i0:i1, j0:j1] = op(A)[i0:i1] B[:, j0:j1] (+ bias): filled with the bias, then tile_fma
     on every whole tile, then the columns right of the tiles and the rows below them."""
     zero = C.dtype.type(0)
@@ -228,4 +228,4 @@ def gemm_tiled(C, A, B, bias, has_bias, a_trans):
     m, n = C.shape
     R = config.TILE_ROWS
     for ib in prange((m + R - 1) // R):
-        _block(C, A, B, bias, has_bias, a_trans, ib * R, min(m, ib * R + R), 0, n)
+        block_product(C, A, B, bias, has_bias, a_trans, ib * R, min(m, ib * R + R), 0, n)
