@@ -28,6 +28,11 @@ from .kernels import blas_library
 FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
             else {"reassoc", "contract", "arcp", "nsz"})
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
+# Division by zero gives inf or NaN (NumPy's rule) rather than raising (Python's): the check
+# Python's rule puts before every division keeps a loop from vectorising (Adam's update on one
+# thread: 11.5 against 2.6 us for 6,400 parameters). Non-finite results are caught where they
+# matter: the fit stops on a non-finite loss or weight.
+ERROR_MODEL = "numpy"
 EVAL_CHUNK = 1024
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
 # dense.forward_path / backward_path choose a layer's kernels by these (scripts/crossover.py):
@@ -105,7 +110,8 @@ _ONE_THREAD = {}
 
 def _compile(fn, parallel, **options):
     with _cache_dir():
-        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=FASTMATH, **options)(fn)
+        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL,
+                          **options)(fn)
     _REGISTRY.append((dispatcher, fn, options))
     return dispatcher
 
@@ -154,6 +160,7 @@ def _make_twins():
         clone.__module__ = fn.__module__
         with _cache_dir():
             _ONE_THREAD[dispatcher] = njit(parallel=False, cache=CACHE, fastmath=FASTMATH,
+                                           error_model=ERROR_MODEL,
                                            **options)(clone)
     for original, twin_globals in _TWIN_GLOBALS.values():
         twin_globals.update({k: _ONE_THREAD.get(v, v) if isinstance(v, CPUDispatcher) else v

@@ -30,25 +30,31 @@ def dropout_seed(key, step, layer):
 
 
 @serial
-def keep_unit(seed, index, rate):
-    """True with probability 1 - rate: the top 24 bits of the hash as a uniform in [0, 1)."""
-    u = np.float64(mix64(seed + np.uint64(index)) >> _S40) * (1.0 / 16777216.0)
-    return u >= rate
+def keep_threshold(rate):
+    """A unit is kept, with probability 1 - rate, when the top 24 bits of its hash, as a
+    uniform in [0, 1), are >= rate (reference.py's test): in integers, when those bits are
+    >= ceil(rate 2^24), which is the same test (rate 2^24 is exact in float64) without the
+    conversion to float, which kept the mask loop from vectorising."""
+    return np.uint64(np.ceil(rate * 16777216.0))
 
 
 @kernel
 def dropout_forward(D, A, rate, key, step, layer):
-    """D = A * mask / (1 - rate), the mask drawn from (key, step, layer, row, unit).
+    """D = A * mask / (1 - rate), the mask drawn from (key, step, layer, row, unit) and
+    tested against keep_threshold.
 
     Its backward multiplies the gradient by the same mask: dropout_forward(dA, dA, ...) in place
     (each element is read before it is written, by the same thread)."""
     B, n = A.shape
     seed = dropout_seed(key, step, layer)
+    threshold = keep_threshold(rate)
     scale = A.dtype.type(1.0 / (1.0 - rate))
     zero = A.dtype.type(0)
     for i in prange(B):
+        row_seed = seed + np.uint64(i * n)
         for j in range(n):
-            D[i, j] = A[i, j] * scale if keep_unit(seed, i * n + j, rate) else zero
+            keep = (mix64(row_seed + np.uint64(j)) >> _S40) >= threshold
+            D[i, j] = A[i, j] * scale if keep else zero
 
 
 @kernel
