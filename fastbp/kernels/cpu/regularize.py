@@ -3,8 +3,8 @@
 Dropout masks come from a counter-based hash of (key, step, layer, row, unit), not from a
 stateful generator: any thread can draw any unit's mask, the backward pass redraws the forward's
 mask instead of storing it, and reference.py draws the very same masks.
-Batch normalisation parallelises over columns (units): each thread owns whole columns, so the
-reductions over the batch are private to a thread.
+Batch normalisation parallelises over blocks of columns (units): each thread owns whole columns,
+so the reductions over the batch are private to a thread.
 """
 import numpy as np
 from numba import prange
@@ -57,38 +57,56 @@ def dropout_forward(D, A, rate, key, step, layer):
             D[i, j] = A[i, j] * scale if keep else zero
 
 
+_BN_BLOCK = 64   # columns per thread's block: each pass over the rows is one vector loop
+
+
 @kernel
 def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update):
     """Training mode, in place: Z <- gamma * H + beta with H = (Z - mean) / sqrt(var + eps),
     mean and (biased) var over the batch; mean and inv_std are kept for the backward pass.
     update: running = momentum * running + (1 - momentum) * batch value, the variance unbiased
-    by B / (B - 1)."""
+    by B / (B - 1).
+
+    Parallel over blocks of columns. Within a block the batch's rows are added one at a time
+    into the block's sums (mean and inv_std hold them until they are done), so each pass runs
+    along contiguous rows, vectorised; a column at a time ran down the rows one element apart."""
     B, n = Z.shape
     zero, one = Z.dtype.type(0), Z.dtype.type(1)
     e = Z.dtype.type(eps)
     inv_b = Z.dtype.type(1.0 / B)
     m = Z.dtype.type(momentum)
     unbias = Z.dtype.type(B / (B - 1.0) if B > 1 else 1.0)
-    for j in prange(n):
-        mu = zero
+    for jb in prange((n + _BN_BLOCK - 1) // _BN_BLOCK):
+        j0, j1 = jb * _BN_BLOCK, min(n, jb * _BN_BLOCK + _BN_BLOCK)
+        w = j1 - j0
+        mu, s = mean[j0:j1], inv_std[j0:j1]
+        g, bt, rm, rv = gamma[j0:j1], beta[j0:j1], run_mean[j0:j1], run_var[j0:j1]
+        for j in range(w):
+            mu[j] = zero
+            s[j] = zero
         for i in range(B):
-            mu += Z[i, j]
-        mu *= inv_b
-        var = zero
+            z = Z[i, j0:j1]
+            for j in range(w):
+                mu[j] += z[j]
+        for j in range(w):
+            mu[j] *= inv_b
+        for i in range(B):          # the variance about the mean, in s until it is done
+            z = Z[i, j0:j1]
+            for j in range(w):
+                d = z[j] - mu[j]
+                s[j] += d * d
+        for j in range(w):
+            var = s[j] * inv_b
+            if update:
+                rm[j] = m * rm[j] + (one - m) * mu[j]
+                rv[j] = m * rv[j] + (one - m) * var * unbias
+            s[j] = one / np.sqrt(var + e)
         for i in range(B):
-            d = Z[i, j] - mu
-            var += d * d
-        var *= inv_b
-        s = one / np.sqrt(var + e)
-        mean[j] = mu
-        inv_std[j] = s
-        if update:
-            run_mean[j] = m * run_mean[j] + (one - m) * mu
-            run_var[j] = m * run_var[j] + (one - m) * var * unbias
-        for i in range(B):
-            h = (Z[i, j] - mu) * s
-            H[i, j] = h
-            Z[i, j] = gamma[j] * h + beta[j]
+            z, h = Z[i, j0:j1], H[i, j0:j1]
+            for j in range(w):
+                hj = (z[j] - mu[j]) * s[j]
+                h[j] = hj
+                z[j] = g[j] * hj + bt[j]
 
 
 @kernel
@@ -107,22 +125,29 @@ def batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma):
     """In place: dZ (gradient at the normalised output) becomes the gradient at the dense output.
 
     dbeta = sum dY, dgamma = sum dY h, dZ = inv_std / B * (B dH - sum dH - h sum dH h), dH = gamma dY.
+    Parallel over blocks of columns, a row at a time within each, as batchnorm_forward.
     """
     B, n = dZ.shape
     zero = dZ.dtype.type(0)
     fb = dZ.dtype.type(B)
     inv_b = dZ.dtype.type(1.0 / B)
-    for j in prange(n):
-        sdy = zero
-        sdyh = zero
+    for jb in prange((n + _BN_BLOCK - 1) // _BN_BLOCK):
+        j0, j1 = jb * _BN_BLOCK, min(n, jb * _BN_BLOCK + _BN_BLOCK)
+        w = j1 - j0
+        sdy, sdyh = dbeta[j0:j1], dgamma[j0:j1]
+        for j in range(w):
+            sdy[j] = zero
+            sdyh[j] = zero
         for i in range(B):
-            sdy += dZ[i, j]
-            sdyh += dZ[i, j] * H[i, j]
-        dbeta[j] = sdy
-        dgamma[j] = sdyh
-        g = gamma[j] * inv_std[j] * inv_b
+            dz, h = dZ[i, j0:j1], H[i, j0:j1]
+            for j in range(w):
+                sdy[j] += dz[j]
+                sdyh[j] += dz[j] * h[j]
+        gs, s = gamma[j0:j1], inv_std[j0:j1]
         for i in range(B):
-            dZ[i, j] = g * (fb * dZ[i, j] - sdy - H[i, j] * sdyh)
+            dz, h = dZ[i, j0:j1], H[i, j0:j1]
+            for j in range(w):
+                dz[j] = gs[j] * s[j] * inv_b * (fb * dz[j] - sdy[j] - h[j] * sdyh[j])
 
 
 @serial
