@@ -367,6 +367,36 @@ print("ok")
 """
 
 
+THREE_THREADS_PROBE = r"""
+import numba, numpy as np
+from fastbp.kernels.cpu import dense
+assert numba.get_num_threads() == 3
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    for B, n_in, n_out in [(37, 130, 71), (9, 70, 66), (5, 33, 40)]:
+        A, W, dZ = (rng.standard_normal(s).astype(dtype) for s in [(B, n_in), (n_in, n_out), (B, n_out)])
+        dA, dW, db = np.empty((B, n_in), dtype), np.empty((n_in, n_out), dtype), np.empty(n_out, dtype)
+        dense.dw_and_da(dA, dW, db, dZ, A, W, np.empty((n_out, n_in), dtype))
+        np.testing.assert_allclose(dA, dZ.astype(np.float64) @ W.T, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dW, A.T.astype(np.float64) @ dZ, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(db, dZ.astype(np.float64).sum(axis=0), rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_dw_and_da_with_an_odd_thread_count():
+    """Two threads give dW one and dA the other; three give dW two. The split arithmetic
+    (row blocks of dW, column panels of dA and the rows of W each transposes) must cover
+    every output once, whatever the count (here, in a subprocess, three)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", THREE_THREADS_PROBE], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_tiles_with_avx2_vectors_and_strict_math():
     """The configuration of a machine without AVX-512 (32-byte vectors, 6-row tiles) and
     FASTBP_FASTMATH=0 (multiply then add, no fused multiply-add): the other code the intrinsics
