@@ -65,11 +65,6 @@ def _numba_threads(typingctx):
 
 
 @serial
-def _one_block(m):
-    return 1
-
-
-@serial
 def _one():
     return 1
 
@@ -81,13 +76,11 @@ def thread_count():
     return _numba_threads()
 
 
-@config.twin_is(_one_block)
 @serial
 def blocks_of(length):
     """How many blocks to cut an output axis into: one per thread, each at least
-    config.BLAS_ROWS long. The single-threaded twin makes one (it must not start Numba's
-    thread pool)."""
-    return max(1, min(_numba_threads(), length // config.BLAS_ROWS))
+    config.BLAS_ROWS long."""
+    return max(1, min(thread_count(), length // config.BLAS_ROWS))
 
 
 @kernel
