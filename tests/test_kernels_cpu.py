@@ -349,24 +349,6 @@ def test_transpose(m, n, dtype):
         np.testing.assert_array_equal(T, M.T)
 
 
-TILE_CONFIG_PROBE = r"""
-import numpy as np
-from fastbp import config
-from fastbp.kernels.cpu import tiles
-assert (config.VECTOR_BYTES, config.TILE_ROWS) == (32, 6) and "contract" not in config.FASTMATH
-rng = np.random.default_rng(0)
-for dtype in (np.float32, np.float64):
-    A, B = rng.standard_normal((27, 40)).astype(dtype), rng.standard_normal((40, 70)).astype(dtype)
-    C = np.empty((27, 70), dtype)
-    tiles.gemm_tiled(C, A, B, np.zeros(70, dtype), False, False)
-    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
-    T = np.empty((40, 27), dtype)
-    tiles.transpose(T, A)
-    np.testing.assert_array_equal(T, A.T)
-print("ok")
-"""
-
-
 THREE_THREADS_PROBE = r"""
 import numba, numpy as np
 from fastbp.kernels.cpu import dense
@@ -395,6 +377,24 @@ def test_dw_and_da_with_an_odd_thread_count():
     out = subprocess.run([sys.executable, "-c", THREE_THREADS_PROBE], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+TILE_CONFIG_PROBE = r"""
+import numpy as np
+from fastbp import config
+from fastbp.kernels.cpu import tiles
+assert (config.VECTOR_BYTES, config.TILE_ROWS) == (32, 6) and "contract" not in config.FASTMATH
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    A, B = rng.standard_normal((27, 40)).astype(dtype), rng.standard_normal((40, 70)).astype(dtype)
+    C = np.empty((27, 70), dtype)
+    tiles.gemm_tiled(C, A, B, np.zeros(70, dtype), False, False)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
+    T = np.empty((40, 27), dtype)
+    tiles.transpose(T, A)
+    np.testing.assert_array_equal(T, A.T)
+print("ok")
+"""
 
 
 def test_tiles_with_avx2_vectors_and_strict_math():
