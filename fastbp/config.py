@@ -59,9 +59,9 @@ def _vector_bytes():
 VECTOR_BYTES = _vector_bytes()
 TILE_ROWS = 8 if VECTOR_BYTES >= 64 else 6
 TILE_VECTORS = 2
-# OpenBLAS (NumPy's own, see kernels/blas_library.py) for a dense layer's products from this many
-# multiply-adds (batch rows x n_in x n_out); each thread calls it on a block of at least
-# BLAS_ROWS rows or columns.
+# OpenBLAS (NumPy's own, see kernels/blas_library.py) for the products of a dense layer whose
+# weights outgrow GEMM_PANEL_BYTES, from this many multiply-adds (batch rows x n_in x n_out);
+# each thread calls it on a block of at least BLAS_ROWS rows or columns.
 # FASTBP_BLAS=0 before import keeps every product in the hand-written kernels.
 BLAS = blas_library.FOUND
 BLAS_MIN_MACS = 2 ** 22
