@@ -110,10 +110,12 @@ def gemm_blas(C, A, B, bias, has_bias, a_trans, b_trans):
         else:
             c0, c1 = n * t // blocks, n * (t + 1) // blocks
         beta = 0.0
-        if has_bias:
+        if has_bias:   # over slices from 0, as dense.column_sums: it vectorises
+            bb = bias[c0:c1]
             for i in range(r0, r1):
-                for j in range(c0, c1):
-                    C[i, j] = bias[j]
+                c = C[i, c0:c1]
+                for j in range(c1 - c0):
+                    c[j] = bb[j]
             beta = 1.0
         # the parts of op(A) and op(B) this block reads, as views (their data pointers)
         Ab = A[:, r0:r1] if a_trans else A[r0:r1]
