@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import data
+from . import aligned, data
 from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
 from .optim import get_optimizer
 from .spec import did_you_mean, init_params, make_spec, set_flat
@@ -407,6 +407,7 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._params = aligned.on_line(self._params)   # unpickled buffers start anywhere
         self._backend = _make_backend(self.backend, self.spec, self.dtype, self._drop_key)
 
     # ---- files ----

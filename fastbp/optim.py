@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import aligned
 from .data import check_number
 from .spec import did_you_mean
 
@@ -169,7 +170,7 @@ class Optimizer:
         """Allocate the state for a network of n_params, or check that it belongs to one."""
         if self.m is None:
             sizes = [n_params if k < self.n_moments else 0 for k in range(2)]
-            self.m, self.v = (np.zeros(s, dtype=dtype) for s in sizes)
+            self.m, self.v = (aligned.zeros(s, dtype) for s in sizes)
         elif (self.n_moments and self.m.size != n_params) or self.m.dtype != np.dtype(dtype):
             raise ValueError(f"this {type(self).__name__} holds state for {self.m.size} {self.m.dtype} "
                              f"parameters, but the network has {n_params} {np.dtype(dtype)}; "

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import aligned
 from .data import check_number
 
 # name -> (code, parameter name or None, default parameter value)
@@ -275,7 +276,7 @@ def make_spec(sizes, hidden="relu", output="softmax", loss="auto", dropout=0.0, 
 
 def init_params(spec, init, rng, dtype):
     """A flat parameter vector initialised per `init` from the Generator `rng`."""
-    params = np.zeros(spec.n_params, dtype=dtype)
+    params = aligned.zeros(spec.n_params, dtype)
     if isinstance(init, str):
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)} or pass a list of "

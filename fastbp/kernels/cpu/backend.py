@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 
-from ... import config
+from ... import aligned, config
 from .. import blas_library
 from . import driver
 from .losses import RMSE, loss_divisor
@@ -73,7 +73,7 @@ class CpuBackend:
         self.layers = np.ascontiguousarray(spec.layers)
         self.layer_f = spec.layer_floats(self.dtype)
         self.ranges = spec.weight_ranges
-        self.grads = np.zeros(spec.n_params, dtype=self.dtype)
+        self.grads = aligned.zeros(spec.n_params, self.dtype)
         self.hp = (int(spec.loss_code), float(spec.loss_param), float(spec.l1), float(spec.l2),
                    float(spec.bn_momentum), float(spec.bn_eps), np.uint64(drop_key))
         self._workspaces = {}
@@ -124,7 +124,7 @@ class CpuBackend:
         return float(data_loss + drv.penalties(False, net, self.hp, ws))
 
     def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
-        grads = np.zeros_like(params)
+        grads = aligned.zeros(params.shape, params.dtype)
         ws = driver.Workspace(self.spec, X.shape[0], self.dtype).arrays()   # one block of all rows
         value = self.drivers(X.shape[0]).loss_and_gradients(X, Y, dropout_step is not None, int(dropout_step or 0),
                                           self._net(params, state, grads), self.hp, ws)

@@ -27,7 +27,7 @@ A batch of b <= cap rows uses the first b rows of each block (views, not copies)
 import numpy as np
 from numba import prange
 
-from ... import config
+from ... import aligned, config
 from ...config import kernel, serial
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
@@ -53,25 +53,25 @@ class Workspace:
         self.z_off[1:] = np.cumsum(cap * nz)[:-1]
         self.a_off[1:] = np.cumsum(cap * units)[:-1]
         z_size, a_size = int(cap * nz.sum()), int(cap * units.sum())
-        self.xb = np.zeros((cap, spec.n_in), dtype=dtype)
-        self.yb = np.zeros((cap, spec.n_out), dtype=dtype)
-        self.wb = np.ones(cap, dtype=dtype)
-        self.zbuf = np.zeros(z_size, dtype=dtype)
+        self.xb = aligned.zeros((cap, spec.n_in), dtype=dtype)
+        self.yb = aligned.zeros((cap, spec.n_out), dtype=dtype)
+        self.wb = aligned.ones(cap, dtype=dtype)
+        self.zbuf = aligned.zeros(z_size, dtype=dtype)
         # inference (training=False) needs no gradients, batch-norm and dropout outputs or
         # backward scratch: on the wide network that halves an evaluation block's memory
         grad = int(training)
-        self.dzbuf = np.zeros(z_size * grad, dtype=dtype)
-        self.hbuf = np.zeros(z_size * grad if any(spec.batch_norm) else 0, dtype=dtype)
-        self.abuf = np.zeros(a_size, dtype=dtype)
-        self.dabuf = np.zeros(a_size * grad, dtype=dtype)
-        self.dbuf = np.zeros(a_size * grad if any(spec.dropout) else 0, dtype=dtype)
-        self.stats = np.zeros(spec.n_state, dtype=dtype)
-        self.rows = np.zeros(cap, dtype=dtype)
-        self.partials = np.zeros(config.REDUCE_CHUNKS, dtype=np.float64)
+        self.dzbuf = aligned.zeros(z_size * grad, dtype=dtype)
+        self.hbuf = aligned.zeros(z_size * grad if any(spec.batch_norm) else 0, dtype=dtype)
+        self.abuf = aligned.zeros(a_size, dtype=dtype)
+        self.dabuf = aligned.zeros(a_size * grad, dtype=dtype)
+        self.dbuf = aligned.zeros(a_size * grad if any(spec.dropout) else 0, dtype=dtype)
+        self.stats = aligned.zeros(spec.n_state, dtype=dtype)
+        self.rows = aligned.zeros(cap, dtype=dtype)
+        self.partials = aligned.zeros(config.REDUCE_CHUNKS, dtype=np.float64)
         n_in = spec.layers[:, N_IN]
-        self.wt = np.zeros(int((n_in * nz).max()), dtype=dtype)
-        self.at = np.zeros(int(cap * n_in.max()) * grad, dtype=dtype)
-        self.dzt = np.zeros(int(cap * nz.max()) * grad, dtype=dtype)
+        self.wt = aligned.zeros(int((n_in * nz).max()), dtype=dtype)
+        self.at = aligned.zeros(int(cap * n_in.max()) * grad, dtype=dtype)
+        self.dzt = aligned.zeros(int(cap * nz.max()) * grad, dtype=dtype)
 
     def arrays(self):
         return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
