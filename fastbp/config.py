@@ -35,6 +35,9 @@ CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 ERROR_MODEL = "numpy"
 EVAL_CHUNK = 1024
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
+# a multi-threaded training step cuts gemm_tiled layers by W's rows (dense.split_by_inputs);
+# FASTBP_SPLIT_INPUTS=0 cuts them by batch rows, as inference does
+SPLIT_INPUTS = os.environ.get("FASTBP_SPLIT_INPUTS", "1") != "0"
 # dense.forward_path / backward_path choose a layer's kernels by these (scripts/crossover.py):
 GEMM_NARROW = 16          # gemm_nt forward from 8 rows for layers of fewer outputs than this
 GEMM_MIN_WEIGHTS = 64     # the naive loops below this many weights
@@ -78,8 +81,9 @@ def _source_hash():
     # everything compiled code depends on: the kernel sources, the modules whose constants they
     # import (spec.py's codes, optim.py's slots, this file), the fastmath flags, numba's version,
     pkg = Path(__file__).parent
-    # whether, with which index width, OpenBLAS is called, and the vector width of the tiles
-    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH)) + repr((BLAS, blas_library.BITS, VECTOR_BYTES))).encode())
+    # whether, with which index width, OpenBLAS is called, the vector width of the tiles, and
+    # whether training steps split layers by inputs
+    h = hashlib.sha1((numba.__version__ + repr(sorted(FASTMATH)) + repr((BLAS, blas_library.BITS, VECTOR_BYTES, SPLIT_INPUTS))).encode())
     for f in sorted([pkg / "config.py", pkg / "spec.py", pkg / "optim.py", *(pkg / "kernels").rglob("*.py")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())

@@ -88,3 +88,38 @@ def test_training_on_the_blocked_path_agrees(dtype, kernel_mode):
     for (w, b), (rw, rb) in zip(cpu.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(w, rw, **t)
     np.testing.assert_allclose(cpu.predict(X), ref.predict(X), **t)
+
+
+SPLIT_OPTIMIZERS = {"sgd": lambda o: o.SGD(lr=0.05), "momentum": lambda o: o.Momentum(lr=0.05),
+                    "adam": lambda o: o.Adam(lr=0.005, weight_decay=1e-3),
+                    "adamw clipped": lambda o: o.AdamW(lr=0.005, clip_norm=0.5)}
+
+
+@pytest.mark.parametrize("opt", list(SPLIT_OPTIMIZERS))
+def test_training_split_by_inputs_agrees(opt, dtype, monkeypatch):
+    """Parallel training steps cut layers gemm_tiled takes by W's rows (dense.split_by_inputs),
+    each thread updating its own rows (driver.update_by_owner): every optimizer, with batch norm
+    (its vectors updated in parts) and dropout, against the reference."""
+    import numba
+    from fastbp import config, optim
+    from fastbp.kernels.cpu import dense
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOP", 0)
+    sizes = [40, 48, 36, 3]   # two layers with >= 16 rows of W per thread; a narrow output layer
+    cpu, ref = pair(sizes, dtype, seed=7, hidden="relu", dropout=0.1, batch_norm=[False, True])
+    if numba.get_num_threads() == 2:   # as on CI and the dev machine: the path under test is taken
+        split = [dense.split_by_inputs(24, W, np.empty(10**6, W.dtype)) for W, _ in cpu.get_weights()]
+        assert split == [True, True, False]
+    X, y = problem(sizes, "softmax", n=101, seed=7)
+    hc = cpu.fit(X, y, epochs=3, batch_size=24, optimizer=SPLIT_OPTIMIZERS[opt](optim))
+    hr = ref.fit(X, y, epochs=3, batch_size=24, optimizer=SPLIT_OPTIMIZERS[opt](optim))
+    t = {k: v * 20 for k, v in tol(dtype).items()}   # 15 dependent steps amplify rounding
+    np.testing.assert_allclose(hc.history["loss"], hr.history["loss"], **t)
+    for (w, b), (rw, rb) in zip(cpu.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(w, rw, **t)
+        np.testing.assert_allclose(b, rb, **t)
+    for x, z in zip(cpu.get_batch_norm(), ref.get_batch_norm()):
+        for u, v in zip(x, z):
+            np.testing.assert_allclose(u, v, **t)
+    if cpu.optimizer.m.size:
+        np.testing.assert_allclose(cpu.optimizer.m, ref.optimizer.m, **t)
+        np.testing.assert_allclose(cpu.optimizer.v, ref.optimizer.v, **t)

@@ -3,6 +3,7 @@
 Mirrors fastbp/kernels/cpu/: dense, activations, losses, optim. Both dtypes: one kernel
 source serves both, and float32 must stay float32 (no silent float64 promotion).
 """
+import numba
 import numpy as np
 import pytest
 
@@ -26,7 +27,7 @@ def rand(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
-DENSE = ["naive", "tiled", "tiled one thread", "blocked",
+DENSE = ["naive", "tiled", "tiled one thread", "split", "blocked",
          pytest.param("blas", marks=pytest.mark.skipif(not blas_library.FOUND, reason="no OpenBLAS found")),
          "dispatch"]
 
@@ -44,6 +45,13 @@ def dense_fns(impl):
         fwd, bwd = config.one_thread(dense_k.dense_forward_tiled), config.one_thread(dense_k.dense_backward_tiled)
         return (lambda Z, A, W, b, Wt: fwd(Z, A, W, b),
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: bwd(dA, dW, db, dZ, A, W, need, Wt))
+    if impl == "split":   # a training step's cut by W's rows (the partial products in scratch)
+        def forward(Z, A, W, b, Wt):
+            partials = np.full((numba.get_num_threads() - 1) * Z.size, np.nan, Z.dtype)
+            dense_k.dense_forward_split(Z, A, W, b, partials)
+            dense_k.add_partials(Z, partials)
+        return (forward,
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_split(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "blocked":
         return (dense_k.dense_forward_blocked,
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blocked(dA, dW, db, dZ, A, W, need, At, dZt))
@@ -358,18 +366,29 @@ for dtype in (np.float32, np.float64):
     for B, n_in, n_out in [(37, 130, 71), (9, 70, 66), (5, 33, 40)]:
         A, W, dZ = (rng.standard_normal(s).astype(dtype) for s in [(B, n_in), (n_in, n_out), (B, n_out)])
         dA, dW, db = np.empty((B, n_in), dtype), np.empty((n_in, n_out), dtype), np.empty(n_out, dtype)
-        dense.dw_and_da(dA, dW, db, dZ, A, W, np.empty((n_out, n_in), dtype))
-        np.testing.assert_allclose(dA, dZ.astype(np.float64) @ W.T, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(dW, A.T.astype(np.float64) @ dZ, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(db, dZ.astype(np.float64).sum(axis=0), rtol=1e-4, atol=1e-4)
+        for split in (False, True):
+            dA, dW, db = (np.full(s, np.nan, dtype) for s in [(B, n_in), (n_in, n_out), n_out])
+            if split:
+                dense.dense_backward_split(dA, dW, db, dZ, A, W, True, np.empty((n_out, n_in), dtype))
+            else:
+                dense.dw_and_da(dA, dW, db, dZ, A, W, np.empty((n_out, n_in), dtype))
+            np.testing.assert_allclose(dA, dZ.astype(np.float64) @ W.T, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(dW, A.T.astype(np.float64) @ dZ, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(db, dZ.astype(np.float64).sum(axis=0), rtol=1e-4, atol=1e-4)
+        Z, partials = np.full((B, n_out), np.nan, dtype), np.full(2 * B * n_out, np.nan, dtype)
+        b = rng.standard_normal(n_out).astype(dtype)
+        dense.dense_forward_split(Z, A, W, b, partials)
+        dense.add_partials(Z, partials)
+        np.testing.assert_allclose(Z, A.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-4)
 print("ok")
 """
 
 
-def test_dw_and_da_with_an_odd_thread_count():
-    """Two threads give dW one and dA the other; three give dW two. The split arithmetic
-    (row blocks of dW, column panels of dA and the rows of W each transposes) must cover
-    every output once, whatever the count (here, in a subprocess, three)."""
+def test_thread_splits_with_an_odd_thread_count():
+    """dw_and_da: two threads give dW one and dA the other; three give dW two. The split
+    kernels: each thread its block of W's rows. The split arithmetic (row blocks of dW, column
+    panels of dA, the rows of W each transposes, the partial products) must cover every output
+    once, whatever the count (here, in a subprocess, three)."""
     import os
     import subprocess
     import sys

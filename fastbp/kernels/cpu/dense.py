@@ -22,6 +22,7 @@ from ... import config
 from ...config import kernel, serial
 from .blas import gemm_blas, thread_count
 from .tiles import block_product, gemm_tiled, tile_columns, transpose, transpose_rows
+from .views import view2d
 
 
 @kernel
@@ -237,6 +238,85 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
             for ib in range(c0 // w, (c1 + w - 1) // w):
                 transpose_rows(Wt, W, ib)
             block_product(dA, dZ, Wt, db, False, False, 0, rows, c0, c1)
+
+
+# ---- training steps on several threads: each thread owns a block of W's rows ----
+#
+# In a training step every weight is read by the forward pass, read again for dA, and written by
+# the update. Cut the products by rows of the batch (gemm_tiled), every thread reads all of W, so
+# after each update half of W moves between cores: on mid (256-256-256-10, batch 64, two cores)
+# that traffic made the update pass cost 50-60 us where it costs 8 on data already in the core.
+# Cut instead by W's rows (the layer's inputs), each thread only ever touches its own block of
+# W, dW and the optimizer state: the forward product becomes a sum of per-thread partial products
+# (added by add_partials, 64 x 256 floats against W's 256 x 256), dA is cut into column blocks,
+# and driver.update_by_owner updates each block on the thread that owns it. Mid's step: 270-280
+# against 243-250 us (scripts/crossover.py --split).
+
+@serial
+def owned_rows(n, k, threads):
+    """Thread k's block of W's n rows: multiples of 16 rows (whole transpose blocks)."""
+    blocks = (n + 15) // 16
+    return min(n, blocks * k // threads * 16), min(n, blocks * (k + 1) // threads * 16)
+
+
+@serial
+def split_by_inputs(rows, W, partials):
+    """Whether a training step cuts this layer's products by W's rows: on several threads, for
+    layers gemm_tiled takes both ways, with at least 16 rows of W per thread and room in
+    `partials` for the partial products."""
+    threads = thread_count()
+    return (config.SPLIT_INPUTS and threads > 1 and W.shape[0] >= 16 * threads
+            and forward_path(rows, W) == TILED and backward_path(rows, W) == TILED
+            and (threads - 1) * rows * W.shape[1] <= partials.shape[0])
+
+
+@kernel
+def dense_forward_split(Z, A, W, b, partials):
+    """Z = A W + b as a sum over threads: thread k multiplies its columns of A by its rows of W,
+    into Z (k = 0, which adds the bias) or its slab of `partials`; add_partials sums them."""
+    rows, n = Z.shape
+    threads = thread_count()
+    for k in prange(threads):
+        r0, r1 = owned_rows(W.shape[0], k, threads)
+        C = Z if k == 0 else view2d(partials, (k - 1) * rows * n, rows, n)
+        block_product(C, A[:, r0:r1], W[r0:r1, :], b, k == 0, False, 0, rows, 0, n)
+
+
+@kernel
+def add_partials(Z, partials):
+    """Z += the other threads' partial products, each thread a block of Z's rows."""
+    rows, n = Z.shape
+    threads = thread_count()
+    for k in prange(threads):
+        i0, i1 = rows * k // threads, rows * (k + 1) // threads
+        for p in range(threads - 1):
+            P = view2d(partials, p * rows * n, rows, n)
+            for i in range(i0, i1):
+                z, q = Z[i], P[i]
+                for j in range(n):
+                    z[j] += q[j]
+
+
+@kernel
+def dense_backward_split(dA, dW, db, dZ, A, W, need_dA, Wt):
+    """dense_backward with thread k on its rows r of W only: dW[r] = A[:, r]^T dZ, and
+    dA[:, r] = dZ W[r]^T through its own transpose of W[r] (a slab of Wt); db by blocks of
+    columns."""
+    n_in, n_out = W.shape
+    rows = dZ.shape[0]
+    threads = thread_count()
+    w = config.VECTOR_BYTES // W.itemsize
+    for k in prange(threads):
+        r0, r1 = owned_rows(n_in, k, threads)
+        if need_dA:
+            T = view2d(Wt, r0 * n_out, n_out, r1 - r0)
+            mine = W[r0:r1, :]
+            for ib in range((r1 - r0 + w - 1) // w):
+                transpose_rows(T, mine, ib)
+            block_product(dA[:, r0:r1], dZ, T, db, False, False, 0, rows, 0, r1 - r0)
+        block_product(dW, A, dZ, db, False, True, r0, r1, 0, n_out)
+        c0, c1 = owned_rows(n_out, k, threads)
+        _column_sums_of(db, dZ, c0, c1)
 
 
 @serial

@@ -53,7 +53,7 @@ def train_step_mpi(b, step, lr, net, hp, opt, ws, send, recv):
             grads[i] = 0
     allreduce_gradient(grads, b, send, recv)
     value += penalties(True, net, hp, ws)
-    apply_update(lr, net, opt, ws)
+    apply_update(b, lr, net, opt, ws)
     return value
 
 

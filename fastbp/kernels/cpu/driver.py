@@ -21,9 +21,12 @@ clipping, optimizer update) without returning to Python. Its arguments travel in
   rows           per-sample losses
   partials       scratch for chunked sums (penalty, gradient norm)
   wt, at, dzt    scratch for the blocked dense kernels' transposes of W, A and dZ
+  zpart          the partial products of layers a training step splits by inputs (all threads
+                 but the first: dense.dense_forward_split)
 
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
+import numba
 import numpy as np
 from numba import prange
 
@@ -31,9 +34,11 @@ from ... import aligned, config
 from ...config import kernel, serial
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
-from .dense import dense_backward, dense_forward
+from .dense import (add_partials, dense_backward, dense_backward_split, dense_forward,
+                    dense_forward_split, owned_rows, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
-from .optim import grad_norm, optimizer_update, scale
+from .blas import thread_count
+from .optim import coefficients, even_part, grad_norm, scale, update_range
 from .views import borrow, view1d, view2d
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
                          dropout_forward,
@@ -72,11 +77,15 @@ class Workspace:
         self.wt = aligned.zeros(int((n_in * nz).max()), dtype=dtype)
         self.at = aligned.zeros(int(cap * n_in.max()) * grad, dtype=dtype)
         self.dzt = aligned.zeros(int(cap * nz.max()) * grad, dtype=dtype)
+        # room for every thread but one, for the layers gemm_tiled could take (weights in L2)
+        fits = n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES
+        widest = int(nz[fits].max()) if fits.any() else 0
+        self.zpart = aligned.zeros((numba.get_num_threads() - 1) * cap * widest * grad, dtype=dtype)
 
     def arrays(self):
         return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
                 self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows, self.partials,
-                self.wt, self.at, self.dzt)
+                self.wt, self.at, self.dzt, self.zpart)
 
 
 # ---- views into the flat buffers ----
@@ -101,7 +110,7 @@ def _borrow_opt(opt):
 def _borrow_ws(ws):
     return (borrow(ws[0]), borrow(ws[1]), borrow(ws[2]), borrow(ws[3]), borrow(ws[4]), borrow(ws[5]),
             borrow(ws[6]), borrow(ws[7]), borrow(ws[8]), borrow(ws[9]), borrow(ws[10]), borrow(ws[11]),
-            borrow(ws[12]), borrow(ws[13]), borrow(ws[14]), borrow(ws[15]), borrow(ws[16]))
+            borrow(ws[12]), borrow(ws[13]), borrow(ws[14]), borrow(ws[15]), borrow(ws[16]), borrow(ws[17]))
 
 
 @serial
@@ -178,7 +187,8 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
 
     batch_stats: batch norm normalises by this batch's statistics (training), else by the
     running ones (inference). dropout: apply dropout with the masks of `step`.
-    update_stats: fold this batch's statistics into the running ones (a real training step).
+    update_stats: fold this batch's statistics into the running ones (a real training step;
+    its products are split by inputs where dense.split_by_inputs says so).
     """
     params, grads, state, layers, layer_f, ranges = net
     bn_momentum, bn_eps, drop_key = hp[4], hp[5], hp[6]
@@ -187,8 +197,12 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         W, bias = _weights(params, layers, l)
         Z = _block(zbuf, z_off, layers, l, b, True)
         A = _block(abuf, a_off, layers, l, b, False)
-        dense_forward(Z, _layer_input(l, b, dropout, layers, layer_f, ws), W, bias,
-                      _scratch(ws[14], W.shape[1], W.shape[0]))
+        A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
+        if update_stats and split_by_inputs(b, W, ws[17]):
+            dense_forward_split(Z, A_in, W, bias, ws[17])
+            add_partials(Z, ws[17])
+        else:
+            dense_forward(Z, A_in, W, bias, _scratch(ws[14], W.shape[1], W.shape[0]))
         if layers[l, BN]:
             gamma, beta = _pair(params, layers, l, G_OFF)
             run_mean, run_var = _pair(state, layers, l, S_OFF)
@@ -241,8 +255,11 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(grads, layers, l)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
         dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(xb, b)  # unused
-        dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[14], W.shape[1], W.shape[0]),
-                       _scratch(ws[15], W.shape[0], b), _scratch(ws[16], W.shape[1], b))
+        if split_by_inputs(b, W, ws[17]):
+            dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws[14])
+        else:
+            dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[14], W.shape[1], W.shape[0]),
+                           _scratch(ws[15], W.shape[0], b), _scratch(ws[16], W.shape[1], b))
         if layers[l, BN]:
             db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
@@ -273,21 +290,49 @@ def train_step(b, step, lr, net, hp, opt, ws):
     value = output_loss(b, net, hp, ws)
     backward(b, True, step, net, hp, ws)
     value += penalties(True, net, hp, ws)
-    apply_update(lr, net, opt, ws)
+    apply_update(b, lr, net, opt, ws)
     return value
 
 
 @serial
-def apply_update(lr, net, opt, ws):
-    """Clip the gradient (when clip_norm > 0), count the step, and update the parameters."""
-    params, grads = net[0], net[1]
+def apply_update(b, lr, net, opt, ws):
+    """Clip the gradient (when clip_norm > 0), count the step, and update the parameters (a
+    batch of b rows: which layers were split by inputs)."""
+    params, grads, layers = net[0], net[1], net[3]
     code, hyper, m, v, t, clip_norm = opt
     if clip_norm > 0:
         norm = grad_norm(grads, ws[13])
         if norm > clip_norm:
             scale(grads, clip_norm / norm)
     t[0] += 1
-    optimizer_update(params, grads, m, v, code, lr, hyper, t[0])
+    update_by_owner(params, grads, m, v, code, lr, hyper, t[0], layers, b, ws[17])
+
+
+@kernel
+def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials):
+    """The optimizer step, thread k on the rows of W it owns in the layers split by inputs (so
+    that W, dW and the optimizer state stay in its core's cache), and on its k-th part of every
+    other weight matrix, bias and batch-norm vector."""
+    coef = coefficients(code, lr, hyper, t, params.dtype.type)
+    threads = thread_count()
+    for k in prange(threads):
+        for l in range(layers.shape[0]):
+            n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
+            w = layers[l, W_OFF]
+            if split_by_inputs(b, view2d(params, w, n_in, nz), partials):
+                r0, r1 = owned_rows(n_in, k, threads)
+                i0, i1 = w + r0 * nz, w + r1 * nz
+            else:
+                i0, i1 = even_part(n_in * nz, k, threads)
+                i0, i1 = w + i0, w + i1
+            update_range(params, grads, m, v, code, coef, i0, i1)
+            i0, i1 = even_part(nz, k, threads)
+            o = layers[l, B_OFF]
+            update_range(params, grads, m, v, code, coef, o + i0, o + i1)
+            if layers[l, BN]:
+                i0, i1 = even_part(2 * nz, k, threads)
+                o = layers[l, G_OFF]
+                update_range(params, grads, m, v, code, coef, o + i0, o + i1)
 
 
 @serial

@@ -9,6 +9,7 @@ from numba import prange
 from ...config import kernel, serial
 from ...optim import (H_BETA1, H_BETA2, H_DECAY, H_EPS, H_MOMENTUM, OPT_ADAM as ADAM,
                       OPT_ADAMW as ADAMW, OPT_MOMENTUM as MOMENTUM, OPT_NESTEROV as NESTEROV)
+from .blas import thread_count
 from .reduce import weighted_sum
 
 
@@ -25,49 +26,78 @@ def scale(x, factor):
         x[i] *= f
 
 
-@kernel
-def optimizer_update(params, grads, m, v, code, lr, hyper, t):
-    """One step of optimizer `code` at learning rate lr; t is the step number (from 1).
+@serial
+def coefficients(code, lr, hyper, t, dt):
+    """The scalars of one step of optimizer `code` at learning rate lr and step t (from 1), in the
+    parameters' type dt: (lr, momentum, lr_t, eps_t, beta1, beta2, decay, lr * decay), where
+    Adam's bias corrections are folded into lr_t and eps_t:
+    lr m_hat / (sqrt(v_hat) + eps) == (lr c2 / c1) m / (sqrt(v) + eps c2)."""
+    b1, b2 = hyper[H_BETA1], hyper[H_BETA2]
+    c1, c2 = 1.0, 1.0
+    if code == ADAM or code == ADAMW:
+        c1 = 1.0 - b1 ** t
+        c2 = np.sqrt(1.0 - b2 ** t)
+    return (dt(lr), dt(hyper[H_MOMENTUM]), dt(lr * c2 / c1), dt(hyper[H_EPS] * c2), dt(b1), dt(b2),
+            dt(hyper[H_DECAY]), dt(lr * hyper[H_DECAY]))
+
+
+@serial
+def update_range(params, grads, m, v, code, coef, i0, i1):
+    """One step of optimizer `code` (coef from `coefficients`) on params[i0:i1], through slices
+    indexed from 0, which LLVM vectorises.
 
     sgd:      p -= lr g
     momentum: m = mu m - lr g;  p += m
     nesterov: m = mu m - lr g;  p += mu m - lr g
     adam:     g += decay p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
-              p -= lr_t m / (sqrt(v) + eps_t)   with bias corrections folded into lr_t, eps_t
+              p -= lr_t m / (sqrt(v) + eps_t)
     adamw:    adam without decay in g, then p -= lr decay p (decoupled weight decay)
     """
-    dt = params.dtype.type
-    step = dt(lr)
+    step, mu, lr_t, eps_t, b1, b2, decay, wd = coef
+    one = params.dtype.type(1)
+    n = i1 - i0
+    p, g = params[i0:i1], grads[i0:i1]
     if code == MOMENTUM or code == NESTEROV:
-        mu = dt(hyper[H_MOMENTUM])
-        for i in prange(params.shape[0]):
-            vel = mu * m[i] - step * grads[i]
-            m[i] = vel
+        mm = m[i0:i1]
+        for i in range(n):
+            vel = mu * mm[i] - step * g[i]
+            mm[i] = vel
             if code == NESTEROV:
-                params[i] += mu * vel - step * grads[i]
+                p[i] += mu * vel - step * g[i]
             else:
-                params[i] += vel
+                p[i] += vel
     elif code == ADAM or code == ADAMW:
-        b1, b2 = hyper[H_BETA1], hyper[H_BETA2]
-        c1 = 1.0 - b1 ** t
-        c2 = np.sqrt(1.0 - b2 ** t)
-        # lr m_hat / (sqrt(v_hat) + eps) == (lr c2 / c1) m / (sqrt(v) + eps c2)
-        lr_t, eps_t = dt(lr * c2 / c1), dt(hyper[H_EPS] * c2)
-        db1, db2 = dt(b1), dt(b2)
-        one = dt(1)
-        decay = dt(hyper[H_DECAY])
-        wd = dt(lr * hyper[H_DECAY])
-        for i in prange(params.shape[0]):
-            g = grads[i]
+        mm, vv = m[i0:i1], v[i0:i1]
+        for i in range(n):
+            gi = g[i]
             if code == ADAM:
-                g += decay * params[i]
-            mi = db1 * m[i] + (one - db1) * g
-            vi = db2 * v[i] + (one - db2) * g * g
-            m[i] = mi
-            v[i] = vi
+                gi += decay * p[i]
+            mi = b1 * mm[i] + (one - b1) * gi
+            vi = b2 * vv[i] + (one - b2) * gi * gi
+            mm[i] = mi
+            vv[i] = vi
             if code == ADAMW:
-                params[i] -= wd * params[i]
-            params[i] -= lr_t * mi / (np.sqrt(vi) + eps_t)
+                p[i] -= wd * p[i]
+            p[i] -= lr_t * mi / (np.sqrt(vi) + eps_t)
     else:  # SGD
-        for i in prange(params.shape[0]):
-            params[i] -= step * grads[i]
+        for i in range(n):
+            p[i] -= step * g[i]
+
+
+@serial
+def even_part(n, k, parts):
+    """Part k of `parts` near-equal parts of range(n), cut at multiples of 16 elements (64 bytes
+    of float32: parts written by different threads share no cache line)."""
+    blocks = (n + 15) // 16
+    return min(n, blocks * k // parts * 16), min(n, blocks * (k + 1) // parts * 16)
+
+
+@kernel
+def optimizer_update(params, grads, m, v, code, lr, hyper, t):
+    """One step of optimizer `code` at learning rate lr (t: the step number, from 1): update_range over the whole parameter vector, one part per thread. (The training step's
+    update goes by owner instead: driver.update_by_owner.)"""
+    coef = coefficients(code, lr, hyper, t, params.dtype.type)
+    parts = thread_count()
+    for k in prange(parts):
+        i0, i1 = even_part(params.shape[0], k, parts)
+        update_range(params, grads, m, v, code, coef, i0, i1)
