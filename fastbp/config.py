@@ -38,7 +38,9 @@ REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no 
 # a multi-threaded training step cuts gemm_tiled layers by W's rows (dense.split_by_inputs);
 # FASTBP_SPLIT_INPUTS=0 cuts them by batch rows, as inference does
 SPLIT_INPUTS = os.environ.get("FASTBP_SPLIT_INPUTS", "1") != "0"
+SPLIT_MIN_WEIGHTS = 32 * 1024   # gains from 192 x 192 (1.09x), none at 128 x 128 (--split)
 # dense.forward_path / backward_path choose a layer's kernels by these (scripts/crossover.py):
+SERIAL_MACS = 512 * 1024   # narrow backward passes of fewer multiply-adds: one thread (dense._serial_layer)
 GEMM_NARROW = 16          # gemm_nt forward from 8 rows for layers of fewer outputs than this
 GEMM_MIN_WEIGHTS = 64     # the naive loops below this many weights
 GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel, and the most weights gemm_tiled takes:
@@ -128,6 +130,13 @@ def kernel(fn):
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
     return _compile(fn, False, inline="always")
+
+
+def serial_kernel(fn):
+    """Compile a loop kernel that runs on the calling thread, as a function of its own: unlike
+    `serial` glue it is not inlined into its callers (inlined into a whole training step, tight
+    loops can lose their vectorisation: gemm_nt's tiles ran 40 us against 6)."""
+    return _compile(fn, False)
 
 
 def twin_is(replacement):

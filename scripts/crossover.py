@@ -6,8 +6,16 @@ by side, single-threaded, over layer shapes: the basis of dense.forward_path and
     python scripts/crossover.py [--batch 32] [--dtype float32]
     python scripts/crossover.py --dense
     python scripts/crossover.py --blas     # parallel: blocked kernels vs OpenBLAS (dense.BLAS)
+    python scripts/crossover.py --split --batch 64   # parallel steps, layers split by W's rows or not
+
+--split times parallel training steps with config.SPLIT_INPUTS on and off (a compile-time
+setting: each in its own process, FASTBP_SPLIT_INPUTS=1 or 0, run twice in turn).
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numba
@@ -19,14 +27,14 @@ from fastbp import config
 
 def step_time(width, batch, dtype, parallel):
     config.PARALLEL_MIN_FLOP = 0 if parallel else 2 ** 62
-    X, y = fastbp.datasets.make_synthetic(batch * 50, width, 10, dtype=dtype)
+    X, y = fastbp.datasets.make_synthetic(batch * 100, width, 10, dtype=dtype)
     net = fastbp.Network([width, width, width, 10], dtype=dtype, seed=0)
     net.fit(X, y, epochs=1, batch_size=batch)
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         t0 = time.perf_counter()
         net.fit(X, y, epochs=1, batch_size=batch)
-        best = min(best, (time.perf_counter() - t0) / 50)
+        best = min(best, (time.perf_counter() - t0) / 100)
     return best
 
 
@@ -93,13 +101,40 @@ def blas_table(dtype, threads):
               f"{times[2]:8.1f} {times[3]:10.1f} {times[4]:8.1f} {times[5]:8.1f} {chosen:>10s}")
 
 
+WIDTHS = (16, 32, 64, 96, 128, 192, 256, 384, 512)
+
+
+def split_table(batch, dtype):
+    best = {}
+    for _ in range(2):
+        for split in ("1", "0"):
+            out = subprocess.run([sys.executable, __file__, "--parallel-json", "--batch", str(batch), "--dtype", dtype],
+                                 env=dict(os.environ, FASTBP_SPLIT_INPUTS=split), capture_output=True, text=True,
+                                 check=True).stdout
+            for width, t in json.loads(out).items():
+                best[split, width] = min(best.get((split, width), float("inf")), t)
+    print(f"{numba.get_num_threads()} threads, batch {batch}, {dtype}, networks w-w-w-10, parallel steps")
+    print(f"{'width':>6s} {'MFLOP/batch':>12s} {'split us':>10s} {'unsplit us':>11s} {'ratio':>7s}")
+    for width in map(str, WIDTHS):
+        flop = 6 * batch * (2 * int(width) ** 2 + 10 * int(width))
+        a, b = best["1", width], best["0", width]
+        print(f"{width:>6s} {flop / 1e6:12.2f} {a * 1e6:10.1f} {b * 1e6:11.1f} {b / a:6.2f}x")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--dense", action="store_true", help="naive vs blocked dense kernels instead")
     p.add_argument("--blas", action="store_true", help="parallel blocked kernels vs OpenBLAS instead")
+    p.add_argument("--split", action="store_true", help="parallel steps with and without the split by inputs")
+    p.add_argument("--parallel-json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.parallel_json:
+        print(json.dumps({w: step_time(w, args.batch, args.dtype, True) for w in WIDTHS}))
+        return None
+    if args.split:
+        return split_table(args.batch, args.dtype)
     if args.dense:
         return dense_table(args.dtype)
     if args.blas:
@@ -107,7 +142,7 @@ def main():
         return blas_table(args.dtype, 1)
     print(f"{numba.get_num_threads()} threads, batch {args.batch}, {args.dtype}, networks w-w-w-10")
     print(f"{'width':>6s} {'MFLOP/batch':>12s} {'1 thread us':>12s} {'parallel us':>12s} {'faster':>9s}")
-    for width in (16, 32, 64, 96, 128, 192, 256, 384, 512):
+    for width in WIDTHS:
         flop = 6 * args.batch * (2 * width * width + 10 * width)
         one, par = (step_time(width, args.batch, args.dtype, p) for p in (False, True))
         print(f"{width:6d} {flop / 1e6:12.2f} {one * 1e6:12.1f} {par * 1e6:12.1f} "

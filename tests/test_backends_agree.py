@@ -104,7 +104,7 @@ def test_training_split_by_inputs_agrees(opt, dtype, monkeypatch):
     from fastbp import config, optim
     from fastbp.kernels.cpu import dense
     monkeypatch.setattr(config, "PARALLEL_MIN_FLOP", 0)
-    sizes = [40, 48, 36, 3]   # two layers with >= 16 rows of W per thread; a narrow output layer
+    sizes = [200, 184, 180, 3]   # two layers of >= config.SPLIT_MIN_WEIGHTS; a narrow output layer
     cpu, ref = pair(sizes, dtype, seed=7, hidden="relu", dropout=0.1, batch_norm=[False, True])
     if numba.get_num_threads() == 2:   # as on CI and the dev machine: the path under test is taken
         split = [dense.split_by_inputs(24, W, np.empty(10**6, W.dtype)) for W, _ in cpu.get_weights()]

@@ -16,11 +16,12 @@ from fastbp.kernels import blas_library
 from fastbp.spec import ACTIVATIONS, LOSSES
 
 SHAPES = [(1, 1, 1), (3, 5, 2), (17, 33, 9), (64, 7, 40), (9, 70, 66), (37, 130, 71), (41, 401, 390),
-          (301, 130, 120)]
+          (301, 130, 120), (301, 200, 9)]
 # (batch, n_in, n_out): every shape but the first two leaves partial tiles on the edges of every
-# product in the tiled and blocked paths; (17, 33, 9) is narrow (dW turned around in the tiled
-# backward); (41, 401, 390)'s weights outgrow L2, past config.BLAS_MIN_MACS (OpenBLAS, when
-# found), its products cut into blocks of columns and of uneven rows
+# product in the tiled and blocked paths; (17, 33, 9) and (301, 200, 9) are narrow (dW turned
+# around in the tiled backward: on one thread, and past config.SERIAL_MACS on all threads);
+# (41, 401, 390)'s weights outgrow L2, past config.BLAS_MIN_MACS (OpenBLAS, when found), its
+# products cut into blocks of columns and of uneven rows
 
 
 def rand(rng, shape, dtype, scale=1.0):

@@ -19,10 +19,60 @@ Biases are added in the same pass. Parallel loops run over outputs no other iter
 from numba import prange
 
 from ... import config
-from ...config import kernel, serial
+from ...config import kernel, serial, serial_kernel
 from .blas import gemm_blas, thread_count
 from .tiles import block_product, gemm_tiled, tile_columns, transpose, transpose_rows
 from .views import view2d
+
+
+@serial
+def _nt_block(C, A, B, bias, has_bias, ib, j0, j1):
+    """Rows 4 ib to 4 ib + 3 of C = A B^T (+ bias), columns j0 to j1: 4 x 4 tiles, each with 16
+    accumulators while it streams 8 operand rows."""
+    m, K = A.shape
+    zero = C.dtype.type(0)
+    i0 = ib * 4
+    if i0 + 4 <= m:
+        j = j0
+        while j + 4 <= j1:
+            s00 = s01 = s02 = s03 = zero
+            s10 = s11 = s12 = s13 = zero
+            s20 = s21 = s22 = s23 = zero
+            s30 = s31 = s32 = s33 = zero
+            for p in range(K):
+                a0, a1, a2, a3 = A[i0, p], A[i0 + 1, p], A[i0 + 2, p], A[i0 + 3, p]
+                b0, b1, b2, b3 = B[j, p], B[j + 1, p], B[j + 2, p], B[j + 3, p]
+                s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3  # noqa: E702
+                s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3  # noqa: E702
+                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3  # noqa: E702
+                s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3  # noqa: E702
+            c0 = bias[j] if has_bias else zero
+            c1 = bias[j + 1] if has_bias else zero
+            c2 = bias[j + 2] if has_bias else zero
+            c3 = bias[j + 3] if has_bias else zero
+            C[i0, j], C[i0, j + 1], C[i0, j + 2], C[i0, j + 3] = s00 + c0, s01 + c1, s02 + c2, s03 + c3
+            C[i0 + 1, j], C[i0 + 1, j + 1], C[i0 + 1, j + 2], C[i0 + 1, j + 3] = s10 + c0, s11 + c1, s12 + c2, s13 + c3
+            C[i0 + 2, j], C[i0 + 2, j + 1], C[i0 + 2, j + 2], C[i0 + 2, j + 3] = s20 + c0, s21 + c1, s22 + c2, s23 + c3
+            C[i0 + 3, j], C[i0 + 3, j + 1], C[i0 + 3, j + 2], C[i0 + 3, j + 3] = s30 + c0, s31 + c1, s32 + c2, s33 + c3
+            j += 4
+        for jj in range(j, j1):         # the last n % 4 columns
+            for i in range(i0, i0 + 4):
+                s = zero
+                for p in range(K):
+                    s += A[i, p] * B[jj, p]
+                C[i, jj] = s + (bias[jj] if has_bias else zero)
+    else:                               # the last m % 4 rows
+        for i in range(i0, m):
+            for jj in range(j0, j1):
+                s = zero
+                for p in range(K):
+                    s += A[i, p] * B[jj, p]
+                C[i, jj] = s + (bias[jj] if has_bias else zero)
+
+
+@serial
+def _nt_panel(K, itemsize):
+    return max(4, config.GEMM_PANEL_BYTES // (max(K, 1) * itemsize) // 4 * 4)
 
 
 @kernel
@@ -34,51 +84,22 @@ def gemm_nt(C, A, B, bias, has_bias):
     once per row block: 118 against 200 GFLOP/s on the 784x1024 layer, 2 threads)."""
     m, K = A.shape
     n = B.shape[0]
-    zero = C.dtype.type(0)
-    panel = max(4, config.GEMM_PANEL_BYTES // (max(K, 1) * A.itemsize) // 4 * 4)
+    panel = _nt_panel(K, A.itemsize)
     for j0 in range(0, n, panel):
-        j1 = min(n, j0 + panel)
         for ib in prange((m + 3) // 4):
-            i0 = ib * 4
-            if i0 + 4 <= m:
-                j = j0
-                while j + 4 <= j1:
-                    s00 = s01 = s02 = s03 = zero
-                    s10 = s11 = s12 = s13 = zero
-                    s20 = s21 = s22 = s23 = zero
-                    s30 = s31 = s32 = s33 = zero
-                    for p in range(K):
-                        a0, a1, a2, a3 = A[i0, p], A[i0 + 1, p], A[i0 + 2, p], A[i0 + 3, p]
-                        b0, b1, b2, b3 = B[j, p], B[j + 1, p], B[j + 2, p], B[j + 3, p]
-                        s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3  # noqa: E702
-                        s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3  # noqa: E702
-                        s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3  # noqa: E702
-                        s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3  # noqa: E702
-                    c0 = bias[j] if has_bias else zero
-                    c1 = bias[j + 1] if has_bias else zero
-                    c2 = bias[j + 2] if has_bias else zero
-                    c3 = bias[j + 3] if has_bias else zero
-                    C[i0, j], C[i0, j + 1], C[i0, j + 2], C[i0, j + 3] = s00 + c0, s01 + c1, s02 + c2, s03 + c3
-                    C[i0 + 1, j], C[i0 + 1, j + 1], C[i0 + 1, j + 2], C[i0 + 1, j + 3] = s10 + c0, s11 + c1, s12 + c2, s13 + c3
-                    C[i0 + 2, j], C[i0 + 2, j + 1], C[i0 + 2, j + 2], C[i0 + 2, j + 3] = s20 + c0, s21 + c1, s22 + c2, s23 + c3
-                    C[i0 + 3, j], C[i0 + 3, j + 1], C[i0 + 3, j + 2], C[i0 + 3, j + 3] = s30 + c0, s31 + c1, s32 + c2, s33 + c3
-                    j += 4
-                for jj in range(j, j1):         # the last n % 4 columns
-                    for i in range(i0, i0 + 4):
-                        s = zero
-                        for p in range(K):
-                            s += A[i, p] * B[jj, p]
-                        C[i, jj] = s + (bias[jj] if has_bias else zero)
-            else:                               # the last m % 4 rows
-                for i in range(i0, m):
-                    for jj in range(j0, j1):
-                        s = zero
-                        for p in range(K):
-                            s += A[i, p] * B[jj, p]
-                        C[i, jj] = s + (bias[jj] if has_bias else zero)
+            _nt_block(C, A, B, bias, has_bias, ib, j0, min(n, j0 + panel))
 
 
 NAIVE, TILED, BLOCKED, BLAS = 0, 1, 2, 3
+
+
+@serial
+def _serial_layer(rows, W):
+    """Whether a narrow layer's backward pass runs on the calling thread: below
+    config.SERIAL_MACS multiply-adds, its four parallel regions cost more than they save
+    (mid's 64 x 256 x 10 output layer: 10.4 us on one thread against 14.4 on two alone, 12
+    against 21 inside the training step; 19.1 against 22.2 at 328K, 30.6 against 28.5 at 655K)."""
+    return rows * W.size < config.SERIAL_MACS
 
 
 @serial
@@ -197,11 +218,29 @@ def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
     else:
         # a narrow layer (an output layer): dW's rows are shorter than a tile, dW^T = dZ^T A
         # has rows of n_in. Wt holds W^T for dA, then dW^T.
-        transpose(Wt, W)                        # gemm_tiled wants W^T's rows contiguous
-        gemm_tiled(dA, dZ, Wt, db, False, False)
-        gemm_tiled(Wt, dZ, A, db, False, True)
-        transpose(dW, Wt)
-        column_sums(db, dZ)
+        if _serial_layer(dZ.shape[0], W):
+            narrow_backward_serial(dA, dW, db, dZ, A, W, Wt)
+        else:
+            transpose(Wt, W)                    # gemm_tiled wants W^T's rows contiguous
+            gemm_tiled(dA, dZ, Wt, db, False, False)
+            gemm_tiled(Wt, dZ, A, db, False, True)
+            transpose(dW, Wt)
+            column_sums(db, dZ)
+
+
+@serial_kernel
+def narrow_backward_serial(dA, dW, db, dZ, A, W, Wt):
+    """dense_backward_tiled's narrow branch on the calling thread."""
+    n_in, n_out = W.shape
+    rows = dZ.shape[0]
+    w = config.VECTOR_BYTES // W.itemsize
+    for ib in range((n_in + w - 1) // w):
+        transpose_rows(Wt, W, ib)
+    block_product(dA, dZ, Wt, db, False, False, 0, rows, 0, n_in)
+    block_product(Wt, dZ, A, db, False, True, 0, n_out, 0, n_in)
+    for ib in range((n_out + w - 1) // w):
+        transpose_rows(dW, Wt, ib)
+    _column_sums_of(db, dZ, 0, n_out)
 
 
 @kernel
@@ -250,7 +289,8 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
 # W, dW and the optimizer state: the forward product becomes a sum of per-thread partial products
 # (added by add_partials, 64 x 256 floats against W's 256 x 256), dA is cut into column blocks,
 # and driver.update_by_owner updates each block on the thread that owns it. Mid's step: 270-280
-# against 243-250 us (scripts/crossover.py --split).
+# against 243-250 us; 1.09-1.12x faster steps from 192 x 192 layers
+# (scripts/crossover.py --split --batch 64).
 
 @serial
 def owned_rows(n, k, threads):
@@ -262,10 +302,11 @@ def owned_rows(n, k, threads):
 @serial
 def split_by_inputs(rows, W, partials):
     """Whether a training step cuts this layer's products by W's rows: on several threads, for
-    layers gemm_tiled takes both ways, with at least 16 rows of W per thread and room in
-    `partials` for the partial products."""
+    layers gemm_tiled takes both ways, of config.SPLIT_MIN_WEIGHTS weights or more, with at
+    least 16 rows of W per thread and room in `partials` for the partial products."""
     threads = thread_count()
-    return (config.SPLIT_INPUTS and threads > 1 and W.shape[0] >= 16 * threads
+    return (config.SPLIT_INPUTS and threads > 1 and W.size >= config.SPLIT_MIN_WEIGHTS
+            and W.shape[0] >= 16 * threads
             and forward_path(rows, W) == TILED and backward_path(rows, W) == TILED
             and (threads - 1) * rows * W.shape[1] <= partials.shape[0])
 
