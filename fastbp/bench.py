@@ -39,14 +39,17 @@ def sgemm_gflops(n=2048, dtype=np.float32):
 
 def _cases(B, n_in, n_out, dtype):
     """(name, flop, numpy callable, kernel callable taking the driver module) per kernel."""
-    from . import reference as ref
+    import numba
+    from . import aligned, reference as ref
     from .kernels import blas_library
     from .optim import Adam
     from .spec import ACTIVATIONS, LOSSES
     rng = np.random.default_rng(0)
-    f = lambda *s: rng.standard_normal(s).astype(dtype)
+    # on cache lines, as fastbp allocates its own buffers (NumPy's 16-byte alignment would
+    # make the times depend on where each array happened to land)
+    f = lambda *s: aligned.on_line(rng.standard_normal(s).astype(dtype))
     A, W, b, dZ = f(B, n_in), f(n_in, n_out), f(n_out), f(B, n_out)
-    Z, dA, dW, db = f(B, n_out), np.empty((B, n_in), dtype), np.empty_like(W), np.empty_like(b)
+    Z, dA, dW, db = f(B, n_out), aligned.zeros((B, n_in), dtype), aligned.zeros(W.shape, dtype), aligned.zeros(n_out, dtype)
     Aout = ref.activation_forward("softmax", Z, 0.0, n_out)   # a valid output for every case
     Y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, B)]
     SW = np.ones(B, dtype=dtype)
@@ -56,7 +59,8 @@ def _cases(B, n_in, n_out, dtype):
     opt = Adam()
     opt.bind(P, dtype)
     flat, gflat = W.reshape(-1).copy(), f(P)
-    Wt, At, dZt = np.empty((n_out, n_in), dtype), np.empty((n_in, B), dtype), np.empty((n_out, B), dtype)
+    Wt, At, dZt = aligned.zeros((n_out, n_in), dtype), aligned.zeros((n_in, B), dtype), aligned.zeros((n_out, B), dtype)
+    Zpart = aligned.zeros((numba.get_num_threads() - 1) * B * n_out, dtype)
     cases = [
         ("dense_forward", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
          lambda k: k["dense"].dense_forward(Z, A, W, b, Wt)),
@@ -71,6 +75,11 @@ def _cases(B, n_in, n_out, dtype):
          lambda k: k["dense"].dense_forward_tiled(Z, A, W, b)),
         ("dense_backward_tiled", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
          lambda k: k["dense"].dense_backward_tiled(dA, dW, db, dZ, A, W, True, Wt)),
+        # a multi-threaded training step's cut by W's rows (dense.split_by_inputs)
+        ("dense_forward_split", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
+         lambda k: (k["dense"].dense_forward_split(Z, A, W, b, Zpart), k["dense"].add_partials(Z, Zpart))),
+        ("dense_backward_split", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
+         lambda k: k["dense"].dense_backward_split(dA, dW, db, dZ, A, W, True, Wt)),
     ]
     if blas_library.FOUND:   # the OpenBLAS path on every shape, whatever the dispatch would pick
         cases += [
