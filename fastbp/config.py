@@ -147,6 +147,12 @@ def twin_is(replacement):
     return register
 
 
+# A module may define THREADED = True: its twins see False. Numba prunes a branch on such a
+# constant before it compiles anything the branch calls, so the twins skip code only threads use
+# (driver.py's split by inputs: the first compile of a single-threaded fit, 27 against 20 s).
+THREADED = True
+
+
 def one_thread(dispatcher):
     """The single-threaded twin of a compiled function, from the same source: its `prange`
     loops run as plain loops and everything it calls is such a twin too. Parallel regions cost
@@ -178,3 +184,5 @@ def _make_twins():
     for original, twin_globals in _TWIN_GLOBALS.values():
         twin_globals.update({k: _ONE_THREAD.get(v, v) if isinstance(v, CPUDispatcher) else v
                              for k, v in original.items()})
+        if "THREADED" in original:   # see THREADED
+            twin_globals["THREADED"] = False

@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange
 
 from ... import aligned, config
-from ...config import kernel, serial
+from ...config import THREADED, kernel, serial
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (add_partials, dense_backward, dense_backward_split, dense_forward,
@@ -198,7 +198,7 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         Z = _block(zbuf, z_off, layers, l, b, True)
         A = _block(abuf, a_off, layers, l, b, False)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
-        if update_stats and split_by_inputs(b, W, ws[17]):
+        if THREADED and update_stats and split_by_inputs(b, W, ws[17]):
             dense_forward_split(Z, A_in, W, bias, ws[17])
             add_partials(Z, ws[17])
         else:
@@ -255,7 +255,7 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(grads, layers, l)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
         dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(xb, b)  # unused
-        if split_by_inputs(b, W, ws[17]):
+        if THREADED and split_by_inputs(b, W, ws[17]):
             dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws[14])
         else:
             dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[14], W.shape[1], W.shape[0]),
