@@ -15,6 +15,9 @@ Four versions, chosen per layer and batch size by forward_path / backward_path:
   (scripts/crossover.py --blas). Only where NumPy's OpenBLAS was found (config.BLAS).
 Biases are added in the same pass. Parallel loops run over outputs no other iteration writes
 (row or column blocks of C), so there are no shared writes.
+
+A multi-threaded training step cuts the tiled layers by W's rows instead (split_by_inputs and
+the kernels below it), so that each thread keeps its own rows of W from step to step.
 """
 from numba import prange
 
