@@ -77,10 +77,13 @@ class Workspace:
         self.wt = aligned.zeros(int((n_in * nz).max()), dtype=dtype)
         self.at = aligned.zeros(int(cap * n_in.max()) * grad, dtype=dtype)
         self.dzt = aligned.zeros(int(cap * nz.max()) * grad, dtype=dtype)
-        # room for every thread but one, for the layers gemm_tiled could take (weights in L2)
-        fits = n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES
-        widest = int(nz[fits].max()) if fits.any() else 0
-        self.zpart = aligned.zeros((numba.get_num_threads() - 1) * cap * widest * grad, dtype=dtype)
+        # room for every thread but one, for the layers a step may split (weights in L2, at
+        # least SPLIT_MIN_WEIGHTS), but never more than zbuf: with more threads than that
+        # allows, dense.split_by_inputs says no and the step cuts by batch rows
+        can_split = ((n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES)
+                     & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))
+        widest = int(nz[can_split].max()) if can_split.any() else 0
+        self.zpart = aligned.zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad, dtype=dtype)
 
     def arrays(self):
         return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
