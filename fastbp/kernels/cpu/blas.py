@@ -77,6 +77,15 @@ def thread_count():
 
 
 @serial
+def even_part(n, k, parts):
+    """Part k of `parts` near-equal parts of range(n), cut at multiples of 16 (elements: 64 bytes
+    of float32, so that parts written by different threads share no cache line; rows of W: whole
+    transpose blocks)."""
+    blocks = (n + 15) // 16
+    return min(n, blocks * k // parts * 16), min(n, blocks * (k + 1) // parts * 16)
+
+
+@serial
 def blocks_of(length):
     """How many blocks to cut an output axis into: one per thread, each at least
     config.BLAS_ROWS long."""

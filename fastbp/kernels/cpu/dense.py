@@ -23,7 +23,7 @@ from numba import prange
 
 from ... import config
 from ...config import kernel, serial, serial_kernel
-from .blas import gemm_blas, thread_count
+from .blas import even_part, gemm_blas, thread_count
 from .tiles import block_product, gemm_tiled, tile_columns, transpose, transpose_rows
 from .views import view2d
 
@@ -296,13 +296,6 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
 # (scripts/crossover.py --split --batch 64).
 
 @serial
-def owned_rows(n, k, threads):
-    """Thread k's block of W's n rows: multiples of 16 rows (whole transpose blocks)."""
-    blocks = (n + 15) // 16
-    return min(n, blocks * k // threads * 16), min(n, blocks * (k + 1) // threads * 16)
-
-
-@serial
 def split_by_inputs(rows, W, partials):
     """Whether a training step cuts this layer's products by W's rows: on several threads, for
     layers gemm_tiled takes both ways, of config.SPLIT_MIN_WEIGHTS weights or more, with at
@@ -321,7 +314,7 @@ def dense_forward_split(Z, A, W, b, partials):
     rows, n = Z.shape
     threads = thread_count()
     for k in prange(threads):
-        r0, r1 = owned_rows(W.shape[0], k, threads)
+        r0, r1 = even_part(W.shape[0], k, threads)
         C = Z if k == 0 else view2d(partials, (k - 1) * rows * n, rows, n)
         block_product(C, A[:, r0:r1], W[r0:r1, :], b, k == 0, False, 0, rows, 0, n)
 
@@ -351,7 +344,7 @@ def dense_backward_split(dA, dW, db, dZ, A, W, need_dA, Wt):
     threads = thread_count()
     w = config.VECTOR_BYTES // W.itemsize
     for k in prange(threads):
-        r0, r1 = owned_rows(n_in, k, threads)
+        r0, r1 = even_part(n_in, k, threads)
         if need_dA:
             T = view2d(Wt, r0 * n_out, n_out, r1 - r0)
             mine = W[r0:r1, :]
@@ -359,7 +352,7 @@ def dense_backward_split(dA, dW, db, dZ, A, W, need_dA, Wt):
                 transpose_rows(T, mine, ib)
             block_product(dA[:, r0:r1], dZ, T, db, False, False, 0, rows, 0, r1 - r0)
         block_product(dW, A, dZ, db, False, True, r0, r1, 0, n_out)
-        c0, c1 = owned_rows(n_out, k, threads)
+        c0, c1 = even_part(n_out, k, threads)
         _column_sums_of(db, dZ, c0, c1)
 
 

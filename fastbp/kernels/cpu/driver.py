@@ -35,10 +35,10 @@ from ...config import THREADED, kernel, serial
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (add_partials, dense_backward, dense_backward_split, dense_forward,
-                    dense_forward_split, owned_rows, split_by_inputs)
+                    dense_forward_split, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
-from .blas import thread_count
-from .optim import coefficients, even_part, grad_norm, scale, update_range
+from .blas import even_part, thread_count
+from .optim import coefficients, grad_norm, scale, update_range
 from .views import borrow, view1d, view2d
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
                          dropout_forward,
@@ -323,7 +323,7 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
             n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
             w = layers[l, W_OFF]
             if split_by_inputs(b, view2d(params, w, n_in, nz), partials):
-                r0, r1 = owned_rows(n_in, k, threads)
+                r0, r1 = even_part(n_in, k, threads)
                 i0, i1 = w + r0 * nz, w + r1 * nz
             else:
                 i0, i1 = even_part(n_in * nz, k, threads)

@@ -9,7 +9,7 @@ from numba import prange
 from ...config import kernel, serial
 from ...optim import (H_BETA1, H_BETA2, H_DECAY, H_EPS, H_MOMENTUM, OPT_ADAM as ADAM,
                       OPT_ADAMW as ADAMW, OPT_MOMENTUM as MOMENTUM, OPT_NESTEROV as NESTEROV)
-from .blas import thread_count
+from .blas import even_part, thread_count
 from .reduce import weighted_sum
 
 
@@ -82,14 +82,6 @@ def update_range(params, grads, m, v, code, coef, i0, i1):
     else:  # SGD
         for i in range(n):
             p[i] -= step * g[i]
-
-
-@serial
-def even_part(n, k, parts):
-    """Part k of `parts` near-equal parts of range(n), cut at multiples of 16 elements (64 bytes
-    of float32: parts written by different threads share no cache line)."""
-    blocks = (n + 15) // 16
-    return min(n, blocks * k // parts * 16), min(n, blocks * (k + 1) // parts * 16)
 
 
 @kernel
