@@ -77,7 +77,7 @@ def _cases(B, n_in, n_out, dtype):
          lambda k: k["dense"].dense_backward_tiled(dA, dW, db, dZ, A, W, True, Wt)),
         # a multi-threaded training step's cut by W's rows (dense.split_by_inputs)
         ("dense_forward_split", 2 * B * n_in * n_out, lambda: ref.dense_forward(A, W, b),
-         lambda k: (k["dense"].dense_forward_split(Z, A, W, b, Zpart), k["dense"].add_partials(Z, Zpart))),
+         lambda k: (k["dense"].dense_forward_split(Z, A, W, b, Zpart), k["dense"].add_partials(Z, Zpart, Z, 0, 0.0, False))),
         ("dense_backward_split", 4 * B * n_in * n_out, lambda: ref.dense_backward(dZ, A, W),
          lambda k: k["dense"].dense_backward_split(dA, dW, db, dZ, A, W, True, Wt)),
     ]

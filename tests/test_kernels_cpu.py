@@ -50,7 +50,7 @@ def dense_fns(impl):
         def forward(Z, A, W, b, Wt):
             partials = np.full((numba.get_num_threads() - 1) * Z.size, np.nan, Z.dtype)
             dense_k.dense_forward_split(Z, A, W, b, partials)
-            dense_k.add_partials(Z, partials)
+            dense_k.add_partials(Z, partials, Z, 0, 0.0, False)
         return (forward,
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_split(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "blocked":
@@ -361,7 +361,8 @@ def test_transpose(m, n, dtype):
 THREE_THREADS_PROBE = r"""
 import numba, numpy as np
 from fastbp.kernels.cpu import dense
-assert numba.get_num_threads() == 3
+from fastbp.spec import ACTIVATIONS
+assert numba.get_num_threads() == 3 and ACTIVATIONS["relu"][0] == 3
 rng = np.random.default_rng(0)
 for dtype in (np.float32, np.float64):
     for B, n_in, n_out in [(37, 130, 71), (9, 70, 66), (5, 33, 40)]:
@@ -379,8 +380,10 @@ for dtype in (np.float32, np.float64):
         Z, partials = np.full((B, n_out), np.nan, dtype), np.full(2 * B * n_out, np.nan, dtype)
         b = rng.standard_normal(n_out).astype(dtype)
         dense.dense_forward_split(Z, A, W, b, partials)
-        dense.add_partials(Z, partials)
+        act = np.full((B, n_out), np.nan, dtype)
+        dense.add_partials(Z, partials, act, 3, 0.0, True)   # 3: relu, in the same pass
         np.testing.assert_allclose(Z, A.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(act, np.maximum(Z, 0))
 print("ok")
 """
 

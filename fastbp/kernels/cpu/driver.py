@@ -201,9 +201,11 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         Z = _block(zbuf, z_off, layers, l, b, True)
         A = _block(abuf, a_off, layers, l, b, False)
         A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
+        activated = False
         if THREADED and update_stats and split_by_inputs(b, W, ws[17]):
             dense_forward_split(Z, A_in, W, bias, ws[17])
-            add_partials(Z, ws[17])
+            activated = not layers[l, BN]   # batch norm comes between: activate below
+            add_partials(Z, ws[17], A, layers[l, ACT], layer_f[l, ACT_PARAM], activated)
         else:
             dense_forward(Z, A_in, W, bias, _scratch(ws[14], W.shape[1], W.shape[0]))
         if layers[l, BN]:
@@ -215,7 +217,8 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
                                   run_var, gamma, beta, bn_eps, bn_momentum, update_stats)
             else:
                 batchnorm_inference(Z, gamma, beta, run_mean, run_var, bn_eps)
-        activation_forward(A, Z, layers[l, ACT], layer_f[l, ACT_PARAM])
+        if not activated:
+            activation_forward(A, Z, layers[l, ACT], layer_f[l, ACT_PARAM])
         if dropout and layer_f[l, DROP] > 0:
             dropout_forward(_block(dbuf, a_off, layers, l, b, False), A, layer_f[l, DROP],
                             drop_key, step, l)
