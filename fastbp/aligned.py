@@ -5,8 +5,7 @@ line. Then every vector load of a 64-byte AVX-512 register straddles two lines, 
 threads write neighbouring blocks of one buffer (row blocks of a layer's output, halves of the
 parameter vector) the line at each boundary is written by both: false sharing, which the cores
 settle by passing the line back and forth. The buffers the kernels write are allocated here
-(mid's training step: 287 us on 16-byte offsets, 272 us aligned; a 64 x 256 x 256 product cut
-into two column halves: 33-35 us at offsets 16 and 32, 24 us aligned).
+(the README's Performance section has what it bought).
 """
 import numpy as np
 

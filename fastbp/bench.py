@@ -104,16 +104,16 @@ def _cases(B, n_in, n_out, dtype):
                   lambda k: k["optim"].optimizer_update(flat, gflat, flat[:0], flat[:0], 0, 0.01, opt.hyper(), 1)))
     cases.append(("adam_update", 12 * P,
                   lambda: ref.optimizer_update(flat, gflat, opt, 1e-6),
-                  lambda k: k["optim"].optimizer_update(flat, gflat, opt.m, opt.v, opt.code, 1e-6, opt.hyper(), 3)))
+                  lambda k: k["optim"].optimizer_update(flat, gflat, *opt.state_arrays()[:2], opt.code, 1e-6,
+                                                          opt.hyper(), 3)))
     return cases
 
 
 def kernel_modules(one_thread=False):
     """The kernel modules by short name, or views of them whose kernels are the twins."""
-    from . import config
     from .kernels.cpu import activations, dense, losses, optim
     modules = {"dense": dense, "act": activations, "loss": losses, "optim": optim}
-    return {k: _Twins(m, config) for k, m in modules.items()} if one_thread else modules
+    return {k: _Twins(m) for k, m in modules.items()} if one_thread else modules
 
 
 def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
@@ -135,11 +135,12 @@ def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
 class _Twins:
     """A kernel module whose attributes are the single-threaded twins of its kernels."""
 
-    def __init__(self, module, config):
-        self._m, self._c = module, config
+    def __init__(self, module):
+        self._m = module
 
     def __getattr__(self, name):
-        return self._c.one_thread(getattr(self._m, name))
+        from .kernels.compile import one_thread
+        return one_thread(getattr(self._m, name))
 
 
 def table(results, limit):

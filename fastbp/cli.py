@@ -309,11 +309,12 @@ def cmd_info(args):
     import numba
 
     from . import __version__, config
+    from .kernels import compile
     print(f"fastbp {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
     print(f"threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or fastbp.set_num_threads to change)")
     print(f"threading layer: {_threading_layer()}")
-    print(f"kernel cache: {config.CACHE_DIR} ({'on' if config.CACHE else 'off'})")
+    print(f"kernel cache: {compile.CACHE_DIR} ({'on' if config.CACHE else 'off'})")
     from .kernels import blas_library
     print(f"BLAS for the largest layers: {blas_library.DESCRIPTION}")
     print(f"cuda: {_cuda_status()}")

@@ -166,6 +166,26 @@ class Optimizer:
             h[slot] = getattr(self, name, 0.0)
         return h
 
+    # ---- state: the moment vectors, the step count, the samples seen ----
+    def state_arrays(self):
+        """(m, v, t): the live state arrays, which the update kernels change in place (m and v
+        empty where the optimizer keeps no such moment; t an int64[1])."""
+        return self.m, self.v, self.t
+
+    def get_state(self):
+        """A copy of the state (None before the first bind): what set_state puts back."""
+        if self.m is None:
+            return None
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t.copy(), "samples_seen": self.samples_seen}
+
+    def set_state(self, state):
+        """Put back a get_state() copy, in place (arrays the kernels hold stay valid)."""
+        if state is None:
+            return
+        for live, saved in ((self.m, state["m"]), (self.v, state["v"]), (self.t, state["t"])):
+            live[...] = saved
+        self.samples_seen = state["samples_seen"]
+
     def bind(self, n_params, dtype):
         """Allocate the state for a network of n_params, or check that it belongs to one."""
         if self.m is None:

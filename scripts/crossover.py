@@ -23,6 +23,7 @@ import numpy as np
 
 import fastbp
 from fastbp import config
+from fastbp.kernels import compile
 
 
 def step_time(width, batch, dtype, parallel):
@@ -41,7 +42,7 @@ def step_time(width, batch, dtype, parallel):
 def dense_table(dtype):
     from fastbp.bench import best_time
     from fastbp.kernels.cpu import dense as d
-    one = config.one_thread
+    one = compile.one_thread
     rng = np.random.default_rng(0)
     print(f"single-threaded dense kernels, {dtype}, microseconds per call")
     names = ("naive", "tiled", "blocked")
@@ -76,7 +77,7 @@ def blas_table(dtype, threads):
         return
     rng = np.random.default_rng(0)
     print(f"{threads} thread(s), {dtype}, microseconds per call; OpenBLAS: {blas_library.DESCRIPTION}")
-    k = (lambda fn: fn) if threads > 1 else config.one_thread
+    k = (lambda fn: fn) if threads > 1 else compile.one_thread
     print(f"{'rows x in x out':>16s} {'MMACs':>7s} {'fwd tiled':>10s} {'blocked':>8s} {'blas':>8s} "
           f"{'bwd tiled':>10s} {'blocked':>8s} {'blas':>8s} {'chosen':>10s}")
     names = ("naive", "tiled", "blocked", "blas")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastbp import Network, aligned
-from fastbp.kernels.cpu.driver import Workspace
+from fastbp.kernels.cpu.driver import workspace
 
 
 def _on_line(a):
@@ -37,7 +37,7 @@ def test_network_buffers_are_aligned():
     net.fit(X, np.arange(40) % 3, epochs=1, batch_size=8, optimizer="adam")
     assert _on_line(net._params) and _on_line(net._backend.grads)
     assert _on_line(net.optimizer.m) and _on_line(net.optimizer.v)
-    ws = Workspace(net.spec, 8, np.float32)
-    assert all(_on_line(a) for a in ws.arrays() if a.size and a.dtype != np.int64)
+    ws = workspace(net.spec, 8, np.float32)
+    assert all(_on_line(a) for a in ws if a.size and a.dtype != np.int64)
     back = pickle.loads(pickle.dumps(net))
     assert _on_line(back._params) and np.array_equal(back._params, net._params)

@@ -10,6 +10,7 @@ import pytest
 from conftest import tol
 from fastbp import reference as ref
 import fastbp
+from fastbp.kernels.compile import one_thread
 from fastbp.kernels.cpu import activations as act_k, dense as dense_k, losses as loss_k, optim
 from fastbp.kernels.cpu import regularize as reg
 from fastbp.kernels import blas_library
@@ -42,8 +43,8 @@ def dense_fns(impl):
         return (lambda Z, A, W, b, Wt: dense_k.dense_forward_tiled(Z, A, W, b),
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_tiled(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "tiled one thread":   # dw_and_da's sequential branch
-        from fastbp import config
-        fwd, bwd = config.one_thread(dense_k.dense_forward_tiled), config.one_thread(dense_k.dense_backward_tiled)
+
+        fwd, bwd = one_thread(dense_k.dense_forward_tiled), one_thread(dense_k.dense_backward_tiled)
         return (lambda Z, A, W, b, Wt: fwd(Z, A, W, b),
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: bwd(dA, dW, db, dZ, A, W, need, Wt))
     if impl == "split":   # a training step's cut by W's rows (the partial products in scratch)
@@ -319,12 +320,11 @@ TILE_SHAPES = [(1, 1, 1), (8, 16, 32), (16, 64, 64), (19, 5, 100), (37, 130, 71)
 @pytest.mark.parametrize("a_trans", [False, True])
 @pytest.mark.parametrize("threads", ["parallel", "one"])
 def test_gemm_tiled(m, K, n, a_trans, threads, dtype):
-    from fastbp import config
     from fastbp.kernels.cpu import tiles
     rng = np.random.default_rng(m * K + n)
     opA, B, bias = rand(rng, (m, K), dtype), rand(rng, (K, n), dtype), rand(rng, n, dtype)
     A = np.ascontiguousarray(opA.T) if a_trans else opA
-    fn = tiles.gemm_tiled if threads == "parallel" else config.one_thread(tiles.gemm_tiled)
+    fn = tiles.gemm_tiled if threads == "parallel" else one_thread(tiles.gemm_tiled)
     for has_bias in (True, False):
         C = np.full((m, n), np.nan, dtype)
         fn(C, A, B, bias, has_bias, a_trans)
@@ -349,10 +349,9 @@ def test_gemm_tiled_into_views_of_wider_rows(dtype):
 def test_transpose(m, n, dtype):
     """Vector blocks, the columns right of them and the rows below them; the one-thread path
     (small) and the parallel one; exact."""
-    from fastbp import config
     from fastbp.kernels.cpu import tiles
     M = rand(np.random.default_rng(m + n), (m, n), dtype)
-    for fn in (tiles.transpose, config.one_thread(tiles.transpose)):
+    for fn in (tiles.transpose, one_thread(tiles.transpose)):
         T = np.full((n, m), np.nan, dtype)
         fn(T, M)
         np.testing.assert_array_equal(T, M.T)
@@ -531,7 +530,7 @@ print("ok")
 def test_kernels_loaded_from_the_disk_cache_run():
     """Twice in fresh processes, so that the second loads every kernel from the disk cache.
     Code loaded that way can run before Numba's thread pool has registered the entry point
-    that gemm_blas and dw_and_da call (kernels/cpu/blas.py starts the pool at import for that
+    that gemm_blas and dw_and_da call (kernels/cpu/threads.py starts the pool at import for that
     reason): a warm `fastbp bench` process crashed on it once."""
     import subprocess
     import sys

@@ -1,10 +1,10 @@
 """NumPy's own OpenBLAS, made callable from the compiled kernels.
 
 The largest matrix products of a network (the wide workload's 784 x 1024 and 1024 x 1024
-layers at batch 256) run at 150-180 GFLOP/s in the hand-written kernels on the development
-machine, against 230-250 GFLOP/s for OpenBLAS's sgemm called from the same compiled code, one
-call per thread on a block of the output (scripts/crossover.py --blas). dense.py sends products
-above a measured size to OpenBLAS and keeps its own kernels for every other shape.
+layers at batch 256) run faster through OpenBLAS's sgemm, called from the compiled code one call
+per thread on a block of the output, than in the hand-written kernels (scripts/crossover.py
+--blas; the README has the figures). dense.py sends products above a measured size to OpenBLAS
+and keeps its own kernels for every other shape.
 
 No new dependency: NumPy's wheels bundle OpenBLAS (symbols prefixed `scipy_` and, for 64-bit
 indices, suffixed `64_`) and a NumPy built against a system OpenBLAS has it mapped into the
@@ -18,11 +18,12 @@ the kernels never reach the call: every product runs in the hand-written kernels
 """
 import contextlib
 import ctypes
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from .. import config
 
 # (sgemm, dgemm, set threads, get threads, bits of the index type), most specific first
 _VARIANTS = (
@@ -85,7 +86,7 @@ def _works(lib):
 
 def find():
     """The OpenBLAS NumPy uses, or None."""
-    if os.environ.get("FASTBP_BLAS", "1") == "0":
+    if not config.BLAS:
         return None
     for path in _candidates():
         try:
@@ -124,7 +125,7 @@ def one_thread():
 
     The kernels call OpenBLAS from each of Numba's threads at once, each on its own block of
     the output; were OpenBLAS to start its own threads too, the two pools would fight over the
-    cores (145 against 250 GFLOP/s on the wide layers; 64 x 256 x 256: 6.7 ms against 50 us).
+    cores, and a small product waits milliseconds for threads it does not need.
     gemm_blas holds OpenBLAS to one thread around each call by itself; this holds it for a whole
     driver call, so that the kernels find it set. OpenBLAS's setting is process-wide (its
     per-thread setting is not, in NumPy's build): concurrent fits share one save and restore,

@@ -14,7 +14,8 @@ import numba
 import numpy as np
 
 from ... import aligned, config
-from .. import blas_library
+from .. import args, blas_library
+from ..compile import one_thread
 from . import driver
 from .losses import RMSE, loss_divisor
 
@@ -74,14 +75,13 @@ class CpuBackend:
         self.layer_f = spec.layer_floats(self.dtype)
         self.ranges = spec.weight_ranges
         self.grads = aligned.zeros(spec.n_params, self.dtype)
-        self.hp = (int(spec.loss_code), float(spec.loss_param), float(spec.l1), float(spec.l2),
-                   float(spec.bn_momentum), float(spec.bn_eps), np.uint64(drop_key))
+        self.hp = args.hyper(spec, drop_key)
         self._workspaces = {}
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
         names = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows",
                  "penalties")
         self._drivers = {True: SimpleNamespace(**{k: _one_at_a_time(getattr(driver, k)) for k in names}),
-                         False: SimpleNamespace(**{k: _blas_on_one_thread(config.one_thread(getattr(driver, k)))
+                         False: SimpleNamespace(**{k: _blas_on_one_thread(one_thread(getattr(driver, k)))
                                                   for k in names})}
 
     def drivers(self, rows, passes=3):
@@ -96,12 +96,12 @@ class CpuBackend:
         if ws is None:
             if len(self._workspaces) >= 2:   # keep a training and an evaluation workspace
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[key] = driver.Workspace(self.spec, cap, self.dtype, training).arrays()
+            ws = self._workspaces[key] = driver.workspace(self.spec, cap, self.dtype, training)
         return ws
 
     def _net(self, params, state, grads=None):
-        return (params, self.grads if grads is None else grads, state, self.layers, self.layer_f,
-                self.ranges)
+        return args.Net(params, self.grads if grads is None else grads, state, self.layers, self.layer_f,
+                        self.ranges)
 
     def _eval_ws(self, n):
         return self.workspace(max(1, min(n, config.EVAL_CHUNK)), training=False)
@@ -110,14 +110,14 @@ class CpuBackend:
     def predict(self, params, state, X):
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
         ws = self._eval_ws(X.shape[0])
-        self.drivers(ws[0].shape[0], 1).predict_into(out, X, self._net(params, state), self.hp, ws)
+        self.drivers(ws.xb.shape[0], 1).predict_into(out, X, self._net(params, state), self.hp, ws)
         return out
 
     def loss(self, params, state, X, Y):
         spec = self.spec
         net = self._net(params, state)
         ws = self._eval_ws(X.shape[0])
-        drv = self.drivers(ws[0].shape[0], 1)
+        drv = self.drivers(ws.xb.shape[0], 1)
         total = drv.loss_total(X, Y, net, self.hp, ws)
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
@@ -125,23 +125,18 @@ class CpuBackend:
 
     def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
         grads = aligned.zeros(params.shape, params.dtype)
-        ws = driver.Workspace(self.spec, X.shape[0], self.dtype).arrays()   # one block of all rows
+        ws = driver.workspace(self.spec, X.shape[0], self.dtype)   # one block of all rows
         value = self.drivers(X.shape[0]).loss_and_gradients(X, Y, dropout_step is not None, int(dropout_step or 0),
                                           self._net(params, state, grads), self.hp, ws)
         return float(value), grads
 
     # ---- training ----
-    @staticmethod
-    def _opt(optimizer):
-        return (int(optimizer.code), optimizer.hyper(), optimizer.m, optimizer.v, optimizer.t,
-                float(optimizer.clip_norm or 0.0))
-
     def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
         """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
         fewer than asked when an epoch's loss was not finite."""
         losses = np.full(orders.shape[0], np.nan)
         ran = self.drivers(batch_size).train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
-                                  counter, self._net(params, state), self.hp, self._opt(optimizer),
+                                  counter, self._net(params, state), self.hp, args.opt(optimizer),
                                   self.workspace(batch_size), losses)
         return losses, ran
 
@@ -154,18 +149,18 @@ class CpuBackend:
         if self.drivers(batch_size) is self._drivers[True]:
             run = _one_at_a_time(fn)
         else:
-            run = _blas_on_one_thread(config.one_thread(fn))
+            run = _blas_on_one_thread(one_thread(fn))
         totals = np.zeros(orders.shape[0])
         buffers = getattr(self, "_mpi_buffers", None)
         if buffers is None or buffers[0].size != self.spec.n_params + 1:
             buffers = self._mpi_buffers = (np.zeros(self.spec.n_params + 1), np.zeros(self.spec.n_params + 1))
-        hp = self.hp[:6] + (np.uint64(drop_key),)
+        hp = self.hp._replace(drop_key=np.uint64(drop_key))
         run(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, steps, counter,
-            self._net(params, state), hp, self._opt(optimizer), self.workspace(batch_size), totals, *buffers)
+            self._net(params, state), hp, args.opt(optimizer), self.workspace(batch_size), totals, *buffers)
         return totals
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
         return self.drivers(batch_size).train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
-                                 self._net(params, state), self.hp, self._opt(optimizer),
+                                 self._net(params, state), self.hp, args.opt(optimizer),
                                  self.workspace(batch_size))

@@ -2,17 +2,15 @@
 
 gemm_blas splits C into one block of rows or columns per thread and calls OpenBLAS (held to one
 thread meanwhile) on each: the threads write disjoint blocks, and the whole call
-stays in Numba's thread pool. dense.py chooses it for products of config.BLAS_MIN_MACS and more.
+stays in Numba's thread pool. dense.py chooses it for products of config.BLAS_MIN_MACS and more,
+where OpenBLAS is found (blas_library.FOUND).
 """
-import llvmlite.ir as lir
 from numba import prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
-from numba.np.ufunc import parallel as numba_parallel
 
 from ... import config
-from ...config import kernel, serial
 from ..blas_library import BITS, FOUND, NO_TRANS, ROW_MAJOR, TRANS
+from ..compile import kernel, serial
+from .threads import thread_count
 
 _INDEX = types.int64 if BITS == 64 else types.int32
 
@@ -28,7 +26,7 @@ if FOUND:
     _dgemm = types.ExternalFunction("fastbp_dgemm", _gemm_type(types.float64))
     _set_threads = types.ExternalFunction("fastbp_blas_set_threads", types.void(types.intc))
     _get_threads = types.ExternalFunction("fastbp_blas_get_threads", types.intc())
-else:   # never called (config.BLAS is False), and nothing left for the linker to resolve
+else:   # never called (no OpenBLAS found), and nothing left for the linker to resolve
     @serial
     def _sgemm(order, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
         pass
@@ -44,47 +42,6 @@ else:   # never called (config.BLAS is False), and nothing left for the linker t
         return 1
 
 
-# Start Numba's thread pool now (5 ms), which registers the entry point _numba_threads calls:
-# code loaded from the disk cache does not start it before it runs (a serial driver that calls
-# gemm_blas crashed on an unresolved entry point). gemm_blas is compiled, and so needs it, even
-# where no OpenBLAS was found.
-numba_parallel._launch_threads()
-
-
-@intrinsic
-def _numba_threads(typingctx):
-    """Numba's current thread count, read through its thread pool's C entry point (so that the
-    kernel stays cacheable: numba.get_num_threads() in compiled code is not)."""
-    numba_parallel._launch_threads()
-
-    def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, lir.FunctionType(cgutils.intp_t, []),
-                                            "get_num_threads")
-        return builder.call(fn, [])
-    return types.intp(), codegen
-
-
-@serial
-def _one():
-    return 1
-
-
-@config.twin_is(_one)
-@serial
-def thread_count():
-    """Numba's thread count; 1 in the single-threaded twins (which must not start the pool)."""
-    return _numba_threads()
-
-
-@serial
-def even_part(n, k, parts):
-    """Part k of `parts` near-equal parts of range(n), cut at multiples of 16 (elements: 64 bytes
-    of float32, so that parts written by different threads share no cache line; rows of W: whole
-    transpose blocks)."""
-    blocks = (n + 15) // 16
-    return min(n, blocks * k // parts * 16), min(n, blocks * (k + 1) // parts * 16)
-
-
 @serial
 def blocks_of(length):
     """How many blocks to cut an output axis into: one per thread, each at least
@@ -95,17 +52,16 @@ def blocks_of(length):
 @kernel
 def gemm_blas(C, A, B, bias, has_bias, a_trans, b_trans):
     """C (m, n) = op(A) @ op(B) (+ bias (n,) when has_bias), op(X) = X^T when x_trans; every
-    array C-contiguous. Only reached when config.BLAS.
+    array C-contiguous. Only reached where OpenBLAS was found.
 
     Each thread computes a block of C. Every OpenBLAS call packs the whole of the operand its
     block shares with the others, so the cut goes along C's longer side: blocks of columns
     when m < n (each thread packs op(A), the smaller), else of rows. Where the summed axis K is
-    short, packing is cheap and blocks of rows win whatever the shape (measured: mid's
-    64 x 256 x 256 dA product 64 us by columns against 75 by rows; wide's forward 1525 against
-    1642; but 256 x 1024 x 10's dA, K = 10, 109 against 71)."""
+    short, packing is cheap and blocks of rows win whatever the shape (the README's "OpenBLAS
+    for the largest layers")."""
     m, n = C.shape
     K = A.shape[0] if a_trans else A.shape[1]
-    by_rows = m >= n or K < 64
+    by_rows = m >= n or K < config.BLAS_MIN_K_COLUMNS
     blocks = blocks_of(m if by_rows else n)
     ta = TRANS if a_trans else NO_TRANS
     tb = TRANS if b_trans else NO_TRANS

@@ -1,6 +1,8 @@
 """Dense layer kernels: dense_forward (Z = A W + b) and dense_backward (dW, db, dA).
 
-Four versions, chosen per layer and batch size by forward_path / backward_path:
+The layer math and the choice of path; the matrix products themselves are the GEMM family's
+files (tiles.py: gemm_tiled; gemm_nt.py: gemm_nt; blas.py: OpenBLAS). Four versions, chosen per
+layer and batch size by forward_path / backward_path:
 - naive: one loop nest per product, the innermost loop contiguous in memory (a row of W, Z or
   dZ) so that LLVM vectorizes it. The algorithmic reference, and the choice for tiny layers.
 - tiled: every product through gemm_tiled (tiles.py: C = op(A) B, rows of B and C contiguous),
@@ -11,8 +13,8 @@ Four versions, chosen per layer and batch size by forward_path / backward_path:
   each 4 x 4 tile of C keeps 16 accumulators in vector registers while it streams 8 operand
   rows, over L2-sized panels of B. Large layers.
 - blas: every product through OpenBLAS (blas.gemm_blas), one call per thread on its block of
-  the output, for the largest layers, where it runs 1.4-2.3x faster than gemm_nt
-  (scripts/crossover.py --blas). Only where NumPy's OpenBLAS was found (config.BLAS).
+  the output, for the largest layers, where it beats gemm_nt (scripts/crossover.py --blas).
+  Only where NumPy's OpenBLAS was found (blas_library.FOUND).
 Biases are added in the same pass. Parallel loops run over outputs no other iteration writes
 (row or column blocks of C), so there are no shared writes.
 
@@ -22,76 +24,14 @@ the kernels below it), so that each thread keeps its own rows of W from step to 
 from numba import prange
 
 from ... import config
-from ...config import kernel, serial, serial_kernel
+from ..blas_library import FOUND as BLAS_FOUND
+from ..compile import kernel, serial, serial_kernel
 from .activations import activate_rows
-from .blas import even_part, gemm_blas, thread_count
+from .blas import gemm_blas
+from .gemm_nt import gemm_nt
+from .threads import even_part, thread_count
 from .tiles import block_product, gemm_tiled, tile_columns, transpose, transpose_rows
 from .views import view2d
-
-
-@serial
-def _nt_block(C, A, B, bias, has_bias, ib, j0, j1):
-    """Rows 4 ib to 4 ib + 3 of C = A B^T (+ bias), columns j0 to j1: 4 x 4 tiles, each with 16
-    accumulators while it streams 8 operand rows."""
-    m, K = A.shape
-    zero = C.dtype.type(0)
-    i0 = ib * 4
-    if i0 + 4 <= m:
-        j = j0
-        while j + 4 <= j1:
-            s00 = s01 = s02 = s03 = zero
-            s10 = s11 = s12 = s13 = zero
-            s20 = s21 = s22 = s23 = zero
-            s30 = s31 = s32 = s33 = zero
-            for p in range(K):
-                a0, a1, a2, a3 = A[i0, p], A[i0 + 1, p], A[i0 + 2, p], A[i0 + 3, p]
-                b0, b1, b2, b3 = B[j, p], B[j + 1, p], B[j + 2, p], B[j + 3, p]
-                s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3  # noqa: E702
-                s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3  # noqa: E702
-                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3  # noqa: E702
-                s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3  # noqa: E702
-            c0 = bias[j] if has_bias else zero
-            c1 = bias[j + 1] if has_bias else zero
-            c2 = bias[j + 2] if has_bias else zero
-            c3 = bias[j + 3] if has_bias else zero
-            C[i0, j], C[i0, j + 1], C[i0, j + 2], C[i0, j + 3] = s00 + c0, s01 + c1, s02 + c2, s03 + c3
-            C[i0 + 1, j], C[i0 + 1, j + 1], C[i0 + 1, j + 2], C[i0 + 1, j + 3] = s10 + c0, s11 + c1, s12 + c2, s13 + c3
-            C[i0 + 2, j], C[i0 + 2, j + 1], C[i0 + 2, j + 2], C[i0 + 2, j + 3] = s20 + c0, s21 + c1, s22 + c2, s23 + c3
-            C[i0 + 3, j], C[i0 + 3, j + 1], C[i0 + 3, j + 2], C[i0 + 3, j + 3] = s30 + c0, s31 + c1, s32 + c2, s33 + c3
-            j += 4
-        for jj in range(j, j1):         # the last n % 4 columns
-            for i in range(i0, i0 + 4):
-                s = zero
-                for p in range(K):
-                    s += A[i, p] * B[jj, p]
-                C[i, jj] = s + (bias[jj] if has_bias else zero)
-    else:                               # the last m % 4 rows
-        for i in range(i0, m):
-            for jj in range(j0, j1):
-                s = zero
-                for p in range(K):
-                    s += A[i, p] * B[jj, p]
-                C[i, jj] = s + (bias[jj] if has_bias else zero)
-
-
-@serial
-def _nt_panel(K, itemsize):
-    return max(4, config.GEMM_PANEL_BYTES // (max(K, 1) * itemsize) // 4 * 4)
-
-
-@kernel
-def gemm_nt(C, A, B, bias, has_bias):
-    """C (m, n) = A (m, K) @ B (n, K)^T (+ bias (n,) when has_bias).
-
-    B is taken in panels of rows that fit config.GEMM_PANEL_BYTES, so that a panel stays in L2
-    while every row block of A passes over it (without panels, wide layers stream B from L3
-    once per row block: 118 against 200 GFLOP/s on the 784x1024 layer, 2 threads)."""
-    m, K = A.shape
-    n = B.shape[0]
-    panel = _nt_panel(K, A.itemsize)
-    for j0 in range(0, n, panel):
-        for ib in prange((m + 3) // 4):
-            _nt_block(C, A, B, bias, has_bias, ib, j0, min(n, j0 + panel))
 
 
 NAIVE, TILED, BLOCKED, BLAS = 0, 1, 2, 3
@@ -101,8 +41,7 @@ NAIVE, TILED, BLOCKED, BLAS = 0, 1, 2, 3
 def _serial_layer(rows, W):
     """Whether a narrow layer's backward pass runs on the calling thread: below
     config.SERIAL_MACS multiply-adds, its four parallel regions cost more than they save
-    (mid's 64 x 256 x 10 output layer: 10.4 us on one thread against 14.4 on two alone, 12
-    against 21 inside the training step; 19.1 against 22.2 at 328K, 30.6 against 28.5 at 655K)."""
+    (the README's "Training steps split by inputs" has the measurements)."""
     return rows * W.size < config.SERIAL_MACS
 
 
@@ -119,11 +58,11 @@ def forward_path(rows, W):
     else the blocked path. Measured by scripts/crossover.py --dense and --blas."""
     if W.size < config.GEMM_MIN_WEIGHTS:
         return NAIVE
-    if rows >= 8 and W.shape[1] < config.GEMM_NARROW:
+    if rows >= config.GEMM_NARROW_MIN_ROWS and W.shape[1] < config.GEMM_NARROW:
         return BLOCKED
     if _fits_l2(W):
         return TILED
-    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
+    if BLAS_FOUND and rows * W.size >= config.BLAS_MIN_MACS:
         return BLAS
     return BLOCKED
 
@@ -136,7 +75,7 @@ def backward_path(rows, W):
         return NAIVE
     if _fits_l2(W):
         return TILED
-    if config.BLAS and rows * W.size >= config.BLAS_MIN_MACS:
+    if BLAS_FOUND and rows * W.size >= config.BLAS_MIN_MACS:
         return BLAS
     return BLOCKED
 
@@ -187,7 +126,7 @@ def dense_backward_blas(dA, dW, db, dZ, A, W, need_dA):
 def _column_sums_of(s, M, j0, j1):
     """s[j0:j1] = the sums of M's columns j0 to j1, the rows added in order (contiguous,
     vectorised). Through slices of the rows, indexed from 0: the same loop over M[i, j] for j
-    in range(j0, j1) ran 7x slower (12.4 against 1.7 us at 64 x 256, one thread)."""
+    in range(j0, j1) does not vectorise and ran several times slower."""
     zero = M.dtype.type(0)
     sb = s[j0:j1]
     for j in range(j1 - j0):
@@ -200,10 +139,12 @@ def _column_sums_of(s, M, j0, j1):
 
 @kernel
 def column_sums(s, M):
-    """s (n,) = the column sums of M (m, n): each thread owns blocks of 64 columns."""
+    """s (n,) = the column sums of M (m, n): each thread owns blocks of config.COLUMN_BLOCK
+    columns."""
     n = M.shape[1]
-    for jb in prange((n + 63) // 64):
-        _column_sums_of(s, M, jb * 64, min(n, jb * 64 + 64))
+    w = config.COLUMN_BLOCK
+    for jb in prange((n + w - 1) // w):
+        _column_sums_of(s, M, jb * w, min(n, jb * w + w))
 
 
 @serial
@@ -251,9 +192,8 @@ def narrow_backward_serial(dA, dW, db, dZ, A, W, Wt):
 def dw_and_da(dA, dW, db, dZ, A, W, Wt):
     """dW = A^T dZ with db, and dA = dZ W^T, at the same time: half the threads share dW's
     rows, the other half dA's columns (each transposing the rows of W its columns need). One
-    parallel region instead of four, and each product cut into half as many pieces: mid's
-    64 x 256 x 256 backward in 86 us against 113 for the two products one after the other
-    through OpenBLAS (scripts/crossover.py --blas)."""
+    parallel region instead of four, and each product cut into half as many pieces, which beats
+    the two products one after the other (scripts/crossover.py --blas)."""
     n_in, n_out = W.shape
     rows = dZ.shape[0]
     threads = thread_count()
@@ -287,23 +227,22 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
 #
 # In a training step every weight is read by the forward pass, read again for dA, and written by
 # the update. Cut the products by rows of the batch (gemm_tiled), every thread reads all of W, so
-# after each update half of W moves between cores: on mid (256-256-256-10, batch 64, two cores)
-# that traffic made the update pass cost 50-60 us where it costs 8 on data already in the core.
+# after each update half of W moves between cores, and the update pass waits on that traffic.
 # Cut instead by W's rows (the layer's inputs), each thread only ever touches its own block of
 # W, dW and the optimizer state: the forward product becomes a sum of per-thread partial products
-# (added by add_partials, 64 x 256 floats against W's 256 x 256), dA is cut into column blocks,
-# and driver.update_by_owner updates each block on the thread that owns it. Mid's step: 270-280
-# against 243-250 us; 1.09-1.12x faster steps from 192 x 192 layers
-# (scripts/crossover.py --split --batch 64).
+# (added by add_partials, a batch's rows of Z rather than all of W), dA is cut into column
+# blocks, and driver.update_by_owner updates each block on the thread that owns it
+# (scripts/crossover.py --split times whole steps both ways; the README has the figures).
 
 @serial
 def split_by_inputs(rows, W, partials):
     """Whether a training step cuts this layer's products by W's rows: on several threads, for
     layers gemm_tiled takes both ways, of config.SPLIT_MIN_WEIGHTS weights or more, with at
-    least 16 rows of W per thread and room in `partials` for the partial products."""
+    least config.SPLIT_MIN_ROWS rows of W per thread and room in `partials` for the partial
+    products."""
     threads = thread_count()
     return (config.SPLIT_INPUTS and threads > 1 and W.size >= config.SPLIT_MIN_WEIGHTS
-            and W.shape[0] >= 16 * threads
+            and W.shape[0] >= config.SPLIT_MIN_ROWS * threads
             and forward_path(rows, W) == TILED and backward_path(rows, W) == TILED
             and (threads - 1) * rows * W.shape[1] <= partials.shape[0])
 
@@ -324,7 +263,7 @@ def dense_forward_split(Z, A, W, b, partials):
 def add_partials(Z, partials, A, code, param, activate):
     """Z += the other threads' partial products, each thread a block of Z's rows; then, when
     `activate`, A = activation `code` of those rows, in the same pass (one parallel region and
-    one trip through Z fewer: mid's step 3 us faster per layer)."""
+    one trip through Z fewer)."""
     rows, n = Z.shape
     threads = thread_count()
     for k in prange(threads):

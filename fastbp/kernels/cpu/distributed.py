@@ -15,9 +15,8 @@ import numba_mpi
 import numpy as np
 from numba.core.errors import NumbaWarning
 
-from ...config import serial
-from .driver import (_borrow_net, _borrow_opt, _borrow_ws, apply_update, backward, forward, gather_rows,
-                     output_loss, penalties)
+from ..compile import serial
+from .driver import apply_update, backward, forward, gather_rows, output_loss, penalties
 from .views import borrow
 
 # numba-mpi's calls hold ctypes pointers, so these drivers compile in each process (about a
@@ -42,7 +41,7 @@ def allreduce_gradient(grads, b, send, recv):
 @serial
 def train_step_mpi(b, step, lr, net, hp, opt, ws, send, recv):
     """driver.train_step with the all-reduce; a rank without rows this step sends zeros."""
-    grads = net[1]
+    grads = net.grads
     value = 0.0
     if b > 0:
         forward(b, True, True, True, step, net, hp, ws)
@@ -61,17 +60,16 @@ def train_step_mpi(b, step, lr, net, hp, opt, ws, send, recv):
 def train_epochs_mpi(X, Y, SW, orders, lrs, batch_size, steps, counter, net, hp, opt, ws, totals, send, recv):
     """`steps` batches per epoch on every rank (the most any rank needs); totals[e] is this
     rank's sum of batch losses times batch sizes (the caller reduces it)."""
-    net, opt, ws = _borrow_net(net), _borrow_opt(opt), _borrow_ws(ws)
+    net, opt, ws = borrow(net), borrow(opt), borrow(ws)
     X, Y, SW, orders, lrs = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs)
     n = X.shape[0]
-    xb, yb, wb = ws[0], ws[1], ws[2]
     for e in range(orders.shape[0]):
         total = 0.0
         for s in range(steps):
             start = s * batch_size
             b = max(0, min(batch_size, n - start))
             if b > 0:
-                gather_rows(xb, yb, wb, X, Y, SW, orders[e], start, b)
+                gather_rows(ws.xb, ws.yb, ws.wb, X, Y, SW, orders[e], start, b)
             total += train_step_mpi(b, counter[0], lrs[e], net, hp, opt, ws, send, recv) * b
             counter[0] += 1
         totals[e] = total

@@ -1,16 +1,9 @@
-"""The compiled drivers: whole-network forward and backward passes, and the epoch loop.
+"""The compiled drivers: whole-network passes and the epoch loop.
 
 `train_epochs` runs every epoch and mini-batch (gather, forward, loss, backward, penalties,
-clipping, optimizer update) without returning to Python. Its arguments travel in four tuples:
-
-  net  (params, grads, state, layers, layer_f, ranges)
-       flat parameters and their gradients (layer l's W, b, gamma, beta are views at the offsets
-       in the int table `layers`), batch-norm running statistics `state`, the float table
-       `layer_f` (activation parameter, dropout rate), the weight ranges l1/l2 penalise
-  hp   (loss_code, loss_param, l1, l2, bn_momentum, bn_eps, drop_key)
-  opt  (code, hyper, m, v, t, clip_norm): the optimizer's codes, its state vectors m and v,
-       its step count t (int64[1]); clip_norm 0 means no clipping
-  ws   the Workspace arrays below, allocated once per network and batch size
+clipping, optimizer update) without returning to Python. Its arguments are the named structures
+of kernels/args.py (`net`: args.Net, `hp`: args.Hyper, `opt`: args.Opt) and `ws`, the Workspace
+below, allocated once per network and batch size:
 
   xb, yb, wb     the gathered mini-batch: inputs, targets, sample weights
   zbuf, dzbuf    every layer's pre-activation Z (b, units*pieces) and its gradient, at z_off[l]
@@ -20,101 +13,79 @@ clipping, optimizer update) without returning to Python. Its arguments travel in
   stats          batch-norm layers' batch mean and 1/std, at their S_OFF
   rows           per-sample losses
   partials       scratch for chunked sums (penalty, gradient norm)
-  wt, at, dzt    scratch for the blocked dense kernels' transposes of W, A and dZ
+  wt, at, dzt    scratch for the dense kernels' transposes of W, A and dZ
   zpart          the partial products of layers a training step splits by inputs (all threads
                  but the first: dense.dense_forward_split)
 
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
+from collections import namedtuple
+
 import numba
 import numpy as np
 from numba import prange
 
 from ... import aligned, config
-from ...config import THREADED, kernel, serial
+from ..compile import THREADED, kernel, serial
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (add_partials, dense_backward, dense_backward_split, dense_forward,
                     dense_forward_split, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
-from .blas import even_part, thread_count
 from .optim import coefficients, grad_norm, scale, update_range
-from .views import borrow, view1d, view2d
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
-                         dropout_forward,
-                         penalty_backward, penalty_value)
+                         dropout_forward, penalty_backward, penalty_value)
+from .threads import even_part, thread_count
+from .views import borrow, view1d, view2d
+
+Workspace = namedtuple("Workspace", ["xb", "yb", "wb", "zbuf", "hbuf", "abuf", "dbuf", "dzbuf", "dabuf",
+                                     "stats", "z_off", "a_off", "rows", "partials", "wt", "at", "dzt",
+                                     "zpart"])
 
 
-class Workspace:
-    """Scratch for batches of up to `cap` rows, allocated once and reused for every batch."""
+def workspace(spec, cap, dtype, training=True):
+    """A Workspace for batches of up to `cap` rows, allocated once and reused for every batch.
+    Inference (training=False) needs no gradients, batch-norm and dropout outputs or backward
+    scratch, which halves an evaluation block's memory on a wide network."""
+    nz = spec.layers[:, N_UNITS] * spec.layers[:, PIECES]
+    units = spec.layers[:, N_UNITS]
+    n_in = spec.layers[:, N_IN]
+    z_off = np.zeros(spec.n_layers, dtype=np.int64)
+    a_off = np.zeros(spec.n_layers, dtype=np.int64)
+    z_off[1:] = np.cumsum(cap * nz)[:-1]
+    a_off[1:] = np.cumsum(cap * units)[:-1]
+    z_size, a_size = int(cap * nz.sum()), int(cap * units.sum())
+    grad = int(training)
+    # room for every thread but one, for the layers a step may split (weights in L2, at least
+    # SPLIT_MIN_WEIGHTS), but never more than zbuf: with more threads than that allows,
+    # dense.split_by_inputs says no and the step cuts by batch rows
+    can_split = ((n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES)
+                 & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))
+    widest = int(nz[can_split].max()) if can_split.any() else 0
+    zeros = lambda size: aligned.zeros(size, dtype=dtype)   # noqa: E731
+    return Workspace(
+        xb=aligned.zeros((cap, spec.n_in), dtype=dtype), yb=aligned.zeros((cap, spec.n_out), dtype=dtype),
+        wb=aligned.ones(cap, dtype=dtype),
+        zbuf=zeros(z_size), hbuf=zeros(z_size * grad if any(spec.batch_norm) else 0),
+        abuf=zeros(a_size), dbuf=zeros(a_size * grad if any(spec.dropout) else 0),
+        dzbuf=zeros(z_size * grad), dabuf=zeros(a_size * grad),
+        stats=zeros(spec.n_state), z_off=z_off, a_off=a_off, rows=zeros(cap),
+        partials=aligned.zeros(config.REDUCE_CHUNKS, dtype=np.float64),
+        wt=zeros(int((n_in * nz).max())), at=zeros(int(cap * n_in.max()) * grad),
+        dzt=zeros(int(cap * nz.max()) * grad),
+        zpart=zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad))
 
-    def __init__(self, spec, cap, dtype, training=True):
-        L = spec.n_layers
-        nz = spec.layers[:, N_UNITS] * spec.layers[:, PIECES]
-        units = spec.layers[:, N_UNITS]
-        self.cap = cap
-        self.z_off = np.zeros(L, dtype=np.int64)
-        self.a_off = np.zeros(L, dtype=np.int64)
-        self.z_off[1:] = np.cumsum(cap * nz)[:-1]
-        self.a_off[1:] = np.cumsum(cap * units)[:-1]
-        z_size, a_size = int(cap * nz.sum()), int(cap * units.sum())
-        self.xb = aligned.zeros((cap, spec.n_in), dtype=dtype)
-        self.yb = aligned.zeros((cap, spec.n_out), dtype=dtype)
-        self.wb = aligned.ones(cap, dtype=dtype)
-        self.zbuf = aligned.zeros(z_size, dtype=dtype)
-        # inference (training=False) needs no gradients, batch-norm and dropout outputs or
-        # backward scratch: on the wide network that halves an evaluation block's memory
-        grad = int(training)
-        self.dzbuf = aligned.zeros(z_size * grad, dtype=dtype)
-        self.hbuf = aligned.zeros(z_size * grad if any(spec.batch_norm) else 0, dtype=dtype)
-        self.abuf = aligned.zeros(a_size, dtype=dtype)
-        self.dabuf = aligned.zeros(a_size * grad, dtype=dtype)
-        self.dbuf = aligned.zeros(a_size * grad if any(spec.dropout) else 0, dtype=dtype)
-        self.stats = aligned.zeros(spec.n_state, dtype=dtype)
-        self.rows = aligned.zeros(cap, dtype=dtype)
-        self.partials = aligned.zeros(config.REDUCE_CHUNKS, dtype=np.float64)
-        n_in = spec.layers[:, N_IN]
-        self.wt = aligned.zeros(int((n_in * nz).max()), dtype=dtype)
-        self.at = aligned.zeros(int(cap * n_in.max()) * grad, dtype=dtype)
-        self.dzt = aligned.zeros(int(cap * nz.max()) * grad, dtype=dtype)
-        # room for every thread but one, for the layers a step may split (weights in L2, at
-        # least SPLIT_MIN_WEIGHTS), but never more than zbuf: with more threads than that
-        # allows, dense.split_by_inputs says no and the step cuts by batch rows
-        can_split = ((n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES)
-                     & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))
-        widest = int(nz[can_split].max()) if can_split.any() else 0
-        self.zpart = aligned.zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad, dtype=dtype)
 
-    def arrays(self):
-        return (self.xb, self.yb, self.wb, self.zbuf, self.hbuf, self.abuf, self.dbuf,
-                self.dzbuf, self.dabuf, self.stats, self.z_off, self.a_off, self.rows, self.partials,
-                self.wt, self.at, self.dzt, self.zpart)
+def capacity(ws):
+    """The most rows a batch in this workspace may have."""
+    return ws.xb.shape[0]
 
 
 # ---- views into the flat buffers ----
 
-# Each driver borrows (views.borrow) every array of its arguments once, at its entry: unpacking a
-# tuple of counted arrays costs an atomic increment and decrement per array, which was most of
-# the seed workload's time per step.
-
-@serial
-def _borrow_net(net):
-    params, grads, state, layers, layer_f, ranges = net
-    return (borrow(params), borrow(grads), borrow(state), borrow(layers), borrow(layer_f), borrow(ranges))
-
-
-@serial
-def _borrow_opt(opt):
-    code, hyper, m, v, t, clip_norm = opt
-    return (code, borrow(hyper), borrow(m), borrow(v), borrow(t), clip_norm)
-
-
-@serial
-def _borrow_ws(ws):
-    return (borrow(ws[0]), borrow(ws[1]), borrow(ws[2]), borrow(ws[3]), borrow(ws[4]), borrow(ws[5]),
-            borrow(ws[6]), borrow(ws[7]), borrow(ws[8]), borrow(ws[9]), borrow(ws[10]), borrow(ws[11]),
-            borrow(ws[12]), borrow(ws[13]), borrow(ws[14]), borrow(ws[15]), borrow(ws[16]), borrow(ws[17]))
-
+# Each driver borrows (views.borrow) every array of its arguments once, at its entry: reading a
+# counted array out of a tuple costs an atomic increment and decrement, which was most of the
+# seed workload's time per step.
 
 @serial
 def _weights(params, layers, l):
@@ -151,14 +122,13 @@ def _scratch(buf, rows, cols):
 
 
 @serial
-def _layer_input(l, b, dropout, layers, layer_f, ws):
+def _layer_input(l, b, dropout, net, ws):
     """What layer l reads: the batch, or the previous layer's activation (after its dropout)."""
-    xb, abuf, dbuf, a_off = ws[0], ws[5], ws[6], ws[11]
     if l == 0:
-        return _rows(xb, b)
-    if dropout and layer_f[l - 1, DROP] > 0:
-        return _block(dbuf, a_off, layers, l - 1, b, False)
-    return _block(abuf, a_off, layers, l - 1, b, False)
+        return _rows(ws.xb, b)
+    if dropout and net.layer_f[l - 1, DROP] > 0:
+        return _block(ws.dbuf, ws.a_off, net.layers, l - 1, b, False)
+    return _block(ws.abuf, ws.a_off, net.layers, l - 1, b, False)
 
 
 # ---- copying rows ----
@@ -193,52 +163,47 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
     update_stats: fold this batch's statistics into the running ones (a real training step;
     its products are split by inputs where dense.split_by_inputs says so).
     """
-    params, grads, state, layers, layer_f, ranges = net
-    bn_momentum, bn_eps, drop_key = hp[4], hp[5], hp[6]
-    zbuf, hbuf, abuf, dbuf, stats, z_off, a_off = ws[3], ws[4], ws[5], ws[6], ws[9], ws[10], ws[11]
+    layers, layer_f = net.layers, net.layer_f
     for l in range(layers.shape[0]):
-        W, bias = _weights(params, layers, l)
-        Z = _block(zbuf, z_off, layers, l, b, True)
-        A = _block(abuf, a_off, layers, l, b, False)
-        A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
+        W, bias = _weights(net.params, layers, l)
+        Z = _block(ws.zbuf, ws.z_off, layers, l, b, True)
+        A = _block(ws.abuf, ws.a_off, layers, l, b, False)
+        A_in = _layer_input(l, b, dropout, net, ws)
         activated = False
-        if THREADED and update_stats and split_by_inputs(b, W, ws[17]):
-            dense_forward_split(Z, A_in, W, bias, ws[17])
+        if THREADED and update_stats and split_by_inputs(b, W, ws.zpart):
+            dense_forward_split(Z, A_in, W, bias, ws.zpart)
             activated = not layers[l, BN]   # batch norm comes between: activate below
-            add_partials(Z, ws[17], A, layers[l, ACT], layer_f[l, ACT_PARAM], activated)
+            add_partials(Z, ws.zpart, A, layers[l, ACT], layer_f[l, ACT_PARAM], activated)
         else:
-            dense_forward(Z, A_in, W, bias, _scratch(ws[14], W.shape[1], W.shape[0]))
+            dense_forward(Z, A_in, W, bias, _scratch(ws.wt, W.shape[1], W.shape[0]))
         if layers[l, BN]:
-            gamma, beta = _pair(params, layers, l, G_OFF)
-            run_mean, run_var = _pair(state, layers, l, S_OFF)
+            gamma, beta = _pair(net.params, layers, l, G_OFF)
+            run_mean, run_var = _pair(net.state, layers, l, S_OFF)
             if batch_stats:
-                mean, inv_std = _pair(stats, layers, l, S_OFF)
-                batchnorm_forward(Z, _block(hbuf, z_off, layers, l, b, True), mean, inv_std, run_mean,
-                                  run_var, gamma, beta, bn_eps, bn_momentum, update_stats)
+                mean, inv_std = _pair(ws.stats, layers, l, S_OFF)
+                batchnorm_forward(Z, _block(ws.hbuf, ws.z_off, layers, l, b, True), mean, inv_std, run_mean,
+                                  run_var, gamma, beta, hp.bn_eps, hp.bn_momentum, update_stats)
             else:
-                batchnorm_inference(Z, gamma, beta, run_mean, run_var, bn_eps)
+                batchnorm_inference(Z, gamma, beta, run_mean, run_var, hp.bn_eps)
         if not activated:
             activation_forward(A, Z, layers[l, ACT], layer_f[l, ACT_PARAM])
         if dropout and layer_f[l, DROP] > 0:
-            dropout_forward(_block(dbuf, a_off, layers, l, b, False), A, layer_f[l, DROP],
-                            drop_key, step, l)
+            dropout_forward(_block(ws.dbuf, ws.a_off, layers, l, b, False), A, layer_f[l, DROP],
+                            hp.drop_key, step, l)
 
 
 @serial
 def output_loss(b, net, hp, ws):
     """The batch's mean (sample-weighted) data loss; leaves dL/dZ of the output layer in dzbuf."""
-    layers, layer_f = net[3], net[4]
-    loss_code, loss_param = hp[0], hp[1]
-    yb, wb, zbuf, abuf, dzbuf, dabuf = ws[1], ws[2], ws[3], ws[5], ws[7], ws[8]
-    z_off, a_off, rows = ws[10], ws[11], ws[12]
+    layers = net.layers
     L = layers.shape[0] - 1
-    Z = _block(zbuf, z_off, layers, L, b, True)
-    A = _block(abuf, a_off, layers, L, b, False)
-    Y, SW, R = _rows(yb, b), view1d(wb, 0, b), view1d(rows, 0, b)
-    loss_rows(R, Z, A, Y, SW, loss_code, loss_param)
-    value = batch_loss(R, loss_code, Y.shape[1])
-    loss_backward(_block(dzbuf, z_off, layers, L, b, True), _block(dabuf, a_off, layers, L, b, False),
-                  Z, A, Y, SW, loss_code, loss_param, value, layers[L, ACT], layer_f[L, ACT_PARAM])
+    Z = _block(ws.zbuf, ws.z_off, layers, L, b, True)
+    A = _block(ws.abuf, ws.a_off, layers, L, b, False)
+    Y, SW, R = _rows(ws.yb, b), view1d(ws.wb, 0, b), view1d(ws.rows, 0, b)
+    loss_rows(R, Z, A, Y, SW, hp.loss_code, hp.loss_param)
+    value = batch_loss(R, hp.loss_code, Y.shape[1])
+    loss_backward(_block(ws.dzbuf, ws.z_off, layers, L, b, True), _block(ws.dabuf, ws.a_off, layers, L, b, False),
+                  Z, A, Y, SW, hp.loss_code, hp.loss_param, value, layers[L, ACT], net.layer_f[L, ACT_PARAM])
     return value
 
 
@@ -246,47 +211,43 @@ def output_loss(b, net, hp, ws):
 def backward(b, dropout, step, net, hp, ws):
     """Fill grads from the output delta in dzbuf, layer by layer down to the input, after a
     forward pass with batch statistics and the same `dropout` and `step`."""
-    params, grads, state, layers, layer_f, ranges = net
-    drop_key = hp[6]
-    xb, zbuf, hbuf, abuf, dzbuf, dabuf = ws[0], ws[3], ws[4], ws[5], ws[7], ws[8]
-    stats, z_off, a_off = ws[9], ws[10], ws[11]
+    layers, layer_f = net.layers, net.layer_f
+    z_off, a_off = ws.z_off, ws.a_off
     for l in range(layers.shape[0] - 1, -1, -1):
-        dZ = _block(dzbuf, z_off, layers, l, b, True)
+        dZ = _block(ws.dzbuf, z_off, layers, l, b, True)
         if layers[l, BN]:
-            gamma, _ = _pair(params, layers, l, G_OFF)
-            dgamma, dbeta = _pair(grads, layers, l, G_OFF)
-            _, inv_std = _pair(stats, layers, l, S_OFF)
-            batchnorm_backward(dZ, dgamma, dbeta, _block(hbuf, z_off, layers, l, b, True), inv_std, gamma)
-        W, _ = _weights(params, layers, l)
-        dW, db = _weights(grads, layers, l)
-        A_in = _layer_input(l, b, dropout, layers, layer_f, ws)
-        dA_prev = _block(dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(xb, b)  # unused
-        if THREADED and split_by_inputs(b, W, ws[17]):
-            dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws[14])
+            gamma, _ = _pair(net.params, layers, l, G_OFF)
+            dgamma, dbeta = _pair(net.grads, layers, l, G_OFF)
+            _, inv_std = _pair(ws.stats, layers, l, S_OFF)
+            batchnorm_backward(dZ, dgamma, dbeta, _block(ws.hbuf, z_off, layers, l, b, True), inv_std, gamma)
+        W, _ = _weights(net.params, layers, l)
+        dW, db = _weights(net.grads, layers, l)
+        A_in = _layer_input(l, b, dropout, net, ws)
+        dA_prev = _block(ws.dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(ws.xb, b)  # unused
+        if THREADED and split_by_inputs(b, W, ws.zpart):
+            dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws.wt)
         else:
-            dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws[14], W.shape[1], W.shape[0]),
-                           _scratch(ws[15], W.shape[0], b), _scratch(ws[16], W.shape[1], b))
+            dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws.wt, W.shape[1], W.shape[0]),
+                           _scratch(ws.at, W.shape[0], b), _scratch(ws.dzt, W.shape[1], b))
         if layers[l, BN]:
             db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
             if dropout and layer_f[l - 1, DROP] > 0:
-                dropout_forward(dA_prev, dA_prev, layer_f[l - 1, DROP], drop_key, step, l - 1)
-            activation_backward(_block(dzbuf, z_off, layers, l - 1, b, True), dA_prev,
-                                _block(zbuf, z_off, layers, l - 1, b, True),
-                                _block(abuf, a_off, layers, l - 1, b, False),
+                dropout_forward(dA_prev, dA_prev, layer_f[l - 1, DROP], hp.drop_key, step, l - 1)
+            activation_backward(_block(ws.dzbuf, z_off, layers, l - 1, b, True), dA_prev,
+                                _block(ws.zbuf, z_off, layers, l - 1, b, True),
+                                _block(ws.abuf, a_off, layers, l - 1, b, False),
                                 layers[l - 1, ACT], layer_f[l - 1, ACT_PARAM])
 
 
 @serial
 def penalties(with_grads, net, hp, ws):
     """The l1/l2 penalty on the weights, added to grads when with_grads."""
-    params, grads, ranges = net[0], net[1], net[5]
-    l1, l2 = hp[2], hp[3]
-    if l1 == 0 and l2 == 0:
+    if hp.l1 == 0 and hp.l2 == 0:
         return 0.0
     if with_grads:
-        penalty_backward(grads, params, ranges, l1, l2)
-    return penalty_value(params, ranges, l1, l2, ws[13])
+        penalty_backward(net.grads, net.params, net.ranges, hp.l1, hp.l2)
+    return penalty_value(net.params, net.ranges, hp.l1, hp.l2, ws.partials)
 
 
 @serial
@@ -304,14 +265,13 @@ def train_step(b, step, lr, net, hp, opt, ws):
 def apply_update(b, lr, net, opt, ws):
     """Clip the gradient (when clip_norm > 0), count the step, and update the parameters (a
     batch of b rows: which layers were split by inputs)."""
-    params, grads, layers = net[0], net[1], net[3]
-    code, hyper, m, v, t, clip_norm = opt
-    if clip_norm > 0:
-        norm = grad_norm(grads, ws[13])
-        if norm > clip_norm:
-            scale(grads, clip_norm / norm)
-    t[0] += 1
-    update_by_owner(params, grads, m, v, code, lr, hyper, t[0], layers, b, ws[17])
+    if opt.clip_norm > 0:
+        norm = grad_norm(net.grads, ws.partials)
+        if norm > opt.clip_norm:
+            scale(net.grads, opt.clip_norm / norm)
+    opt.t[0] += 1
+    update_by_owner(net.params, net.grads, opt.m, opt.v, opt.code, lr, opt.hyper, opt.t[0], net.layers, b,
+                    ws.zpart)
 
 
 @kernel
@@ -345,13 +305,12 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
 def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, opt, ws):
     """Batches of rows order[start:stop]; returns the sum of batch losses times batch sizes.
     counter[0] is the global step, which keys the dropout masks."""
-    net, opt, ws = _borrow_net(net), _borrow_opt(opt), _borrow_ws(ws)
+    net, opt, ws = borrow(net), borrow(opt), borrow(ws)
     X, Y, SW, order, counter = borrow(X), borrow(Y), borrow(SW), borrow(order), borrow(counter)
-    xb, yb, wb = ws[0], ws[1], ws[2]
     total = 0.0
     for s in range(start, stop, batch_size):
         b = min(batch_size, stop - s)
-        gather_rows(xb, yb, wb, X, Y, SW, order, s, b)
+        gather_rows(ws.xb, ws.yb, ws.wb, X, Y, SW, order, s, b)
         total += train_step(b, counter[0], lr, net, hp, opt, ws) * b
         counter[0] += 1
     return total
@@ -361,7 +320,7 @@ def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, o
 def train_epochs(X, Y, SW, orders, lrs, batch_size, counter, net, hp, opt, ws, epoch_losses):
     """One epoch per row of `orders` at learning rate lrs[e]; epoch_losses[e] is the mean of
     the epoch's batch losses weighted by batch size."""
-    net, opt, ws = _borrow_net(net), _borrow_opt(opt), _borrow_ws(ws)
+    net, opt, ws = borrow(net), borrow(opt), borrow(ws)
     X, Y, SW, orders, lrs, counter = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs), borrow(counter)
     n = X.shape[0]
     for e in range(orders.shape[0]):
@@ -377,36 +336,35 @@ def train_epochs(X, Y, SW, orders, lrs, batch_size, counter, net, hp, opt, ws, e
 @serial
 def predict_into(out, X, net, hp, ws):
     """out (n, n_out): the network's output for X (inference mode), in blocks of the workspace."""
-    net, ws, out, X = _borrow_net(net), _borrow_ws(ws), borrow(out), borrow(X)
-    layers = net[3]
-    xb, abuf, a_off = ws[0], ws[5], ws[11]
-    L = layers.shape[0] - 1
-    for start in range(0, X.shape[0], xb.shape[0]):
-        b = min(xb.shape[0], X.shape[0] - start)
-        copy_rows(xb, X, start, b)
+    net, ws, out, X = borrow(net), borrow(ws), borrow(out), borrow(X)
+    L = net.layers.shape[0] - 1
+    cap = ws.xb.shape[0]
+    for start in range(0, X.shape[0], cap):
+        b = min(cap, X.shape[0] - start)
+        copy_rows(ws.xb, X, start, b)
         forward(b, False, False, False, 0, net, hp, ws)
-        copy_rows(out[start:start + b], _block(abuf, a_off, layers, L, b, False), 0, b)
+        copy_rows(out[start:start + b], _block(ws.abuf, ws.a_off, net.layers, L, b, False), 0, b)
 
 
 @serial
 def loss_total(X, Y, net, hp, ws):
     """Sum of the per-sample losses over X in inference mode (the caller divides)."""
-    net, ws, X, Y = _borrow_net(net), _borrow_ws(ws), borrow(X), borrow(Y)
-    layers = net[3]
-    xb, yb, wb, zbuf, abuf = ws[0], ws[1], ws[2], ws[3], ws[5]
-    z_off, a_off, rows = ws[10], ws[11], ws[12]
+    net, ws, X, Y = borrow(net), borrow(ws), borrow(X), borrow(Y)
+    layers = net.layers
     L = layers.shape[0] - 1
+    cap = ws.xb.shape[0]
     total = 0.0
-    for start in range(0, X.shape[0], xb.shape[0]):
-        b = min(xb.shape[0], X.shape[0] - start)
-        copy_rows(xb, X, start, b)
-        copy_rows(yb, Y, start, b)
-        wb[:b] = 1
+    for start in range(0, X.shape[0], cap):
+        b = min(cap, X.shape[0] - start)
+        copy_rows(ws.xb, X, start, b)
+        copy_rows(ws.yb, Y, start, b)
+        ws.wb[:b] = 1
         forward(b, False, False, False, 0, net, hp, ws)
-        loss_rows(rows[:b], _block(zbuf, z_off, layers, L, b, True), _block(abuf, a_off, layers, L, b, False),
-                  yb[:b], wb[:b], hp[0], hp[1])
+        loss_rows(ws.rows[:b], _block(ws.zbuf, ws.z_off, layers, L, b, True),
+                  _block(ws.abuf, ws.a_off, layers, L, b, False), ws.yb[:b], ws.wb[:b], hp.loss_code,
+                  hp.loss_param)
         for i in range(b):
-            total += rows[i]
+            total += ws.rows[i]
     return total
 
 
@@ -414,12 +372,11 @@ def loss_total(X, Y, net, hp, ws):
 def loss_and_gradients(X, Y, dropout, step, net, hp, ws):
     """The loss of X as one training batch (batch statistics; dropout only if `dropout`, with the
     masks of `step`) and its gradient in grads; running statistics are left alone."""
-    net, ws, X, Y = _borrow_net(net), _borrow_ws(ws), borrow(X), borrow(Y)
-    xb, yb, wb = ws[0], ws[1], ws[2]
+    net, ws, X, Y = borrow(net), borrow(ws), borrow(X), borrow(Y)
     b = X.shape[0]
-    copy_rows(xb, X, 0, b)
-    copy_rows(yb, Y, 0, b)
-    wb[:b] = 1
+    copy_rows(ws.xb, X, 0, b)
+    copy_rows(ws.yb, Y, 0, b)
+    ws.wb[:b] = 1
     forward(b, True, dropout, False, step, net, hp, ws)
     value = output_loss(b, net, hp, ws)
     backward(b, dropout, step, net, hp, ws)

@@ -11,7 +11,7 @@ any Z, and their gradient with the output activation is the fused (a - y) form.
 import numpy as np
 from numba import prange
 
-from ...config import kernel, serial
+from ..compile import kernel, serial
 from ...spec import LOSSES
 from .activations import activation_backward
 

@@ -6,10 +6,10 @@ and v belong to the optimizer object and are only updated here.
 import numpy as np
 from numba import prange
 
-from ...config import kernel, serial
+from ..compile import kernel, serial
 from ...optim import (H_BETA1, H_BETA2, H_DECAY, H_EPS, H_MOMENTUM, OPT_ADAM as ADAM,
                       OPT_ADAMW as ADAMW, OPT_MOMENTUM as MOMENTUM, OPT_NESTEROV as NESTEROV)
-from .blas import even_part, thread_count
+from .threads import even_part, thread_count
 from .reduce import weighted_sum
 
 

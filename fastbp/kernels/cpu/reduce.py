@@ -6,7 +6,7 @@ result does not depend on the number of threads (the chunks, not the threads, fi
 """
 from numba import prange
 
-from ...config import kernel, serial
+from ..compile import kernel, serial
 
 
 @kernel

@@ -9,7 +9,8 @@ so the reductions over the batch are private to a thread.
 import numpy as np
 from numba import prange
 
-from ...config import kernel, serial
+from ... import config
+from ..compile import kernel, serial
 from .reduce import weighted_sum
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -57,9 +58,6 @@ def dropout_forward(D, A, rate, key, step, layer):
             D[i, j] = A[i, j] * scale if keep else zero
 
 
-_BN_BLOCK = 64   # columns per thread's block: each pass over the rows is one vector loop
-
-
 @kernel
 def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update):
     """Training mode, in place: Z <- gamma * H + beta with H = (Z - mean) / sqrt(var + eps),
@@ -76,8 +74,9 @@ def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, 
     inv_b = Z.dtype.type(1.0 / B)
     m = Z.dtype.type(momentum)
     unbias = Z.dtype.type(B / (B - 1.0) if B > 1 else 1.0)
-    for jb in prange((n + _BN_BLOCK - 1) // _BN_BLOCK):
-        j0, j1 = jb * _BN_BLOCK, min(n, jb * _BN_BLOCK + _BN_BLOCK)
+    block = config.COLUMN_BLOCK   # columns per thread's block: a pass over the rows is one vector loop
+    for jb in prange((n + block - 1) // block):
+        j0, j1 = jb * block, min(n, jb * block + block)
         w = j1 - j0
         mu, s = mean[j0:j1], inv_std[j0:j1]
         g, bt, rm, rv = gamma[j0:j1], beta[j0:j1], run_mean[j0:j1], run_var[j0:j1]
@@ -131,8 +130,9 @@ def batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma):
     zero = dZ.dtype.type(0)
     fb = dZ.dtype.type(B)
     inv_b = dZ.dtype.type(1.0 / B)
-    for jb in prange((n + _BN_BLOCK - 1) // _BN_BLOCK):
-        j0, j1 = jb * _BN_BLOCK, min(n, jb * _BN_BLOCK + _BN_BLOCK)
+    block = config.COLUMN_BLOCK   # columns per thread's block: a pass over the rows is one vector loop
+    for jb in prange((n + block - 1) // block):
+        j0, j1 = jb * block, min(n, jb * block + block)
         w = j1 - j0
         sdy, sdyh = dbeta[j0:j1], dgamma[j0:j1]
         for j in range(w):

@@ -4,15 +4,15 @@ tile held in vector registers for the whole summed axis.
 tile_fma is the micro-kernel. It is a Numba intrinsic that writes the loop as LLVM IR with
 explicit vector types, because LLVM's loop vectorizer does not find this shape in plain loops:
 given `c[j] += a * b[p, j]` it vectorizes over j but keeps C in memory, one load and one store
-of C per group of multiply-adds (the former gemm_nn: about 50 GFLOP/s on one core at
-16 x 64 x 64, where this tile runs at about 145, as fast as OpenBLAS).
+of C per group of multiply-adds, at about a third of this tile's rate (the README's "The register
+tiles" has the figures).
 
 For each p of the summed axis the tile loads TILE_VECTORS vectors from row p of B (rows of B
 are contiguous), broadcasts TILE_ROWS elements of column p of op(A), and does one fused
 multiply-add per accumulator: TILE_ROWS x TILE_VECTORS accumulators (config: 8 x 2 zmm with
 AVX-512, 6 x 2 ymm with AVX2, leaving registers for the B vectors and a broadcast). Nothing is
 packed: B's rows are read where they lie, which suits the small and mid-sized products of a
-training step (OpenBLAS spends a third of its time at these sizes packing); products whose B
+training step (OpenBLAS spends much of its time at these sizes packing); products whose B
 does not stay in L2 go to gemm_nt or OpenBLAS instead (dense.forward_path).
 """
 import llvmlite.ir as lir
@@ -21,7 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import config
-from ...config import kernel, serial
+from ..compile import kernel, serial
 
 
 @intrinsic
@@ -96,8 +96,8 @@ def transpose_block(typingctx, T, M, i0, j0):
     """T[j0:j0+w, i0:i0+w] = M[i0:i0+w, j0:j0+w]^T for one w x w block, w the elements in a
     vector of VECTOR_BYTES: w vector loads of M's rows, log2(w) rounds of interleaving pairs of
     rows (row r with row r + w/2, into rows 2r and 2r + 1), w vector stores into T's rows.
-    Element by element, a transpose did one load and one store per element (about 40 us for
-    256 x 256, more than the product it serves)."""
+    Element by element, a transpose did one load and one store per element, and took longer
+    than the product it serves."""
     def codegen(context, builder, sig, args):
         t, m, i0, j0 = args
         tt, mt = sig.args[:2]
@@ -154,11 +154,12 @@ def transpose_rows(T, M, ib):
 @kernel
 def transpose(T, M):
     """T (n, m) = M (m, n)^T, in vector blocks (transpose_block); parallel over blocks of rows
-    of M, which write disjoint columns of T. Up to 16384 elements (L1-resident), one thread."""
+    of M, which write disjoint columns of T. Up to config.TRANSPOSE_SERIAL elements (L1-resident),
+    one thread."""
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
     blocks = (m + w - 1) // w
-    if m * n <= 16384:
+    if m * n <= config.TRANSPOSE_SERIAL:
         for ib in range(blocks):
             transpose_rows(T, M, ib)
         return
@@ -223,8 +224,8 @@ def gemm_tiled(C, A, B, bias, has_bias, a_trans):
 
     Parallel over blocks of TILE_ROWS rows of C, which no other block writes; each block's
     op(A) rows stay in L1 while B streams past from L2. (Cut into halves of columns instead,
-    so that each thread would read only its half of a weight matrix, the 64 x 256 x 256
-    forward product took 43-55 us against 33-38.)"""
+    so that each thread would read only its half of a weight matrix, it measured slower: each
+    thread's tiles then reach fewer rows of B per load.)"""
     m, n = C.shape
     R = config.TILE_ROWS
     for ib in prange((m + R - 1) // R):

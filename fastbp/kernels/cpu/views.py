@@ -52,13 +52,24 @@ def view2d(typingctx, buf, off, rows, cols):
     return ret(buf, off, rows, cols), codegen
 
 
-@intrinsic
-def borrow(typingctx, arr):
-    """The same array without its reference count: what the drivers pass around inside one call,
-    so that unpacking their argument tuples costs no atomic increments."""
-    def codegen(context, builder, sig, args):
-        a = make_array(sig.args[0])(context, builder, args[0])
+def _borrowed(context, builder, typ, value):
+    if isinstance(typ, types.Array):
+        a = make_array(typ)(context, builder, value)
         a.meminfo = cgutils.get_null_value(a.meminfo.type)
         a.parent = cgutils.get_null_value(a.parent.type)
         return a._getvalue()
-    return arr(arr), codegen
+    if isinstance(typ, types.BaseTuple):
+        for i, member in enumerate(typ):
+            value = builder.insert_value(
+                value, _borrowed(context, builder, member, builder.extract_value(value, i)), i)
+    return value
+
+
+@intrinsic
+def borrow(typingctx, arg):
+    """The same array without its reference count, or the same (named) tuple with every array in
+    it so treated: what the drivers pass around inside one call, so that reading their arguments
+    costs no atomic increments."""
+    def codegen(context, builder, sig, args):
+        return _borrowed(context, builder, sig.args[0], args[0])
+    return arg(arg), codegen

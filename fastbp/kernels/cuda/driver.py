@@ -1,11 +1,16 @@
 """The network on the GPU: the mini-batch gather, whole-network forward and backward passes, and
 a training step, as host-side sequences of kernel launches over device buffers. Nothing here
 waits for the device: launches queue up, and the host reads back only what the backend asks.
+
+The functions take the cpu driver's arguments in the cpu driver's order: `net` (kernels/args.Net
+of device arrays, with the host tables), `hp` (args.Hyper), `opt` (args.Opt) and `ws` (the
+Workspace below).
 """
 import numpy as np
 from numba import cuda
 
-from ...spec import ACT, ACT_PARAM, BN, DROP, N_IN, N_UNITS, PIECES, S_OFF, G_OFF, W_OFF, B_OFF
+from .. import args
+from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward, fusable
 from .common import fill, grid1
 from .dense import dense_backward, dense_forward
@@ -32,16 +37,15 @@ def gather_rows(xb, yb, wb, X, Y, SW, order, start, b):
     _gather[grid1(b)](xb, yb, wb, X, Y, SW, order, start, b)
 
 
-class DeviceNet:
-    """A network's device buffers: parameters, gradients, running statistics, and per-layer
-    blocks for batches of up to `cap` rows (allocated once, sliced per batch)."""
+class Workspace:
+    """A network's device buffers for batches of up to `cap` rows: per-layer blocks (allocated
+    once, sliced per batch), batch statistics, per-row losses and device scalars. The cpu
+    driver's Workspace, as lists of per-layer arrays."""
 
     def __init__(self, spec, dtype, cap):
-        self.spec, self.dtype, self.cap = spec, np.dtype(dtype), cap
         L = spec.layers
-        dev = lambda *shape: cuda.device_array(shape, dtype=self.dtype)   # noqa: E731
-        self.params, self.grads = dev(spec.n_params), dev(spec.n_params)
-        self.state = dev(max(spec.n_state, 1))
+        dev = lambda *shape: cuda.device_array(shape, dtype=dtype)   # noqa: E731
+        self.cap = cap
         self.stats = dev(max(spec.n_state, 1))
         self.xb, self.yb, self.wb = dev(cap, spec.n_in), dev(cap, spec.n_out), dev(cap)
         nz = [int(r[N_UNITS] * r[PIECES]) for r in L]
@@ -51,114 +55,122 @@ class DeviceNet:
         self.H = [dev(cap, w) if L[l, BN] else None for l, w in enumerate(nz)]
         self.A = [dev(cap, u) for u in units]
         self.dA = [dev(cap, u) for u in units]
-        self.D = [dev(cap, u) if spec.layer_floats(self.dtype)[l, DROP] > 0 else None for l, u in enumerate(units)]
+        self.D = [dev(cap, u) if spec.dropout[l] > 0 else None for l, u in enumerate(units)]
         self.rows = dev(cap)
         self.loss = dev(1)
         self.scalar = cuda.device_array(1, dtype=np.float64)    # penalty, squared norm
         self.total = cuda.device_array(1, dtype=np.float64)     # an epoch's weighted loss sum
 
-    # views into the flat parameter and statistics vectors
-    def weights(self, vec, l):
-        r = self.spec.layers[l]
-        n_in, nz = int(r[N_IN]), int(r[N_UNITS] * r[PIECES])
-        w = int(r[W_OFF])
-        return vec[w:w + n_in * nz].reshape(n_in, nz), vec[int(r[B_OFF]):int(r[B_OFF]) + nz]
 
-    def pair(self, vec, l, col):
-        r = self.spec.layers[l]
-        nz, o = int(r[N_UNITS] * r[PIECES]), int(r[col])
-        return vec[o:o + nz], vec[o + nz:o + 2 * nz]
-
-    def layer_input(self, l, b, dropout, layer_f):
-        if l == 0:
-            return self.xb[:b]
-        if dropout and layer_f[l - 1, DROP] > 0:
-            return self.D[l - 1][:b]
-        return self.A[l - 1][:b]
+def device_net(spec, dtype):
+    """An args.Net of device parameters, gradients and running statistics, with the host tables
+    (the host code reads them to launch the kernels)."""
+    dev = lambda n: cuda.device_array(n, dtype=dtype)   # noqa: E731
+    return args.Net(dev(spec.n_params), dev(spec.n_params), dev(max(spec.n_state, 1)),
+                    np.ascontiguousarray(spec.layers), spec.layer_floats(dtype),
+                    [(int(a), int(b)) for a, b in spec.weight_ranges])
 
 
-def forward(net, b, batch_stats, dropout, update_stats, step, layer_f, hp):
-    spec = net.spec
-    bn_momentum, bn_eps, drop_key = hp[4], hp[5], hp[6]
-    for l in range(spec.n_layers):
-        code, param = int(spec.layers[l, ACT]), float(layer_f[l, ACT_PARAM])
-        W, bias = net.weights(net.params, l)
-        Z, A = net.Z[l][:b], net.A[l][:b]
-        fuse = fusable(code) and not spec.layers[l, BN]
-        dense_forward(Z, net.layer_input(l, b, dropout, layer_f), W, bias, A if fuse else None,
+# views into the flat parameter and statistics vectors
+def _weights(vec, layers, l):
+    r = layers[l]
+    n_in, nz = int(r[N_IN]), int(r[N_UNITS] * r[PIECES])
+    w = int(r[W_OFF])
+    return vec[w:w + n_in * nz].reshape(n_in, nz), vec[int(r[B_OFF]):int(r[B_OFF]) + nz]
+
+
+def _pair(vec, layers, l, col):
+    r = layers[l]
+    nz, o = int(r[N_UNITS] * r[PIECES]), int(r[col])
+    return vec[o:o + nz], vec[o + nz:o + 2 * nz]
+
+
+def _layer_input(l, b, dropout, net, ws):
+    if l == 0:
+        return ws.xb[:b]
+    if dropout and net.layer_f[l - 1, DROP] > 0:
+        return ws.D[l - 1][:b]
+    return ws.A[l - 1][:b]
+
+
+def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
+    layers, layer_f = net.layers, net.layer_f
+    for l in range(layers.shape[0]):
+        code, param = int(layers[l, ACT]), float(layer_f[l, ACT_PARAM])
+        W, bias = _weights(net.params, layers, l)
+        Z, A = ws.Z[l][:b], ws.A[l][:b]
+        fuse = fusable(code) and not layers[l, BN]
+        dense_forward(Z, _layer_input(l, b, dropout, net, ws), W, bias, A if fuse else None,
                       code if fuse else -1, param)
-        if spec.layers[l, BN]:
-            gamma, beta = net.pair(net.params, l, G_OFF)
-            run_mean, run_var = net.pair(net.state, l, S_OFF)
+        if layers[l, BN]:
+            gamma, beta = _pair(net.params, layers, l, G_OFF)
+            run_mean, run_var = _pair(net.state, layers, l, S_OFF)
             if batch_stats:
-                mean, inv_std = net.pair(net.stats, l, S_OFF)
-                batchnorm_forward(Z, net.H[l][:b], mean, inv_std, run_mean, run_var, gamma, beta, bn_eps,
-                                  bn_momentum, update_stats)
+                mean, inv_std = _pair(ws.stats, layers, l, S_OFF)
+                batchnorm_forward(Z, ws.H[l][:b], mean, inv_std, run_mean, run_var, gamma, beta, hp.bn_eps,
+                                  hp.bn_momentum, update_stats)
             else:
-                batchnorm_inference(Z, gamma, beta, run_mean, run_var, bn_eps)
+                batchnorm_inference(Z, gamma, beta, run_mean, run_var, hp.bn_eps)
         if not fuse:
             activation_forward(A, Z, code, param)
         if dropout and layer_f[l, DROP] > 0:
-            dropout_forward(net.D[l][:b], A, float(layer_f[l, DROP]), drop_key, step, l)
+            dropout_forward(ws.D[l][:b], A, float(layer_f[l, DROP]), hp.drop_key, step, l)
 
 
-def output_loss(net, b, layer_f, hp, weight):
-    """The batch's mean loss into net.loss (and weight times it into net.total); dL/dZ of the
-    output layer into net.dZ."""
-    spec = net.spec
-    L = spec.n_layers - 1
-    Z, A, Y, SW = net.Z[L][:b], net.A[L][:b], net.yb[:b], net.wb[:b]
-    loss_rows(net.rows[:b], Z, A, Y, SW, hp[0], hp[1])
-    batch_loss(net.loss, net.rows, b, hp[0], Y.shape[1], net.total, weight)
-    loss_backward(net.dZ[L][:b], net.dA[L][:b], Z, A, Y, SW, hp[0], hp[1], net.loss,
-                  int(spec.layers[L, ACT]), float(layer_f[L, ACT_PARAM]))
+def output_loss(b, weight, net, hp, ws):
+    """The batch's mean loss into ws.loss (and weight times it into ws.total); dL/dZ of the
+    output layer into ws.dZ."""
+    L = net.layers.shape[0] - 1
+    Z, A, Y, SW = ws.Z[L][:b], ws.A[L][:b], ws.yb[:b], ws.wb[:b]
+    loss_rows(ws.rows[:b], Z, A, Y, SW, hp.loss_code, hp.loss_param)
+    batch_loss(ws.loss, ws.rows, b, hp.loss_code, Y.shape[1], ws.total, weight)
+    loss_backward(ws.dZ[L][:b], ws.dA[L][:b], Z, A, Y, SW, hp.loss_code, hp.loss_param, ws.loss,
+                  int(net.layers[L, ACT]), float(net.layer_f[L, ACT_PARAM]))
 
 
-def backward(net, b, dropout, step, layer_f, hp):
-    spec = net.spec
-    for l in range(spec.n_layers - 1, -1, -1):
-        dZ = net.dZ[l][:b]
-        if spec.layers[l, BN]:
-            gamma, _ = net.pair(net.params, l, G_OFF)
-            dgamma, dbeta = net.pair(net.grads, l, G_OFF)
-            _, inv_std = net.pair(net.stats, l, S_OFF)
-            batchnorm_backward(dZ, dgamma, dbeta, net.H[l][:b], inv_std, gamma)
-        W, _ = net.weights(net.params, l)
-        dW, db = net.weights(net.grads, l)
-        dA_prev = net.dA[l - 1][:b] if l > 0 else None
-        dense_backward(dA_prev, dW, db, dZ, net.layer_input(l, b, dropout, layer_f), W, l > 0)
-        if spec.layers[l, BN]:
+def backward(b, dropout, step, net, hp, ws):
+    layers, layer_f = net.layers, net.layer_f
+    for l in range(layers.shape[0] - 1, -1, -1):
+        dZ = ws.dZ[l][:b]
+        if layers[l, BN]:
+            gamma, _ = _pair(net.params, layers, l, G_OFF)
+            dgamma, dbeta = _pair(net.grads, layers, l, G_OFF)
+            _, inv_std = _pair(ws.stats, layers, l, S_OFF)
+            batchnorm_backward(dZ, dgamma, dbeta, ws.H[l][:b], inv_std, gamma)
+        W, _ = _weights(net.params, layers, l)
+        dW, db = _weights(net.grads, layers, l)
+        dA_prev = ws.dA[l - 1][:b] if l > 0 else None
+        dense_backward(dA_prev, dW, db, dZ, _layer_input(l, b, dropout, net, ws), W, l > 0)
+        if layers[l, BN]:
             fill[grid1(db.size)](db, 0.0)   # batch norm subtracts the mean: the bias has no effect
         if l > 0:
             if dropout and layer_f[l - 1, DROP] > 0:
-                dropout_forward(dA_prev, dA_prev, float(layer_f[l - 1, DROP]), hp[6], step, l - 1)
-            activation_backward(net.dZ[l - 1][:b], dA_prev, net.Z[l - 1][:b], net.A[l - 1][:b],
-                                int(spec.layers[l - 1, ACT]), float(layer_f[l - 1, ACT_PARAM]))
+                dropout_forward(dA_prev, dA_prev, float(layer_f[l - 1, DROP]), hp.drop_key, step, l - 1)
+            activation_backward(ws.dZ[l - 1][:b], dA_prev, ws.Z[l - 1][:b], ws.A[l - 1][:b],
+                                int(layers[l - 1, ACT]), float(layer_f[l - 1, ACT_PARAM]))
 
 
-def penalties(net, with_grads, ranges, hp):
-    """The l1/l2 penalty into net.scalar[0] (and its gradient into net.grads); False if none."""
-    l1, l2 = hp[2], hp[3]
-    if l1 == 0 and l2 == 0:
+def penalties(with_grads, net, hp, ws):
+    """The l1/l2 penalty into ws.scalar[0] (and its gradient into net.grads); False if none."""
+    if hp.l1 == 0 and hp.l2 == 0:
         return False
-    fill[1, 1](net.scalar, 0.0)
-    penalty(net.scalar, net.grads, net.params, ranges, l1, l2, with_grads)
+    fill[1, 1](ws.scalar, 0.0)
+    penalty(ws.scalar, net.grads, net.params, net.ranges, hp.l1, hp.l2, with_grads)
     return True
 
 
-def train_step(net, b, step, lr, layer_f, hp, ranges, opt, weight):
+def train_step(b, step, lr, weight, net, hp, opt, ws):
     """One step on the batch in xb/yb/wb; its loss (with the penalty) times weight is added to
-    net.total on the device."""
-    code, hyper, m, v, t, clip_norm = opt
-    forward(net, b, True, True, True, step, layer_f, hp)
-    output_loss(net, b, layer_f, hp, weight)
-    backward(net, b, True, step, layer_f, hp)
-    if penalties(net, True, ranges, hp):
-        _add_scaled[1, 1](net.total, net.scalar, weight)
-    if clip_norm > 0:
-        grad_norm(net.scalar, net.grads)
-        scale(net.grads, net.scalar, clip_norm)
-    optimizer_update(net.params, net.grads, m, v, code, lr, hyper, t)
+    ws.total on the device. opt.t is the step number (from 1), as a host int."""
+    forward(b, True, True, True, step, net, hp, ws)
+    output_loss(b, weight, net, hp, ws)
+    backward(b, True, step, net, hp, ws)
+    if penalties(True, net, hp, ws):
+        _add_scaled[1, 1](ws.total, ws.scalar, weight)
+    if opt.clip_norm > 0:
+        grad_norm(ws.scalar, net.grads)
+        scale(net.grads, ws.scalar, opt.clip_norm)
+    optimizer_update(net.params, net.grads, opt.m, opt.v, opt.code, lr, opt.hyper, opt.t)
 
 
 @cuda.jit

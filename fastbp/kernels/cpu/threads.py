@@ -1,0 +1,48 @@
+"""Thread helpers every kernel shares: how many threads a parallel region has, and how to cut an
+axis into parts that no two threads share a cache line of."""
+import llvmlite.ir as lir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.ufunc import parallel as numba_parallel
+
+from ..compile import serial, twin_is
+
+# Start Numba's thread pool now (milliseconds), which registers the entry point _numba_threads
+# calls: code loaded from the disk cache does not start it before it runs (a serial driver that
+# called a threaded kernel crashed on an unresolved entry point).
+numba_parallel._launch_threads()
+
+
+@intrinsic
+def _numba_threads(typingctx):
+    """Numba's current thread count, read through its thread pool's C entry point (so that the
+    kernel stays cacheable: numba.get_num_threads() in compiled code is not)."""
+    numba_parallel._launch_threads()
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, lir.FunctionType(cgutils.intp_t, []),
+                                            "get_num_threads")
+        return builder.call(fn, [])
+    return types.intp(), codegen
+
+
+@serial
+def _one():
+    return 1
+
+
+@twin_is(_one)
+@serial
+def thread_count():
+    """Numba's thread count; 1 in the single-threaded twins (which must not start the pool)."""
+    return _numba_threads()
+
+
+@serial
+def even_part(n, k, parts):
+    """Part k of `parts` near-equal parts of range(n), cut at multiples of 16 (elements: 64 bytes
+    of float32, so that parts written by different threads share no cache line; rows of W: whole
+    transpose blocks)."""
+    blocks = (n + 15) // 16
+    return min(n, blocks * k // parts * 16), min(n, blocks * (k + 1) // parts * 16)
