@@ -7,8 +7,7 @@
 from . import callbacks, datasets, optim
 from ._version import __version__
 from .callbacks import History
-from .io import load
-from .network import Network
+from .network import Network, load
 
 __all__ = ["Network", "History", "load", "datasets", "optim", "callbacks", "set_num_threads",
            "get_num_threads", "__version__"]

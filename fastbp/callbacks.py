@@ -73,7 +73,7 @@ class EarlyStopping(Callback):
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_state = self.network._snapshot(optimizer=False)
+                self.best_state = self.network.snapshot(optimizer=False)
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -82,7 +82,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_state is not None:
-            self.network._restore(self.best_state)
+            self.network.restore(self.best_state)
 
 
 class ProgressBar(Callback):

@@ -211,7 +211,7 @@ def cmd_train(args):
 
 
 def _load_model(path):
-    from .io import load
+    from .network import load
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such model file")
     try:

@@ -25,6 +25,9 @@ def _mpi():
 
 
 class Distributed:
+    """One fit's view of the MPI job: the rank, the streams of this rank, and the collective steps
+    a fit takes. It is handed the network's arrays, never the network."""
+
     def __init__(self, comm, backend):
         MPI = _mpi()
         if comm is not MPI.COMM_WORLD and comm != MPI.COMM_WORLD:
@@ -34,33 +37,47 @@ class Distributed:
             raise ValueError(f"distributed training runs on the cpu backend, not {backend.name!r}")
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
         self.backend = backend
+        self.steps = self.n_global = self.key = None
+        self.rng = None
 
-    def sync_weights(self, net):
-        """Every rank starts from rank 0's parameters and statistics."""
-        self.comm.Bcast(net._params, root=0)
-        self.comm.Bcast(net._state, root=0)
+    def start(self, params, state, n, batch_size, seed, drop_key, stream):
+        """Before the first epoch: every rank takes rank 0's parameters and statistics, and this
+        rank's shuffle generator and dropout key. `stream` is the (rank, generator) pair this
+        returns, kept by the network, so that a later fit continues the stream instead of
+        repeating it. Returns the pair to keep."""
+        self.comm.Bcast(params, root=0)
+        self.comm.Bcast(state, root=0)
+        if stream is None or stream[0] != self.rank:
+            stream = (self.rank, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, self.rank))))
+        self.rng = stream[1]
+        self.key = (drop_key * 0x9E3779B97F4A7C15 + self.rank) % (1 << 64)
+        self.steps = self.comm.allreduce(-(-n // batch_size), op=_mpi().MAX)
+        self.n_global = self.comm.allreduce(n)
+        return stream
 
-    def rank_streams(self, net):
-        """Shuffle generator and dropout key of this rank: distinct per rank, reproducible, and
-        kept on the network so that a later fit continues the stream instead of repeating it."""
-        if getattr(net, "_rank_rng", None) is None or net._rank_rng[0] != self.rank:
-            seq = np.random.SeedSequence(net.seed, spawn_key=(7, self.rank))
-            net._rank_rng = (self.rank, np.random.default_rng(seq))
-        key = (net._drop_key * 0x9E3779B97F4A7C15 + self.rank) % (1 << 64)
-        return net._rank_rng[1], key
-
-    def steps(self, n, batch_size):
-        return self.comm.allreduce(-(-n // batch_size), op=_mpi().MAX)
+    def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
+        """Epochs over `orders` with one gradient all-reduce per step: (mean losses over every
+        rank's rows, epochs run)."""
+        totals = self.backend.train_distributed(params, state, X, Y, SW, orders, lrs, batch_size, self.steps,
+                                                counter, optimizer, self.key)
+        return self.comm.allreduce(totals) / self.n_global, orders.shape[0]
 
     def mean(self, value, weight):
         """The weight-averaged mean over ranks of a per-rank figure."""
         total, weights = self.comm.allreduce(np.array([value * weight, weight], dtype=np.float64))
         return float(total / weights)
 
-    def reduce_losses(self, totals, n):
-        sums = self.comm.allreduce(np.asarray(totals, dtype=np.float64))
-        return sums / self.comm.allreduce(n)
 
+def guarded(comm, run):
+    """run(), but an error on this rank ends the whole job (abort) rather than leaving the other
+    ranks waiting in an all-reduce. Divergence is seen alike by every rank (shared weights,
+    reduced losses), so a FloatingPointError is raised as usual."""
+    try:
+        return run()
+    except FloatingPointError:
+        raise
+    except BaseException as exc:
+        abort(comm, exc)
 
 
 def abort(comm, exc):

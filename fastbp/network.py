@@ -4,14 +4,16 @@ reference) and to an optimizer. No math here.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import aligned, data
+from . import aligned, data, io
 from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
-from .optim import get_optimizer
+from .optim import get_optimizer, optimizer_from_config
 from .spec import did_you_mean, init_params, make_spec, set_flat
 
 BACKENDS = ("cpu", "numpy", "cuda", "auto")
@@ -93,6 +95,8 @@ class Network:
         self.optimizer = None
         self.stop_training = False
         self.metadata = {}   # JSON-able notes saved with the model (the CLI keeps class names here)
+        self._rank = 0           # this process's MPI rank in a distributed fit (only rank 0 saves)
+        self._rank_rng = None    # (rank, shuffle generator) of distributed fits: continued by later ones
         self.backend = backend
         self._backend = _make_backend(backend, self.spec, self.dtype, self._drop_key)
 
@@ -127,21 +131,22 @@ class Network:
         return [(g.copy(), b.copy(), m.copy(), v.copy()) for (g, b), (m, v) in
                 zip(self.spec.bn_views(self._params), self.spec.state_views(self._state))]
 
-    def _snapshot(self, optimizer=True):
-        snap = {"params": self._params.copy(), "state": self._state.copy(),
-                "counter": self._counter.copy()}
-        opt = self.optimizer
-        if optimizer and opt is not None and opt.m is not None:
-            snap["opt"] = (opt.m.copy(), opt.v.copy(), opt.t.copy())
+    # ---- state: what callbacks, the scikit-learn wrapper and a failed epoch go back to ----
+    def snapshot(self, optimizer=True):
+        """A copy of the training state: parameters, batch-norm statistics, the step counter and
+        (with optimizer=True) the optimizer's state. restore() puts it back."""
+        snap = {"params": self._params.copy(), "state": self._state.copy(), "counter": self._counter.copy()}
+        if optimizer and self.optimizer is not None:
+            snap["optimizer"] = self.optimizer.get_state()
         return snap
 
-    def _restore(self, snap):
-        self._params[...] = snap["params"]
-        self._state[...] = snap["state"]
-        self._counter[...] = snap["counter"]
-        if "opt" in snap:
-            for live, saved in zip((self.optimizer.m, self.optimizer.v, self.optimizer.t), snap["opt"]):
-                live[...] = saved
+    def restore(self, snapshot):
+        """Go back to a snapshot(), in place."""
+        self._params[...] = snapshot["params"]
+        self._state[...] = snapshot["state"]
+        self._counter[...] = snapshot["counter"]
+        if "optimizer" in snapshot:
+            self.optimizer.set_state(snapshot["optimizer"])
 
     # ---- evaluation ----
     def _X(self, X, name="X"):
@@ -187,8 +192,7 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
-            restore_best_weights=True, initial_epoch=0, on_divergence="raise", comm=None, _streaming=False,
-            _guarded=False):
+            restore_best_weights=True, initial_epoch=0, on_divergence="raise", comm=None):
         """Train by mini-batch gradient descent; returns a History.
 
         epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
@@ -212,15 +216,24 @@ class Network:
         holds the completed epochs, and the weights are those of the last completed epoch (or
         batch, with verbose=1).
         """
-        if comm is not None and not _guarded:
-            args = {k: v for k, v in locals().items() if k != "self"}
-            try:
-                return self.fit(**dict(args, _guarded=True))
-            except FloatingPointError:
-                raise   # divergence is seen alike by every rank (shared weights, reduced losses)
-            except BaseException as exc:   # one rank's error: stop the job, not leave it hanging
-                from .distributed import abort
-                abort(comm, exc)
+        def train():
+            return self._run(self._plan(
+                X, y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
+                validation_split=validation_split, validation_data=validation_data, verbose=verbose,
+                optimizer=optimizer, sample_weight=sample_weight, class_weight=class_weight,
+                callbacks=callbacks, early_stopping=early_stopping, patience=patience, min_delta=min_delta,
+                monitor=monitor, restore_best_weights=restore_best_weights, initial_epoch=initial_epoch,
+                on_divergence=on_divergence, comm=comm))
+        if comm is None:
+            return train()
+        from .distributed import guarded
+        return guarded(comm, train)
+
+    def _plan(self, X, y, *, epochs, batch_size, lr, shuffle, validation_split, validation_data, verbose,
+              optimizer, sample_weight, class_weight, callbacks, early_stopping, patience, min_delta, monitor,
+              restore_best_weights, initial_epoch, on_divergence, comm, streaming=False):
+        """Check every argument and lay out the run; nothing is trained or changed on refusal
+        but the optimizer choice."""
         epochs = data.check_positive_int(epochs, "epochs")
         batch_size = data.check_positive_int(batch_size, "batch_size")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
@@ -234,13 +247,13 @@ class Network:
         if comm is not None:
             from .distributed import Distributed
             dist = Distributed(comm, self._backend)
-            self._mpi_rank = dist.rank
+            self._rank = dist.rank
             if dist.rank != 0:
                 verbose = 0
             elif verbose == 1:
                 verbose = 2   # a progress bar within epochs would need Python between batches
         X, Y = self._XY(X, y)
-        if not _streaming:
+        if not streaming:
             data.check_two_classes(Y, self.spec)
         SW = data.sample_weights(sample_weight, class_weight, Y, self.spec, self.dtype)
         Xv = Yv = None
@@ -259,55 +272,49 @@ class Network:
                 raise ValueError(f"validation_split={validation_split} leaves an empty training or "
                                  f"validation set for {X.shape[0]} rows")
             X, Xv, Y, Yv, SW = X[:split], X[split:], Y[:split], Y[split:], SW[:split]
-
         opt = self._take_optimizer(optimizer, lr)
         cbs = self._callbacks(callbacks, early_stopping, patience, min_delta, monitor,
                               restore_best_weights, Xv is not None, verbose, epochs, X.shape[0])
-        history = self.history = History()
-        cbs.insert(0, history)   # first: the epoch is on record before any user callback runs
+        cbs.insert(0, History())   # first: the epoch is on record before any user callback runs
+        return _Plan(X=X, Y=Y, SW=SW, Xv=Xv, Yv=Yv, epochs=epochs, initial_epoch=initial_epoch,
+                     batch_size=batch_size, shuffle=shuffle, opt=opt, callbacks=cbs,
+                     progress=next((cb for cb in cbs if isinstance(cb, ProgressBar)), None),
+                     on_divergence=on_divergence, dist=dist)
+
+    def _run(self, plan):
+        """Run the planned epochs: many in one compiled call unless Python has work between
+        epochs (validation, callbacks, a plateau schedule, MPI)."""
+        cbs, opt, dist, n = plan.callbacks, plan.opt, plan.dist, plan.X.shape[0]
+        history = self.history = cbs[0]
         for cb in cbs:
             cb.network = self
         self.stop_training = False
         for cb in cbs:   # plain objects need only on_epoch_end
             getattr(cb, "on_train_begin", lambda logs: None)({})
-        progress = next((cb for cb in cbs if isinstance(cb, ProgressBar)), None)
-        # Many epochs run in one compiled call unless Python has work between epochs.
-        per_epoch = Xv is not None or len(cbs) > 1 or opt.needs_logs or dist is not None
+        per_epoch = plan.Xv is not None or len(cbs) > 1 or opt.needs_logs or dist is not None
         if dist is not None:
-            dist.sync_weights(self)
-            rank_rng, rank_key = dist.rank_streams(self)
-            steps = dist.steps(X.shape[0], batch_size)
-            n_global = dist.comm.allreduce(X.shape[0])
-        n, epoch = X.shape[0], initial_epoch
+            self._rank_rng = dist.start(self._params, self._state, n, plan.batch_size, self.seed, self._drop_key,
+                                        self._rank_rng)
+        epoch = plan.initial_epoch
         try:
-            while epoch < epochs and not self.stop_training:
-                k = 1 if per_epoch else next(data.epoch_chunks(n, epochs - epoch))
+            while epoch < plan.epochs and not self.stop_training:
+                k = 1 if per_epoch else next(data.epoch_chunks(n, plan.epochs - epoch))
                 t0 = time.perf_counter()
-                orders = data.epoch_orders(rank_rng if dist is not None else self._rng, n, k, shuffle)
+                orders = data.epoch_orders(dist.rng if dist is not None else self._rng, n, k, plan.shuffle)
                 lrs = [opt.lr_at(epoch + i, i * n) for i in range(k)]
-                snap = self._snapshot()
+                snap = self.snapshot()
                 committed = False
                 try:
-                    if dist is not None:
-                        totals = self._backend.train_distributed(self._params, self._state, X, Y, SW, orders,
-                                                                 lrs, batch_size, steps, self._counter, opt,
-                                                                 rank_key)
-                        losses, ran = dist.comm.allreduce(totals) / n_global, k
-                    elif progress is not None:
-                        losses, ran = self._epoch_with_progress(X, Y, SW, orders[0], batch_size, lrs[0],
-                                                                opt, progress, epoch)
-                    else:
-                        losses, ran = self._backend.train(self._params, self._state, X, Y, SW, orders, lrs,
-                                                          batch_size, self._counter, opt)
+                    losses, ran = self._train_chunk(plan, orders, lrs, epoch)
                     if ran < k or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(self._params)):
-                        self._restore(snap)
+                        self.restore(snap)
                         committed = True
                         message = (f"training diverged (non-finite loss or weights) in epoch {epoch + ran} "
                                    f"with lr={lrs[min(ran, k) - 1]:g}; the weights from before epoch "
                                    f"{epoch + 1} were kept. Try a smaller lr, clip_norm, or scaled inputs.")
-                        if on_divergence == "raise":
+                        if plan.on_divergence == "raise":
                             raise FloatingPointError(message)
-                        warnings.warn(message, RuntimeWarning, stacklevel=2)
+                        warnings.warn(message, RuntimeWarning, stacklevel=3)
                         break
                     seconds = (time.perf_counter() - t0) / k
                     if k > 1:   # a run of epochs with no Python between them: record it in bulk
@@ -318,13 +325,7 @@ class Network:
                         self.epochs_done = epoch
                         committed = True
                         continue
-                    logs = {"loss": float(losses[0]), "lr": float(lrs[0]), "time": seconds}
-                    if Xv is not None:
-                        logs["val_loss"] = self._backend.loss(self._params, self._state, Xv, Yv)
-                        logs["val_score"] = self._score(Xv, Yv)
-                        if dist is not None:   # every rank sees the figures of all validation rows
-                            logs["val_loss"] = dist.mean(logs["val_loss"], Xv.shape[0])
-                            logs["val_score"] = dist.mean(logs["val_score"], Xv.shape[0])
+                    logs = self._epoch_logs(plan, losses[0], lrs[0], seconds)
                     opt.samples_seen += n
                     history.on_epoch_end(epoch, logs)
                     epoch += 1
@@ -333,8 +334,8 @@ class Network:
                 except BaseException:
                     # interrupted (Ctrl-C arrives when the compiled call returns) before the epoch
                     # was on record: go back to its start, so weights, history and counts agree
-                    if not committed and progress is None:
-                        self._restore(snap)
+                    if not committed and plan.progress is None:
+                        self.restore(snap)
                     raise
                 if opt.needs_logs:
                     opt.lr.on_epoch_end(logs)
@@ -345,13 +346,37 @@ class Network:
                 getattr(cb, "on_train_end", lambda logs: None)({})
         return history
 
+    def _train_chunk(self, plan, orders, lrs, epoch):
+        """One run of epochs (one row of `orders` each): (mean losses, epochs run)."""
+        if plan.dist is not None:
+            return plan.dist.train(self._params, self._state, plan.X, plan.Y, plan.SW, orders, lrs, plan.batch_size,
+                                   self._counter, plan.opt)
+        if plan.progress is not None:
+            return self._epoch_with_progress(plan.X, plan.Y, plan.SW, orders[0], plan.batch_size, lrs[0], plan.opt,
+                                             plan.progress, epoch)
+        return self._backend.train(self._params, self._state, plan.X, plan.Y, plan.SW, orders, lrs, plan.batch_size,
+                                   self._counter, plan.opt)
+
+    def _epoch_logs(self, plan, loss, lr, seconds):
+        logs = {"loss": float(loss), "lr": float(lr), "time": seconds}
+        if plan.Xv is not None:
+            logs["val_loss"] = self._backend.loss(self._params, self._state, plan.Xv, plan.Yv)
+            logs["val_score"] = self._score(plan.Xv, plan.Yv)
+            if plan.dist is not None:   # every rank sees the figures of all validation rows
+                logs["val_loss"] = plan.dist.mean(logs["val_loss"], plan.Xv.shape[0])
+                logs["val_score"] = plan.dist.mean(logs["val_score"], plan.Xv.shape[0])
+        return logs
+
     def partial_fit(self, X, y, batch_size=32, lr=None, sample_weight=None, class_weight=None,
                     optimizer=None):
         """One epoch over X, y, continuing from the current weights and optimizer state (a batch
         may hold a single class here, unlike in fit)."""
-        return self.fit(X, y, epochs=self.epochs_done + 1, initial_epoch=self.epochs_done,
-                        batch_size=batch_size, lr=lr, sample_weight=sample_weight,
-                        class_weight=class_weight, optimizer=optimizer, _streaming=True)
+        return self._run(self._plan(
+            X, y, epochs=self.epochs_done + 1, batch_size=batch_size, lr=lr, shuffle=True, validation_split=0.0,
+            validation_data=None, verbose=0, optimizer=optimizer, sample_weight=sample_weight,
+            class_weight=class_weight, callbacks=None, early_stopping=False, patience=10, min_delta=0.0,
+            monitor="val_loss", restore_best_weights=True, initial_epoch=self.epochs_done, on_divergence="raise",
+            comm=None, streaming=True))
 
     def _take_optimizer(self, optimizer, lr):
         if optimizer is None:
@@ -415,7 +440,75 @@ class Network:
         """Write the whole model (architecture, weights, batch-norm statistics, optimizer and its
         state, random streams) to one .npz file, atomically. No pickle. After a distributed fit
         only rank 0 writes (the weights are the same on every rank)."""
-        if getattr(self, "_mpi_rank", 0) != 0:
+        if self._rank != 0:
             return
-        from .io import save
-        save(self, path)
+        opt = self.optimizer
+        config = {"spec": self.spec.config(), "dtype": self.dtype.name, "backend": self.backend, "seed": self.seed,
+                  "drop_key": str(self._drop_key), "rng_state": self._rng.bit_generator.state,
+                  "epochs_done": self.epochs_done, "optimizer": opt.get_config() if opt is not None else None,
+                  "metadata": self.metadata}
+        arrays = {"params": self._params, "state": self._state, "counter": self._counter}
+        if opt is not None and opt.get_state() is not None:
+            arrays["opt_m"], arrays["opt_v"], _ = opt.state_arrays()
+        io.write(path, config, arrays)
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """A Network from a file written by save; backend overrides the saved one. Refuses
+        truncated, corrupted, tampered or foreign files with a ValueError."""
+        cfg, arrays = io.read(path)
+        path = os.fspath(path)
+        try:
+            net = cls(dtype=cfg["dtype"], seed=cfg["seed"], backend=backend or cfg["backend"], **cfg["spec"])
+            net._drop_key = int(cfg["drop_key"])
+            net._backend = _make_backend(net.backend, net.spec, net.dtype, net._drop_key)
+            expected = {"params": (net.n_params,), "state": (net.spec.n_state,), "counter": (1,)}
+            for name, shape in expected.items():
+                arr = arrays.get(name)
+                want = np.int64 if name == "counter" else net.dtype
+                if arr is None or arr.shape != shape or arr.dtype != want:
+                    raise io.invalid(path, f"array {name!r} should be {np.dtype(want)} of shape {shape}, found "
+                                           f"{None if arr is None else (arr.dtype, arr.shape)}")
+                if not np.all(np.isfinite(arr)):
+                    raise io.invalid(path, f"array {name!r} holds NaN or infinite values")
+            net._params[...] = arrays["params"]
+            net._state[...] = arrays["state"]
+            net._counter[...] = arrays["counter"]
+            net._rng.bit_generator.state = cfg["rng_state"]
+            net.epochs_done = int(cfg["epochs_done"])
+            metadata = cfg.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise io.invalid(path, "its metadata is not a JSON object")
+            net.metadata = metadata
+            if cfg["optimizer"] is not None:
+                m, v = arrays.get("opt_m"), arrays.get("opt_v")
+                if m is None or v is None or m.dtype != net.dtype or v.dtype != net.dtype:
+                    raise io.invalid(path, "the optimizer's state arrays are missing or of the wrong dtype")
+                net.optimizer = optimizer_from_config(cfg["optimizer"], m.copy(), v.copy())
+                net.optimizer.bind(net.n_params, net.dtype)
+        except (KeyError, TypeError) as exc:
+            raise io.invalid(path, f"its config is incomplete or malformed ({type(exc).__name__}: {exc})") from None
+        return net
+
+
+@dataclass
+class _Plan:
+    """A checked fit: its data (training, validation), epochs, optimizer, callbacks (the History
+    first), and, in a distributed fit, the MPI side (distributed.Distributed)."""
+    X: np.ndarray
+    Y: np.ndarray
+    SW: np.ndarray
+    Xv: np.ndarray | None
+    Yv: np.ndarray | None
+    epochs: int
+    initial_epoch: int
+    batch_size: int
+    shuffle: bool
+    opt: object
+    callbacks: list
+    progress: ProgressBar | None
+    on_divergence: str
+    dist: object = None
+
+
+load = Network.load

@@ -178,21 +178,23 @@ def penalty(params, ranges, l1, l2):
 # ---- optimizers (state arrays belong to the optimizer object; updated in place) ----
 
 def optimizer_update(params, grads, opt, lr):
-    """One step of `opt` (its name, hyper-parameters and m, v, t) at learning rate lr."""
-    opt.t[0] += 1
-    t = int(opt.t[0])
+    """One step of `opt` (its name, hyper-parameters and state arrays m, v, t) at learning rate
+    lr."""
+    m, v, steps = opt.state_arrays()
+    steps[0] += 1
+    t = int(steps[0])
     name = opt.name
     if name == "sgd":
         params -= lr * grads
     elif name in ("momentum", "nesterov"):
-        opt.m[...] = opt.momentum * opt.m - lr * grads
-        params += opt.momentum * opt.m - lr * grads if name == "nesterov" else opt.m
+        m[...] = opt.momentum * m - lr * grads
+        params += opt.momentum * m - lr * grads if name == "nesterov" else m
     else:  # adam, adamw
         g = grads + opt.weight_decay * params if name == "adam" else grads
-        opt.m[...] = opt.beta1 * opt.m + (1 - opt.beta1) * g
-        opt.v[...] = opt.beta2 * opt.v + (1 - opt.beta2) * g * g
-        m_hat = opt.m / (1 - opt.beta1 ** t)
-        v_hat = opt.v / (1 - opt.beta2 ** t)
+        m[...] = opt.beta1 * m + (1 - opt.beta1) * g
+        v[...] = opt.beta2 * v + (1 - opt.beta2) * g * g
+        m_hat = m / (1 - opt.beta1 ** t)
+        v_hat = v / (1 - opt.beta2 ** t)
         if name == "adamw":
             params -= lr * opt.weight_decay * params
         params -= lr * m_hat / (np.sqrt(v_hat) + opt.eps)

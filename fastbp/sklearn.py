@@ -62,7 +62,7 @@ class _SklearnStopping(Callback):
             est.validation_scores_.append(score)
             if score > est.best_validation_score_:
                 est.best_validation_score_ = score
-                est._best = net._snapshot(optimizer=False)
+                est._best = net.snapshot(optimizer=False)
             improved = score >= est._best_for_tol + est.tol
             est._best_for_tol = max(est._best_for_tol, score)
         else:
@@ -233,7 +233,7 @@ class _BaseMLP(BaseEstimator):
                     batch_size=min(batch, X.shape[0]), shuffle=self.shuffle, sample_weight=sample_weight,
                     callbacks=[cb])
         if validation is not None and self._best is not None:
-            net._restore(self._best)   # the best validation epoch's weights, as scikit-learn
+            net.restore(self._best)   # the best validation epoch's weights, as scikit-learn
         if not incremental and not self._converged:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           f"optimization hasn't converged yet.", ConvergenceWarning)

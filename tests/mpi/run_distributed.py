@@ -1,4 +1,4 @@
-"""Run under mpiexec by tests/test_mpi.py. Usage: run_distributed.py CASE OUTDIR
+"""Run under mpiexec by tests/test_distributed.py. Usage: run_distributed.py CASE OUTDIR
 
 equivalence: N ranks with batch b end with the weights of one process with batch N*b on the
              same data order (uneven shards included), identical on every rank.
@@ -36,9 +36,9 @@ if case == "equivalence":
             ref = fastbp.Network([8, 16, 3], seed=0, dtype="float64", **features)
             for e in range(3):
                 for i, rows in enumerate(batches):
-                    ref.fit(X[rows], y[rows], epochs=ref.epochs_done + 1, initial_epoch=ref.epochs_done,
-                            batch_size=len(rows), shuffle=False, lr=0.1, optimizer=ref.optimizer or "momentum",
-                            _streaming=True)
+                    # partial_fit: a batch may hold a single class; one batch, so its order is moot
+                    ref.partial_fit(X[rows], y[rows], batch_size=len(rows), lr=0.1,
+                                    optimizer=ref.optimizer or "momentum")
             want = np.concatenate([np.r_[w.ravel(), c] for w, c in ref.get_weights()])
             result = {"identical": all(np.array_equal(everyone[0], f) for f in everyone),
                       "max_diff": float(np.abs(everyone[0] - want).max())}
