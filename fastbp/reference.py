@@ -20,19 +20,22 @@ def _sigmoid(z):
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
+# name -> (forward(z, param), backward(dA, z, a, param)): the element-wise activations
+ELEMENTWISE = {
+    "linear": (lambda z, p: z.copy(), lambda dA, z, a, p: dA.copy()),
+    "sigmoid": (lambda z, p: _sigmoid(z), lambda dA, z, a, p: dA * a * (1 - a)),      # sigmoid' = a (1 - a)
+    "tanh": (lambda z, p: np.tanh(z), lambda dA, z, a, p: dA * (1 - a * a)),          # tanh' = 1 - a^2
+    "relu": (lambda z, p: np.maximum(z, 0), lambda dA, z, a, p: dA * (z > 0)),
+    "leaky_relu": (lambda z, p: np.where(z > 0, z, z * p), lambda dA, z, a, p: np.where(z > 0, dA, dA * p)),
+    # for z <= 0: elu' = alpha e^z = a + alpha
+    "elu": (lambda z, p: np.where(z > 0, z, p * np.expm1(np.minimum(z, 0))),
+            lambda dA, z, a, p: np.where(z > 0, dA, dA * (a + p))),
+}
+
+
 def activation_forward(name, z, param, units):
-    if name == "linear":
-        return z.copy()
-    if name == "sigmoid":
-        return _sigmoid(z)
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "relu":
-        return np.maximum(z, 0)
-    if name == "leaky_relu":
-        return np.where(z > 0, z, z * param)
-    if name == "elu":
-        return np.where(z > 0, z, param * np.expm1(np.minimum(z, 0)))
+    if name in ELEMENTWISE:
+        return ELEMENTWISE[name][0](z, param)
     if name == "maxout":
         # columns are grouped per unit: unit u owns columns u*pieces .. u*pieces + pieces - 1
         return z.reshape(z.shape[0], units, param).max(axis=2)
@@ -43,18 +46,8 @@ def activation_forward(name, z, param, units):
 
 
 def activation_backward(name, dA, z, a, param, units):
-    if name == "linear":
-        return dA.copy()
-    if name == "sigmoid":
-        return dA * a * (1 - a)            # sigmoid' = a (1 - a)
-    if name == "tanh":
-        return dA * (1 - a * a)            # tanh' = 1 - a^2
-    if name == "relu":
-        return dA * (z > 0)
-    if name == "leaky_relu":
-        return np.where(z > 0, dA, dA * param)
-    if name == "elu":
-        return np.where(z > 0, dA, dA * (a + param))   # for z <= 0: elu' = alpha e^z = a + alpha
+    if name in ELEMENTWISE:
+        return ELEMENTWISE[name][1](dA, z, a, param)
     if name == "maxout":
         # the gradient flows only to the winning piece (the first, on ties)
         zz = z.reshape(z.shape[0], units, param)

@@ -7,6 +7,7 @@ No math lives here: the numpy reference and the Numba kernels each implement the
 from __future__ import annotations
 
 import difflib
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,27 +15,32 @@ import numpy as np
 from . import aligned
 from .data import check_number
 
-# name -> (code, parameter name or None, default parameter value)
-# The codes are the contract between this table, reference.py and kernels/cpu/activations.py.
+# An activation: its kernel code; its parameter's name (or None), default and rule ("finite",
+# "positive" or "count": a positive integer); the layers it may serve ("hidden", "output" or
+# "both"); and what init="auto" draws its layer's weights with ("he" or "glorot").
+# The codes are the contract between this table, reference.py, kernels/cpu/activations.py and
+# kernels/cuda/activations.py.
+Activation = namedtuple("Activation", ["code", "param", "default", "rule", "layers", "init"])
 ACTIVATIONS = {
-    "linear": (0, None, 0.0),
-    "sigmoid": (1, None, 0.0),
-    "tanh": (2, None, 0.0),
-    "relu": (3, None, 0.0),
-    "leaky_relu": (4, "slope", 0.01),
-    "elu": (5, "alpha", 1.0),
-    "maxout": (6, "pieces", 2),
-    "softmax": (7, None, 0.0),
+    "linear": Activation(0, None, 0.0, None, "both", "glorot"),
+    "sigmoid": Activation(1, None, 0.0, None, "both", "glorot"),
+    "tanh": Activation(2, None, 0.0, None, "both", "glorot"),
+    "relu": Activation(3, None, 0.0, None, "hidden", "he"),
+    "leaky_relu": Activation(4, "slope", 0.01, "finite", "hidden", "he"),
+    "elu": Activation(5, "alpha", 1.0, "positive", "hidden", "he"),
+    "maxout": Activation(6, "pieces", 2, "count", "hidden", "he"),
+    "softmax": Activation(7, None, 0.0, None, "output", "glorot"),
 }
-HIDDEN_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")
-OUTPUT_ACTIVATIONS = ("linear", "sigmoid", "tanh", "softmax")
+HIDDEN_ACTIVATIONS = tuple(n for n, a in ACTIVATIONS.items() if a.layers != "output")
+OUTPUT_ACTIVATIONS = tuple(n for n, a in ACTIVATIONS.items() if a.layers != "hidden")
 
+# name -> (code, parameter name or None, default parameter value, its rule)
 LOSSES = {
-    "mse": (0, None, 0.0),
-    "rmse": (1, None, 0.0),
-    "huber": (2, "delta", 1.0),
-    "binary_cross_entropy": (3, None, 0.0),
-    "cross_entropy": (4, None, 0.0),
+    "mse": (0, None, 0.0, None),
+    "rmse": (1, None, 0.0, None),
+    "huber": (2, "delta", 1.0, "positive"),
+    "binary_cross_entropy": (3, None, 0.0, None),
+    "cross_entropy": (4, None, 0.0, None),
 }
 # Which output activations each loss accepts. The two cross-entropies are computed from the
 # pre-activation (log-sum-exp / softplus), so each is tied to the one activation it fuses with.
@@ -48,8 +54,6 @@ LOSS_OUTPUTS = {
 DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
                 "linear": "mse", "tanh": "mse"}
 
-# He initialisation suits the relu family, Glorot the saturating and linear units.
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "maxout")
 INITS = ("auto", "he", "glorot", "normal")
 NORMAL_INIT_STD = 0.05  # init="normal": N(0, 0.05^2), Keras' RandomNormal default
 
@@ -78,21 +82,21 @@ def parse_choice(value, table, allowed, what):
     if name not in allowed:
         raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}."
                          + did_you_mean(value, allowed))
-    code, pname, default = table[name]
+    code, pname, default, rule = table[name][:4]
     extra = set(params) - ({pname} if pname else set())
     if extra:
         hint = f"it takes only {pname!r}" if pname else "it takes no parameters"
         raise ValueError(f"{what} {name!r} got unknown parameter(s) {sorted(extra)}; {hint}")
     param = params.get(pname, default) if pname else 0.0
-    if name == "maxout":
+    if rule == "count":
         if isinstance(param, bool) or not isinstance(param, (int, np.integer)) or param < 1:
-            raise ValueError(f"maxout 'pieces' must be a positive integer, got {param!r}")
+            raise ValueError(f"{name} {pname!r} must be a positive integer, got {param!r}")
         param = int(param)
     elif pname:
         param = float(param)
-        if not np.isfinite(param) or (name != "leaky_relu" and param <= 0):
+        if not np.isfinite(param) or (rule == "positive" and param <= 0):
             raise ValueError(f"{what} {name!r}: {pname!r} must be a finite "
-                             f"{'number' if name == 'leaky_relu' else 'positive number'}, got {param!r}")
+                             f"{'positive number' if rule == 'positive' else 'number'}, got {param!r}")
     return name, param
 
 
@@ -258,7 +262,7 @@ def make_spec(sizes, hidden="relu", output="softmax", loss="auto", dropout=0.0, 
     rows, off, soff = [], 0, 0
     for l, act in enumerate(acts):
         n_in, units = sizes[l], sizes[l + 1]
-        pieces = params[l] if act == "maxout" else 1
+        pieces = params[l] if ACTIVATIONS[act].rule == "count" else 1   # maxout's pieces
         nz = units * pieces
         w_off, b_off = off, off + n_in * nz
         off = b_off + nz
@@ -285,7 +289,7 @@ def init_params(spec, init, rng, dtype):
             fan_in, fan_out = int(r[N_IN]), int(r[N_UNITS])
             kind = init
             if kind == "auto":
-                kind = "he" if act in RELU_FAMILY else "glorot"
+                kind = ACTIVATIONS[act].init
             if kind == "he":
                 w[...] = rng.standard_normal(w.shape) * np.sqrt(2.0 / fan_in)
             elif kind == "glorot":

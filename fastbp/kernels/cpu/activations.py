@@ -1,8 +1,15 @@
 """Activation kernels: activation_forward (Z -> A) and activation_backward (dA -> dZ).
 
-One kernel per direction; `code` (from fastbp.spec.ACTIVATIONS) picks the branch once per call,
-outside the loops. Each row of the batch is independent, so rows are the parallel axis.
-Constants are built from the array's dtype so float32 math stays float32.
+An element-wise activation is a pair of scalar functions, `<name>_forward(z, p)` and
+`<name>_backward(da, z, a, p)` (the derivative written from the output a where cheaper), and
+one line in each of the two tables below (forward_rows, backward_rows), which map the code
+from fastbp.spec.ACTIVATIONS to a loop over rows that calls the pair. The code picks the loop
+once per call, outside the loops, so each loop is specialised to its function and vectorised.
+Maxout and softmax work on whole rows and have loops of their own; softmax has no standalone
+backward (it is fused with cross-entropy in losses.loss_backward).
+
+Each row of the batch is independent, so rows are the parallel axis: each thread a block of rows.
+Constants are built from the argument's dtype so float32 math stays float32.
 """
 import numpy as np
 from numba import prange
@@ -12,11 +19,37 @@ from ...spec import ACTIVATIONS
 from .threads import thread_count
 
 LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, MAXOUT, SOFTMAX = (
-    ACTIVATIONS[n][0] for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
+    ACTIVATIONS[n].code for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
+
+
+# ---- the element-wise activations ----
+
+@serial
+def linear_forward(z, p):
+    return z
 
 
 @serial
-def fast_tanh(z):
+def linear_backward(da, z, a, p):
+    return da
+
+
+@serial
+def sigmoid_forward(z, p):
+    one = type(z)(1)
+    if z >= type(z)(0):   # exp of a non-positive argument cannot overflow
+        return one / (one + np.exp(-z))
+    e = np.exp(z)
+    return e / (one + e)
+
+
+@serial
+def sigmoid_backward(da, z, a, p):
+    return da * a * (type(a)(1) - a)
+
+
+@serial
+def tanh_forward(z, p):
     """tanh from one exp, which is cheaper than libm's tanh (both are scalar calls).
     (1 - e) / (1 + e) with e = exp(-2|z|) loses digits to cancellation for small |z|, where a
     short odd series is exact to rounding (relative error below 1e-14 for |z| < 1/16)."""
@@ -31,70 +64,159 @@ def fast_tanh(z):
 
 
 @serial
+def tanh_backward(da, z, a, p):
+    return da * (type(a)(1) - a * a)
+
+
+@serial
+def relu_forward(z, p):
+    zero = type(z)(0)
+    return z if z > zero else zero
+
+
+@serial
+def relu_backward(da, z, a, p):
+    zero = type(da)(0)
+    return da if z > zero else zero
+
+
+@serial
+def leaky_relu_forward(z, p):
+    return z if z > type(z)(0) else z * p
+
+
+@serial
+def leaky_relu_backward(da, z, a, p):
+    return da if z > type(z)(0) else da * p
+
+
+@serial
+def elu_forward(z, p):
+    return z if z > type(z)(0) else p * np.expm1(z)
+
+
+@serial
+def elu_backward(da, z, a, p):
+    # for z <= 0, d/dz alpha (e^z - 1) = alpha e^z = a + alpha
+    return da if z > type(z)(0) else da * (a + p)
+
+
+# ---- loops over rows ----
+
+@serial
+def map_rows(A, Z, f, p, i0, i1):
+    """A[i] = f(Z[i], p) element by element, rows i0 to i1."""
+    for i in range(i0, i1):
+        a, z = A[i], Z[i]
+        for j in range(Z.shape[1]):
+            a[j] = f(z[j], p)
+
+
+@serial
+def map_grad_rows(dZ, dA, Z, A, g, p, i0, i1):
+    """dZ[i] = g(dA[i], Z[i], A[i], p) element by element, rows i0 to i1."""
+    for i in range(i0, i1):
+        dz, da, z, a = dZ[i], dA[i], Z[i], A[i]
+        for j in range(Z.shape[1]):
+            dz[j] = g(da[j], z[j], a[j], p)
+
+
+@serial
+def maxout_rows(A, Z, pieces, i0, i1):
+    """A[i, u] = the largest of unit u's pieces (columns u*pieces ...)."""
+    units = Z.shape[1] // pieces
+    for i in range(i0, i1):
+        for u in range(units):
+            best = Z[i, u * pieces]
+            for k in range(1, pieces):
+                v = Z[i, u * pieces + k]
+                if v > best:
+                    best = v
+            A[i, u] = best
+
+
+@serial
+def maxout_grad_rows(dZ, dA, Z, pieces, i0, i1):
+    """dA flows to the winning piece of each unit only (the first, on ties, as in the reference)."""
+    units = Z.shape[1] // pieces
+    zero = Z.dtype.type(0)
+    for i in range(i0, i1):
+        for u in range(units):
+            win = 0
+            best = Z[i, u * pieces]
+            for k in range(1, pieces):
+                v = Z[i, u * pieces + k]
+                if v > best:   # strict: the first piece wins ties
+                    best = v
+                    win = k
+            for k in range(pieces):
+                dZ[i, u * pieces + k] = dA[i, u] if k == win else zero
+
+
+@serial
+def softmax_rows(A, Z, i0, i1):
+    zero, one = Z.dtype.type(0), Z.dtype.type(1)
+    nz = Z.shape[1]
+    for i in range(i0, i1):
+        m = Z[i, 0]
+        for j in range(1, nz):
+            m = max(m, Z[i, j])
+        s = zero
+        for j in range(nz):
+            e = np.exp(Z[i, j] - m)
+            A[i, j] = e
+            s += e
+        inv = one / s
+        for j in range(nz):
+            A[i, j] *= inv
+
+
+# ---- the tables: an activation's code -> its loop ----
+
+@serial
 def activate_rows(A, Z, code, param, i0, i1):
     """Rows i0 to i1 of A (B, units) = f(Z (B, units * pieces)); param: slope, alpha or
     pieces."""
-    nz = Z.shape[1]
-    zero, one = Z.dtype.type(0), Z.dtype.type(1)
     p = Z.dtype.type(param)
     if code == LINEAR:
-        for i in range(i0, i1):
-            for j in range(nz):
-                A[i, j] = Z[i, j]
+        map_rows(A, Z, linear_forward, p, i0, i1)
     elif code == SIGMOID:
-        for i in range(i0, i1):
-            for j in range(nz):
-                # exp of a non-positive argument cannot overflow
-                z = Z[i, j]
-                if z >= zero:
-                    A[i, j] = one / (one + np.exp(-z))
-                else:
-                    e = np.exp(z)
-                    A[i, j] = e / (one + e)
+        map_rows(A, Z, sigmoid_forward, p, i0, i1)
     elif code == TANH:
-        for i in range(i0, i1):
-            for j in range(nz):
-                A[i, j] = fast_tanh(Z[i, j])
+        map_rows(A, Z, tanh_forward, p, i0, i1)
     elif code == RELU:
-        for i in range(i0, i1):
-            for j in range(nz):
-                z = Z[i, j]
-                A[i, j] = z if z > zero else zero
+        map_rows(A, Z, relu_forward, p, i0, i1)
     elif code == LEAKY_RELU:
-        for i in range(i0, i1):
-            for j in range(nz):
-                z = Z[i, j]
-                A[i, j] = z if z > zero else z * p
+        map_rows(A, Z, leaky_relu_forward, p, i0, i1)
     elif code == ELU:
-        for i in range(i0, i1):
-            for j in range(nz):
-                z = Z[i, j]
-                A[i, j] = z if z > zero else p * np.expm1(z)
+        map_rows(A, Z, elu_forward, p, i0, i1)
     elif code == MAXOUT:
-        pieces = int(param)
-        units = nz // pieces
-        for i in range(i0, i1):
-            for u in range(units):
-                best = Z[i, u * pieces]
-                for k in range(1, pieces):
-                    v = Z[i, u * pieces + k]
-                    if v > best:
-                        best = v
-                A[i, u] = best
+        maxout_rows(A, Z, int(param), i0, i1)
     elif code == SOFTMAX:
-        for i in range(i0, i1):
-            m = Z[i, 0]
-            for j in range(1, nz):
-                m = max(m, Z[i, j])
-            s = zero
-            for j in range(nz):
-                e = np.exp(Z[i, j] - m)
-                A[i, j] = e
-                s += e
-            inv = one / s
-            for j in range(nz):
-                A[i, j] *= inv
+        softmax_rows(A, Z, i0, i1)
 
+
+@serial
+def grad_rows(dZ, dA, Z, A, code, param, i0, i1):
+    """Rows i0 to i1 of dZ (B, units * pieces) from dA (B, units)."""
+    p = Z.dtype.type(param)
+    if code == LINEAR:
+        map_grad_rows(dZ, dA, Z, A, linear_backward, p, i0, i1)
+    elif code == SIGMOID:
+        map_grad_rows(dZ, dA, Z, A, sigmoid_backward, p, i0, i1)
+    elif code == TANH:
+        map_grad_rows(dZ, dA, Z, A, tanh_backward, p, i0, i1)
+    elif code == RELU:
+        map_grad_rows(dZ, dA, Z, A, relu_backward, p, i0, i1)
+    elif code == LEAKY_RELU:
+        map_grad_rows(dZ, dA, Z, A, leaky_relu_backward, p, i0, i1)
+    elif code == ELU:
+        map_grad_rows(dZ, dA, Z, A, elu_backward, p, i0, i1)
+    elif code == MAXOUT:
+        maxout_grad_rows(dZ, dA, Z, int(param), i0, i1)
+
+
+# ---- the kernels ----
 
 @kernel
 def activation_forward(A, Z, code, param):
@@ -107,49 +229,8 @@ def activation_forward(A, Z, code, param):
 
 @kernel
 def activation_backward(dZ, dA, Z, A, code, param):
-    """dZ (B, units * pieces) from dA (B, units); derivatives use the output A where cheaper."""
-    B, nz = Z.shape
-    zero, one = Z.dtype.type(0), Z.dtype.type(1)
-    p = Z.dtype.type(param)
-    if code == LINEAR:
-        for i in prange(B):
-            for j in range(nz):
-                dZ[i, j] = dA[i, j]
-    elif code == SIGMOID:
-        for i in prange(B):
-            for j in range(nz):
-                a = A[i, j]
-                dZ[i, j] = dA[i, j] * a * (one - a)
-    elif code == TANH:
-        for i in prange(B):
-            for j in range(nz):
-                a = A[i, j]
-                dZ[i, j] = dA[i, j] * (one - a * a)
-    elif code == RELU:
-        for i in prange(B):
-            for j in range(nz):
-                dZ[i, j] = dA[i, j] if Z[i, j] > zero else zero
-    elif code == LEAKY_RELU:
-        for i in prange(B):
-            for j in range(nz):
-                dZ[i, j] = dA[i, j] if Z[i, j] > zero else dA[i, j] * p
-    elif code == ELU:
-        for i in prange(B):
-            for j in range(nz):
-                # for z <= 0, d/dz alpha (e^z - 1) = alpha e^z = a + alpha
-                dZ[i, j] = dA[i, j] if Z[i, j] > zero else dA[i, j] * (A[i, j] + p)
-    elif code == MAXOUT:
-        pieces = int(param)
-        units = nz // pieces
-        for i in prange(B):
-            for u in range(units):
-                win = 0
-                best = Z[i, u * pieces]
-                for k in range(1, pieces):
-                    v = Z[i, u * pieces + k]
-                    if v > best:   # strict: the first piece wins ties, as in the reference
-                        best = v
-                        win = k
-                for k in range(pieces):
-                    dZ[i, u * pieces + k] = dA[i, u] if k == win else zero
-    # SOFTMAX has no standalone backward: it is fused with cross-entropy in losses.loss_backward
+    """dZ (B, units * pieces) from dA (B, units), each thread a block of rows."""
+    B = Z.shape[0]
+    threads = thread_count()
+    for k in prange(threads):
+        grad_rows(dZ, dA, Z, A, code, param, B * k // threads, B * (k + 1) // threads)

@@ -11,7 +11,7 @@ from ...spec import ACTIVATIONS
 from .common import grid1, stable_sigmoid
 
 LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, MAXOUT, SOFTMAX = (
-    ACTIVATIONS[n][0] for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
+    ACTIVATIONS[n].code for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
 
 
 def fusable(code):
@@ -19,35 +19,100 @@ def fusable(code):
     return code not in (MAXOUT, SOFTMAX)
 
 
+# ---- the element-wise activations: the cpu kernels' scalar pairs, as device functions ----
+
+@cuda.jit(device=True, inline=True)
+def linear_forward(z, p):
+    return z
+
+
+@cuda.jit(device=True, inline=True)
+def linear_backward(da, z, a, p):
+    return da
+
+
+@cuda.jit(device=True, inline=True)
+def sigmoid_forward(z, p):
+    return stable_sigmoid(z)
+
+
+@cuda.jit(device=True, inline=True)
+def sigmoid_backward(da, z, a, p):
+    return da * a * (1 - a)
+
+
+@cuda.jit(device=True, inline=True)
+def tanh_forward(z, p):
+    return math.tanh(z)
+
+
+@cuda.jit(device=True, inline=True)
+def tanh_backward(da, z, a, p):
+    return da * (1 - a * a)
+
+
+@cuda.jit(device=True, inline=True)
+def relu_forward(z, p):
+    return z if z > 0 else z * 0
+
+
+@cuda.jit(device=True, inline=True)
+def relu_backward(da, z, a, p):
+    return da if z > 0 else da * 0
+
+
+@cuda.jit(device=True, inline=True)
+def leaky_relu_forward(z, p):
+    return z if z > 0 else z * p
+
+
+@cuda.jit(device=True, inline=True)
+def leaky_relu_backward(da, z, a, p):
+    return da if z > 0 else da * p
+
+
+@cuda.jit(device=True, inline=True)
+def elu_forward(z, p):
+    return z if z > 0 else p * math.expm1(z)
+
+
+@cuda.jit(device=True, inline=True)
+def elu_backward(da, z, a, p):
+    return da if z > 0 else da * (a + p)   # alpha e^z = a + alpha for z <= 0
+
+
+# ---- the tables: an activation's code -> its pair (one thread per element, so a branch per
+# element costs little: every thread of a launch takes the same one) ----
+
 @cuda.jit(device=True, inline=True)
 def act_value(z, code, p):
     if code == SIGMOID:
-        return stable_sigmoid(z)
+        return sigmoid_forward(z, p)
     if code == TANH:
-        return math.tanh(z)
+        return tanh_forward(z, p)
     if code == RELU:
-        return z if z > 0 else z * 0
+        return relu_forward(z, p)
     if code == LEAKY_RELU:
-        return z if z > 0 else z * p
+        return leaky_relu_forward(z, p)
     if code == ELU:
-        return z if z > 0 else p * math.expm1(z)
-    return z
+        return elu_forward(z, p)
+    return linear_forward(z, p)
 
 
 @cuda.jit(device=True, inline=True)
 def act_grad(da, z, a, code, p):
     """dL/dz from dL/da, using the output a where cheaper."""
     if code == SIGMOID:
-        return da * a * (1 - a)
+        return sigmoid_backward(da, z, a, p)
     if code == TANH:
-        return da * (1 - a * a)
+        return tanh_backward(da, z, a, p)
     if code == RELU:
-        return da if z > 0 else da * 0
+        return relu_backward(da, z, a, p)
     if code == LEAKY_RELU:
-        return da if z > 0 else da * p
+        return leaky_relu_backward(da, z, a, p)
     if code == ELU:
-        return da if z > 0 else da * (a + p)
-    return da
+        return elu_backward(da, z, a, p)
+    return linear_backward(da, z, a, p)
 
 
 @cuda.jit
