@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 repeats="${1:-3}"
 python -m fastbp info
 echo "== CUDA kernel tests on the GPU"
-python -m pytest -q -n0 -p no:cacheprovider tests/cuda tests/test_cuda.py || echo "CUDA TESTS FAILED"
+python -m pytest -q -n0 -p no:cacheprovider tests/kernels/cuda tests/test_cuda.py || echo "CUDA TESTS FAILED"
 echo "== the five workloads, float32, minimum of ${repeats}"
 python scripts/workloads.py --backends numpy,cpu,cuda --repeats "$repeats"
 if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then

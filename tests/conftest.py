@@ -4,6 +4,7 @@ import pytest
 
 import fastbp
 
+
 # Kernels and reference sum in different orders (and threads split sums differently):
 # agreement is to a few units in the last places, scaled by each dtype's precision.
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
@@ -29,14 +30,30 @@ def problem(spec_sizes, output, n=23, seed=0):
     return X, y
 
 
+BACKENDS = ["cpu", "numpy"]
+
+
 def pair(sizes, dtype="float64", seed=0, **kw):
     """The same network (same seed, same initial weights) on the cpu and numpy backends."""
     return (fastbp.Network(sizes, dtype=dtype, seed=seed, backend="cpu", **kw),
             fastbp.Network(sizes, dtype=dtype, seed=seed, backend="numpy", **kw))
 
 
+def assert_same_state(cpu, ref, X, y, dtype, scale=1.0):
+    t = {k: v * scale for k, v in tol(dtype).items()}
+    P = cpu.predict(X)
+    assert P.dtype == np.dtype(dtype) and P.shape == (len(X), cpu.sizes[-1])
+    np.testing.assert_allclose(P, ref.predict(X), **t)
+    np.testing.assert_allclose(cpu.loss(X, y), ref.loss(X, y), **t)
+    for (dW, db), (rW, rb) in zip(cpu.gradients(X, y), ref.gradients(X, y)):
+        np.testing.assert_allclose(dW, rW, **t)
+        np.testing.assert_allclose(db, rb, **t)
+
+
 HIDDEN = ["linear", "sigmoid", "tanh", "relu", ("leaky_relu", {"slope": 0.1}),
           ("elu", {"alpha": 0.7}), "maxout", ("maxout", {"pieces": 3})]
+
+
 # every valid (output, loss) pair
 OUTPUT_LOSS = [("linear", "mse"), ("linear", "rmse"), ("linear", ("huber", {"delta": 0.5})),
                ("sigmoid", "mse"), ("tanh", "mse"), ("tanh", "huber"), ("sigmoid", "rmse"),

@@ -4,18 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import HIDDEN, OUTPUT_LOSS, ids, pair, problem, tol
-
-
-def assert_same_state(cpu, ref, X, y, dtype, scale=1.0):
-    t = {k: v * scale for k, v in tol(dtype).items()}
-    P = cpu.predict(X)
-    assert P.dtype == np.dtype(dtype) and P.shape == (len(X), cpu.sizes[-1])
-    np.testing.assert_allclose(P, ref.predict(X), **t)
-    np.testing.assert_allclose(cpu.loss(X, y), ref.loss(X, y), **t)
-    for (dW, db), (rW, rb) in zip(cpu.gradients(X, y), ref.gradients(X, y)):
-        np.testing.assert_allclose(dW, rW, **t)
-        np.testing.assert_allclose(db, rb, **t)
+from fastbp import optim
+from conftest import HIDDEN, OUTPUT_LOSS, assert_same_state, ids, pair, problem, tol
 
 
 @pytest.mark.parametrize("hidden", HIDDEN, ids=ids)
@@ -66,15 +56,6 @@ def test_random_networks_agree(depth, widths, hidden, out_loss, n, batch, dtype,
     assert_same_state(cpu, ref, X, y, dtype, scale=50)
 
 
-def test_evaluation_in_blocks_matches_one_pass(monkeypatch):
-    """predict/loss run over blocks of EVAL_CHUNK rows; block edges must not change results."""
-    from fastbp import config
-    cpu, ref = pair([3, 9, 4], "float64", output="softmax")
-    X, y = problem([3, 9, 4], "softmax", n=50)
-    monkeypatch.setattr(config, "EVAL_CHUNK", 7)   # 50 rows = 7 full blocks + 1 of 1 row
-    assert_same_state(cpu, ref, X, y, "float64")
-
-
 def test_training_on_the_blocked_path_agrees(dtype, kernel_mode):
     """Layers large enough for the register-blocked dense kernels (and partial tiles)."""
     sizes = [70, 66, 41, 5]
@@ -123,3 +104,57 @@ def test_training_split_by_inputs_agrees(opt, dtype, monkeypatch):
     if cpu.optimizer.m.size:
         np.testing.assert_allclose(cpu.optimizer.m, ref.optimizer.m, **t)
         np.testing.assert_allclose(cpu.optimizer.v, ref.optimizer.v, **t)
+
+
+def test_dropout_masks_agree_across_backends():
+    sizes = [4, 8, 6, 2]
+    cpu, ref = pair(sizes, "float64", hidden="relu", dropout=0.4)
+    X, y = problem(sizes, "softmax", n=16)
+    for step in (0, 3):
+        lc, gc = cpu._backend.loss_and_gradients(cpu._params, cpu._state, *cpu._XY(X, y), dropout_step=step)
+        lr_, gr = ref._backend.loss_and_gradients(ref._params, ref._state, *ref._XY(X, y), dropout_step=step)
+        assert lc == pytest.approx(lr_, rel=1e-10)
+        np.testing.assert_allclose(gc, gr, **tol("float64"))
+
+
+RUNS = {
+    "sgd": dict(optimizer="sgd"),
+    "momentum": dict(optimizer=lambda: optim.Momentum(lr=0.05, momentum=0.8)),
+    "nesterov": dict(optimizer=lambda: optim.Nesterov(lr=0.05)),
+    "adam": dict(optimizer=lambda: optim.Adam(lr=0.01, weight_decay=1e-3)),
+    "adamw": dict(optimizer=lambda: optim.AdamW(lr=0.01)),
+    "clip": dict(optimizer=lambda: optim.SGD(lr=0.5, clip_norm=0.1)),
+    "step_decay": dict(lr=lambda: optim.StepDecay(0.2, drop=0.5, every=2)),
+    "exp_decay": dict(lr=lambda: optim.ExponentialDecay(0.2, rate=0.7)),
+    "invscaling": dict(lr=lambda: optim.InverseScaling(0.5, power_t=0.25)),
+    "plateau": dict(lr=lambda: optim.ReduceOnPlateau(0.3, factor=0.5, patience=0, min_delta=10.0)),
+    "weights": dict(sample_weight=lambda: np.linspace(0.1, 2, 45), class_weight="balanced"),
+}
+
+
+NETS = {"plain": {}, "dropout": dict(dropout=0.3), "batch_norm": dict(batch_norm=True, bn_momentum=0.8),
+        "everything": dict(dropout=[0.2, 0.1], batch_norm=[False, True], l1=1e-3, l2=1e-2)}
+
+
+@pytest.mark.parametrize("net_kind", list(NETS))
+@pytest.mark.parametrize("run", list(RUNS))
+def test_training_features_agree(run, net_kind, dtype, kernel_mode):
+    sizes = [5, 8, 6, 3]
+    cpu, ref = pair(sizes, dtype, seed=4, hidden="tanh", **NETS[net_kind])
+    X, y = problem(sizes, "softmax", n=45, seed=4)
+    hists = []
+    for net in (cpu, ref):
+        kw = {k: (v() if callable(v) else v) for k, v in RUNS[run].items()}
+        hists.append(net.fit(X, y, epochs=5, batch_size=8, **kw).history)
+    t = {k: v * 20 for k, v in tol(dtype).items()}   # 30 dependent steps amplify rounding
+    for key in ("loss", "lr"):
+        np.testing.assert_allclose(hists[0][key], hists[1][key], **t)
+    for (a, b), (c, d) in zip(cpu.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, c, **t)
+        np.testing.assert_allclose(b, d, **t)
+    for x, z in zip(cpu.get_batch_norm(), ref.get_batch_norm()):
+        for u, v in zip(x, z):
+            np.testing.assert_allclose(u, v, **t)
+    np.testing.assert_allclose(cpu.predict(X), ref.predict(X), **t)
+    if cpu.optimizer.m.size:
+        np.testing.assert_allclose(cpu.optimizer.m, ref.optimizer.m, **t)

@@ -1,6 +1,6 @@
 """The CUDA backend where there is no GPU: every kernel compiled to PTX for the H200 (sm_90), each
 kernel run against the reference under the CUDA simulator, and the errors a user without a GPU
-gets. (On a machine with a GPU, tests/cuda/ also runs directly on it.)"""
+gets. (On a machine with a GPU, tests/kernels/cuda/ also runs directly on it.)"""
 import os
 import subprocess
 import sys
@@ -63,7 +63,7 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
 
 def test_kernels_under_the_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTBP_CUDA_TILE="4", FASTBP_CUDA_BLOCK="32")
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", str(ROOT / "tests" / "cuda")],
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", str(ROOT / "tests" / "kernels" / "cuda")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     tail = out.stdout[-3000:] + out.stderr[-2000:]
     assert out.returncode == 0, tail

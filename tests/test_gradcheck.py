@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import HIDDEN, OUTPUT_LOSS, ids, problem
+from conftest import BACKENDS, HIDDEN, OUTPUT_LOSS, ids, problem
 import fastbp
 
 
@@ -75,3 +75,53 @@ def test_single_layer_and_one_hot_targets(backend):
     net = fastbp.Network([3, 4], output="softmax", dtype="float64", seed=5, backend=backend)
     X, y = problem([3, 4], "softmax", n=8, seed=5)
     check(net, X, np.eye(4)[y])
+
+
+def training_loss_check(net, X, y, step):
+    """Finite differences of the training-mode loss (batch statistics, dropout masks of `step`)."""
+    rng = np.random.default_rng(net.n_params)
+    net._params[...] = rng.normal(0, 0.6, size=net.n_params)
+    Xc, Y = net._XY(X, y)
+    f = lambda: net._backend.loss_and_gradients(net._params, net._state, Xc, Y, dropout_step=step)
+    _, analytic = f()
+    numeric = np.empty_like(analytic)
+    eps = 1e-6
+    for i in range(net.n_params):
+        old = net._params[i]
+        net._params[i] = old + eps
+        up = f()[0]
+        net._params[i] = old - eps
+        numeric[i] = (up - f()[0]) / (2 * eps)
+        net._params[i] = old
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    return analytic
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("l1,l2", [(0.01, 0.0), (0.0, 0.05), (0.02, 0.03)])
+def test_gradcheck_penalties(l1, l2, backend):
+    sizes = [3, 5, 4, 2]
+    net = fastbp.Network(sizes, hidden="tanh", l1=l1, l2=l2, dtype="float64", seed=1, backend=backend)
+    check(net, *problem(sizes, "softmax", n=7))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("hidden", ["tanh", "relu", "maxout"])
+def test_gradcheck_batch_norm(hidden, backend):
+    sizes = [3, 5, 4, 3]
+    net = fastbp.Network(sizes, hidden=hidden, batch_norm=True, output="linear", loss="mse",
+                         dtype="float64", seed=2, backend=backend)
+    g = training_loss_check(net, *problem(sizes, "linear", n=9), step=None)
+    gamma_grads = [g[r[7]:r[7] + 2 * r[1] * r[2]] for r in net.spec.layers if r[6]]
+    assert all(np.abs(gg).max() > 1e-6 for gg in gamma_grads)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_dropout_with_fixed_mask(backend, kernel_mode):
+    sizes = [4, 8, 6, 2]
+    net = fastbp.Network(sizes, hidden="elu", dropout=[0.3, 0.5], batch_norm=[True, False], l2=0.01,
+                         dtype="float64", seed=3, backend=backend)
+    X, y = problem(sizes, "softmax", n=8)
+    g = training_loss_check(net, X, y, step=5)
+    g_other = net._backend.loss_and_gradients(net._params, net._state, *net._XY(X, y), dropout_step=6)[1]
+    assert not np.allclose(g, g_other)    # another step, another mask: the mask is really applied

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import fastbp
-from conftest import problem
+from fastbp import optim
+from conftest import BACKENDS, problem
 
 
 def test_repr_sizes_and_parameter_count():
@@ -209,3 +210,20 @@ def test_hidden_list_and_parameters_are_used():
     assert a.spec.activations == ("tanh", "leaky_relu", "softmax")
     assert a.spec.act_params[1] == 0.3
     assert not np.allclose(a.predict(X * 5), b.predict(X * 5))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_partial_fit_and_initial_epoch_continue(backend):
+    X, y = problem([3, 6, 2], "softmax", n=30)
+    kw = dict(backend=backend, seed=1, dropout=0.2, batch_norm=True, dtype="float64")
+    a, b, c = (fastbp.Network([3, 6, 2], **kw) for _ in range(3))
+    sched = lambda: optim.StepDecay(0.3, every=1, drop=0.5)
+    a.fit(X, y, epochs=4, batch_size=7, optimizer=optim.Adam(lr=sched()))
+    b.fit(X, y, epochs=2, batch_size=7, optimizer=optim.Adam(lr=sched()))
+    b.fit(X, y, epochs=4, initial_epoch=2, batch_size=7)
+    c.fit(X, y, epochs=1, batch_size=7, optimizer=optim.Adam(lr=sched()))
+    for _ in range(3):
+        c.partial_fit(X, y, batch_size=7)
+    for other in (b, c):
+        np.testing.assert_allclose(a.get_weights()[0][0], other.get_weights()[0][0], rtol=1e-12)
+        np.testing.assert_allclose(a.predict(X), other.predict(X), rtol=1e-12)

@@ -1,15 +1,10 @@
-"""Training: a step worked by hand, the last partial batch, convergence, threads, allocation."""
-import os
-import subprocess
-import sys
-
+"""Training: a step worked by hand, the last partial batch, convergence, divergence,
+regularisation that generalises."""
 import numpy as np
 import pytest
 
 import fastbp
-from conftest import problem, tol
-
-BACKENDS = ["cpu", "numpy"]
+from conftest import BACKENDS, problem
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -98,65 +93,6 @@ def test_spirals_reach_95_percent():
     assert net.score(X, y) >= 0.95
 
 
-def test_one_and_two_threads_agree():
-    import numba
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("numba has one thread here (NUMBA_NUM_THREADS=1)")
-    X, y = fastbp.datasets.make_synthetic(3000, 40, 5, seed=3)
-    results = []
-    old = numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            net = fastbp.Network([40, 64, 32, 5], seed=0)
-            net.fit(X, y, epochs=2, batch_size=100, lr=0.05)
-            results.append((net.get_weights(), net.loss(X, y)))
-    finally:
-        numba.set_num_threads(old)
-    (w1, l1), (w2, l2) = results
-    assert l1 == pytest.approx(l2, rel=1e-4)
-    for (a, b), (c, d) in zip(w1, w2):
-        np.testing.assert_allclose(a, c, **tol(np.float32))
-
-
-ALLOC_PROBE = r"""
-import numpy as np, fastbp
-from numba.core.runtime import rtsys
-X, y = fastbp.datasets.make_moons(400)
-for kw, fit in (({}, {}), (dict(dropout=0.2, batch_norm=True, l1=1e-4, l2=1e-3),
-                           dict(optimizer=fastbp.optim.Adam(clip_norm=1.0)))):
-    net = fastbp.Network([2, 16, 16, 2], seed=0, **kw)
-    for bs in (40, 4):                 # 10 and 100 batches per epoch
-        net.fit(X, y, epochs=1, batch_size=bs, **fit)   # a new batch size allocates its workspace
-        s0 = rtsys.get_allocation_stats()
-        net.fit(X, y, epochs=3, batch_size=bs)
-        s1 = rtsys.get_allocation_stats()
-        print(s1.alloc - s0.alloc)
-# layers past config.BLAS_MIN_MACS: the OpenBLAS path, 10 then 50 batches
-Xb = np.random.default_rng(0).standard_normal((1280, 128)).astype(np.float32)
-yb = (Xb[:, 0] > 0).astype(int)
-net = fastbp.Network([128, 256, 2], seed=0)
-net.fit(Xb, yb, epochs=1, batch_size=128)
-for epochs in (1, 5):
-    s0 = rtsys.get_allocation_stats()
-    net.fit(Xb, yb, epochs=epochs, batch_size=128)
-    print(rtsys.get_allocation_stats().alloc - s0.alloc)
-"""
-
-
-def test_nothing_is_allocated_per_batch():
-    """Numba's runtime counts its allocations (NUMBA_NRT_STATS=1): a fit with 300 batches must
-    allocate no more than one with 30, also with dropout, batch norm, penalties, Adam, clipping."""
-    env = dict(os.environ, NUMBA_NRT_STATS="1")
-    out = subprocess.run([sys.executable, "-c", ALLOC_PROBE], env=env, capture_output=True,
-                         text=True, timeout=300, check=True).stdout.split()
-    counts = list(map(int, out))
-    assert len(counts) == 6
-    for few, many in (counts[:2], counts[2:4]):   # plain, then with every training feature
-        assert many == few, f"{many - few} extra allocations for 270 extra batches"
-    assert counts[5] == counts[4], f"{counts[5] - counts[4]} extra allocations for 40 extra OpenBLAS-path batches"
-
-
 @pytest.mark.parametrize("verbose", [0, 1])   # 1: the epoch runs in pieces for the progress bar
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_divergence_stops_with_clear_error_and_keeps_weights(backend, verbose):
@@ -171,35 +107,18 @@ def test_divergence_stops_with_clear_error_and_keeps_weights(backend, verbose):
     assert np.isfinite(net.predict(X)).all()
 
 
-CONCURRENT_PROBE = r"""
-import threading, numpy as np, fastbp, numba
-X, y = fastbp.datasets.make_synthetic(2000, 256, 10)
-nets = [fastbp.Network([256, 256, 256, 10], seed=i) for i in range(3)]   # big enough for threads
-nets[0].fit(X, y, epochs=1, batch_size=64)
-errors = []
-def work(net):
-    try:
-        net.fit(X, y, epochs=2, batch_size=64)
-        net.predict(X)
-    except BaseException as exc:
-        errors.append(exc)
-ts = [threading.Thread(target=work, args=(n,)) for n in nets]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(numba.threading_layer(), len(errors), all(np.isfinite(n.predict(X)).all() for n in nets))
-"""
+def test_dropout_and_l2_shrink_the_generalisation_gap():
+    """A wide network on 40 noisy points over-fits; dropout and l2 each cut the gap between
+    validation and training loss (the penalty, in both, cancels) by a clear margin."""
+    X, y = fastbp.datasets.make_moons(1040, noise=0.35, seed=3)
+    Xt, yt, Xv, yv = X[:40], y[:40], X[40:], y[40:]
 
+    def gap(**kw):
+        net = fastbp.Network([2, 256, 256, 2], seed=0, **kw)
+        net.fit(Xt, yt, epochs=400, batch_size=8, lr=0.1)
+        return net.loss(Xv, yv) - net.loss(Xt, yt)
 
-@pytest.mark.parametrize("layer", ["workqueue", "default"])
-def test_concurrent_fits_from_python_threads_do_not_crash(layer):
-    """Under the workqueue layer, two threads in parallel kernels at once abort the process;
-    fastbp serialises its parallel drivers, so concurrent fits finish."""
-    env = dict(os.environ)
-    if layer == "workqueue":
-        env["NUMBA_THREADING_LAYER"] = "workqueue"
-    out = subprocess.run([sys.executable, "-c", CONCURRENT_PROBE], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    used, n_errors, finite = out.stdout.split()
-    assert n_errors == "0" and finite == "True"
-    if layer == "workqueue":
-        assert used == "workqueue"
+    plain = gap()
+    assert plain > 0.5                       # it does over-fit (measured: 0.85)
+    assert gap(dropout=0.5) < 0.5 * plain    # measured: 0.14
+    assert gap(l2=3e-3) < 0.6 * plain        # measured: 0.34

@@ -1,4 +1,5 @@
-"""Data-parallel training over MPI, on one machine: 2 and 3 ranks under mpiexec."""
+"""fastbp/distributed.py and kernels/cpu/distributed.py: data-parallel training over MPI, on one
+machine: 2 and 3 ranks under mpiexec."""
 import json
 import shutil
 import subprocess

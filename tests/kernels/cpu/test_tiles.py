@@ -1,0 +1,84 @@
+"""fastbp/kernels/cpu/tiles.py: the register-tiled GEMM and the vector transposes, on AVX-512
+and (forced) AVX2 vectors."""
+
+import numpy as np
+import pytest
+
+from fastbp.kernels.compile import one_thread
+from conftest import tol
+from .support import rand
+
+
+TILE_SHAPES = [(1, 1, 1), (8, 16, 32), (16, 64, 64), (19, 5, 100), (37, 130, 71), (130, 40, 3)]
+
+
+@pytest.mark.parametrize("m,K,n", TILE_SHAPES)
+@pytest.mark.parametrize("a_trans", [False, True])
+@pytest.mark.parametrize("threads", ["parallel", "one"])
+def test_gemm_tiled(m, K, n, a_trans, threads, dtype):
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(m * K + n)
+    opA, B, bias = rand(rng, (m, K), dtype), rand(rng, (K, n), dtype), rand(rng, n, dtype)
+    A = np.ascontiguousarray(opA.T) if a_trans else opA
+    fn = tiles.gemm_tiled if threads == "parallel" else one_thread(tiles.gemm_tiled)
+    for has_bias in (True, False):
+        C = np.full((m, n), np.nan, dtype)
+        fn(C, A, B, bias, has_bias, a_trans)
+        expect = opA.astype(np.float64) @ B + (bias if has_bias else 0)
+        np.testing.assert_allclose(C, expect, **tol(dtype))
+
+
+def test_gemm_tiled_into_views_of_wider_rows(dtype):
+    """The tiles read the row strides of C and B, and both strides of A: blocks of wider
+    arrays, as the drivers' workspace views are not, must come out right too."""
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(5)
+    big_A, big_B = rand(rng, (40, 90), dtype), rand(rng, (70, 80), dtype)
+    big_C = np.zeros((30, 100), dtype)
+    A, B, C = big_A[3:20, 5:69], big_B[2:66, 1:77], big_C[4:21, 10:86]
+    tiles.gemm_tiled(C, A, B, np.zeros(76, dtype), False, False)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, **tol(dtype))
+    assert not big_C[:4].any() and not big_C[21:].any() and not big_C[:, :10].any() and not big_C[:, 86:].any()
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (3, 5), (16, 16), (17, 33), (64, 256), (130, 300), (300, 70)])
+def test_transpose(m, n, dtype):
+    """Vector blocks, the columns right of them and the rows below them; the one-thread path
+    (small) and the parallel one; exact."""
+    from fastbp.kernels.cpu import tiles
+    M = rand(np.random.default_rng(m + n), (m, n), dtype)
+    for fn in (tiles.transpose, one_thread(tiles.transpose)):
+        T = np.full((n, m), np.nan, dtype)
+        fn(T, M)
+        np.testing.assert_array_equal(T, M.T)
+
+
+TILE_CONFIG_PROBE = r"""
+import numpy as np
+from fastbp import config
+from fastbp.kernels.cpu import tiles
+assert (config.VECTOR_BYTES, config.TILE_ROWS) == (32, 6) and "contract" not in config.FASTMATH
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    A, B = rng.standard_normal((27, 40)).astype(dtype), rng.standard_normal((40, 70)).astype(dtype)
+    C = np.empty((27, 70), dtype)
+    tiles.gemm_tiled(C, A, B, np.zeros(70, dtype), False, False)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
+    T = np.empty((40, 27), dtype)
+    tiles.transpose(T, A)
+    np.testing.assert_array_equal(T, A.T)
+print("ok")
+"""
+
+
+def test_tiles_with_avx2_vectors_and_strict_math():
+    """The configuration of a machine without AVX-512 (32-byte vectors, 6-row tiles) and
+    FASTBP_FASTMATH=0 (multiply then add, no fused multiply-add): the other code the intrinsics
+    emit, compiled fresh in a subprocess."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTBP_VECTOR_BYTES="32", FASTBP_FASTMATH="0", FASTBP_CACHE="0")
+    out = subprocess.run([sys.executable, "-c", TILE_CONFIG_PROBE], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -1,0 +1,17 @@
+"""fastbp/kernels/cuda/driver.py and backend.py: a whole fit on the device equals the numpy one."""
+import numpy as np
+import pytest
+
+import fastbp
+
+
+@pytest.mark.parametrize("features", [{}, dict(dropout=0.2, batch_norm=True, l1=1e-3, l2=1e-3)])
+def test_whole_fit_equals_numpy(features):
+    X, y = fastbp.datasets.make_moons(30, seed=0)
+    nets = [fastbp.Network([2, 6, 2], seed=0, backend=b, dtype="float64", **features) for b in ("cuda", "numpy")]
+    for net in nets:
+        net.fit(X, y, epochs=2, batch_size=16, optimizer=fastbp.optim.Adam(lr=0.01, clip_norm=1.0))
+    np.testing.assert_allclose(nets[0].predict(X), nets[1].predict(X), rtol=1e-8, atol=1e-10)
+    assert nets[0].loss(X, y) == pytest.approx(nets[1].loss(X, y), rel=1e-8)
+    for (a, _), (b, _) in zip(nets[0].gradients(X, y), nets[1].gradients(X, y)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)

@@ -1,0 +1,64 @@
+"""fastbp/kernels/compile.py: what every compiled kernel must satisfy (float32 math stays
+float32) and the disk cache they load from."""
+
+
+F32_PROBE = r"""
+import re, numpy as np
+from fastbp.kernels.cpu import activations as a, dense as d, optim as o, tiles as t
+f = np.float32
+Z = np.ones((4, 6), f); A = np.ones_like(Z); W = np.ones((6, 6), f); b = np.zeros(6, f)
+d.dense_forward_naive(Z, A, W, b); d.dense_backward_naive(A, W, b, Z, A, W, True)
+d.gemm_nt(Z, A, W, b, True); t.gemm_tiled(Z, A, W, b, True, False); t.gemm_tiled(W, A, Z, b, False, True)
+a.activation_forward(A, Z, 5, f(1)); a.activation_backward(Z, A, Z, A, 5, f(1))
+o.optimizer_update(b, b, b, b, 3, 0.1, np.zeros(5), 1)
+for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, t.gemm_tiled, a.activation_forward, a.activation_backward, o.optimizer_update):
+    for ir in k.inspect_llvm().values():
+        # only the parallel loop bodies: per-element work (scalar set-up may use float64)
+        bodies = re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
+        ops = re.findall(r"= (?:fadd|fmul|fsub|fdiv)[a-z ]* (double|float)", "".join(bodies))
+        print(k.__name__, ops.count("double"), ops.count("float"))
+"""
+
+
+def test_float32_kernels_do_no_float64_arithmetic():
+    """A float64 literal in a kernel silently runs float32 math in double precision (slower,
+    and different from the reference). Compile fresh (inspection needs uncached code) and read
+    the LLVM IR of the float32 specialisations' parallel loop bodies."""
+    import subprocess
+    import sys
+    import os
+    env = dict(os.environ, FASTBP_CACHE="0")
+    out = subprocess.run([sys.executable, "-c", F32_PROBE], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split("\n")
+    rows = [line.split() for line in out if line.strip()]
+    assert len(rows) == 7
+    for name, n_double, n_float in rows:
+        assert int(n_float) > 0, f"{name}: no float32 arithmetic found; the probe is broken"
+        assert int(n_double) == 0, f"{name}: {n_double} float64 operations in the float32 kernel"
+
+
+CACHED_PROBE = r"""
+import numpy as np
+from fastbp.kernels.cpu import dense
+rng = np.random.default_rng(0)
+f = np.float32
+for B, n_in, n_out in [(8, 16, 16), (70, 250, 260), (41, 401, 390)]:   # naive, tiled, OpenBLAS
+    A, W, dZ = (rng.standard_normal(s).astype(f) for s in [(B, n_in), (n_in, n_out), (B, n_out)])
+    dA, dW, db = np.empty((B, n_in), f), np.empty((n_in, n_out), f), np.empty(n_out, f)
+    dense.dense_backward(dA, dW, db, dZ, A, W, True, np.empty((n_out, n_in), f), np.empty((n_in, B), f),
+                         np.empty((n_out, B), f))
+    np.testing.assert_allclose(dA, dZ @ W.T, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_kernels_loaded_from_the_disk_cache_run():
+    """Twice in fresh processes, so that the second loads every kernel from the disk cache.
+    Code loaded that way can run before Numba's thread pool has registered the entry point
+    that gemm_blas and dw_and_da call (kernels/cpu/threads.py starts the pool at import for that
+    reason): a warm `fastbp bench` process crashed on it once."""
+    import subprocess
+    import sys
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", CACHED_PROBE], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])

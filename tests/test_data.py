@@ -1,0 +1,36 @@
+"""fastbp/data.py: sample and class weights."""
+
+import numpy as np
+import pytest
+
+import fastbp
+from conftest import BACKENDS, problem
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_and_sample_weights_scale_the_loss(backend):
+    """With one batch, the first epoch's loss is sum_i w_i l_i / n over the initial weights."""
+    X, y = problem([3, 4, 3], "softmax", n=12)
+    net = fastbp.Network([3, 4, 3], seed=0, dtype="float64", backend=backend)
+    P = net.predict(X)
+    per_row = -np.log(P[np.arange(12), y])
+    cw = {0: 2.0, 2: 0.5}
+    w = np.array([cw.get(c, 1.0) for c in y]) * np.arange(1, 13)
+    h = net.fit(X, y, epochs=1, batch_size=12, class_weight=cw, sample_weight=np.arange(1, 13))
+    assert h.history["loss"][0] == pytest.approx(np.sum(w * per_row) / 12, rel=1e-12)
+    counts = np.bincount(y, minlength=3)
+    net2 = fastbp.Network([3, 4, 3], seed=0, dtype="float64", backend=backend)
+    h2 = net2.fit(X, y, epochs=1, batch_size=12, class_weight="balanced")
+    wb = 12 / (3 * counts[y])
+    assert h2.history["loss"][0] == pytest.approx(np.sum(wb * per_row) / 12, rel=1e-12)
+
+
+@pytest.mark.parametrize("kw,match", [(dict(sample_weight=np.ones(3)), "shape"),
+                                      (dict(sample_weight=-np.ones(12)), "non-negative"),
+                                      (dict(class_weight={5: 1.0}), "class label"),
+                                      (dict(class_weight="balance"), "balanced"),
+                                      (dict(sample_weight=np.zeros(12)), "zero")])
+def test_bad_weights(kw, match):
+    X, y = problem([3, 4, 3], "softmax", n=12)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fastbp.Network([3, 4, 3], seed=0).fit(X, y, **kw)
