@@ -1,9 +1,9 @@
 """Activation kernels: activation_forward (Z -> A) and activation_backward (dA -> dZ).
 
-An element-wise activation is a pair of scalar functions, `<name>_forward(z, p)` and
-`<name>_backward(da, z, a, p)` (the derivative written from the output a where cheaper), and
-one line in each of the two tables below (forward_rows, backward_rows), which map the code
-from fastbp.spec.ACTIVATIONS to a loop over rows that calls the pair. The code picks the loop
+An element-wise activation is its code from fastbp.spec.ACTIVATIONS and a pair of scalar
+functions, `<name>_forward(z, p)` and `<name>_backward(da, z, a, p)` (the derivative written
+from the output a where cheaper), plus one line in each of the two tables below
+(activate_rows, grad_rows), which map the code to a loop over rows that calls the pair. The code picks the loop
 once per call, outside the loops, so each loop is specialised to its function and vectorised.
 Maxout and softmax work on whole rows and have loops of their own; softmax has no standalone
 backward (it is fused with cross-entropy in losses.loss_backward).
@@ -18,11 +18,14 @@ from ..compile import kernel, serial
 from ...spec import ACTIVATIONS
 from .threads import thread_count
 
-LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, MAXOUT, SOFTMAX = (
-    ACTIVATIONS[n].code for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
+
+MAXOUT, SOFTMAX = ACTIVATIONS["maxout"].code, ACTIVATIONS["softmax"].code   # whole rows
 
 
-# ---- the element-wise activations ----
+# ---- the element-wise activations: each a code and a scalar pair ----
+
+LINEAR = ACTIVATIONS["linear"].code
+
 
 @serial
 def linear_forward(z, p):
@@ -32,6 +35,9 @@ def linear_forward(z, p):
 @serial
 def linear_backward(da, z, a, p):
     return da
+
+
+SIGMOID = ACTIVATIONS["sigmoid"].code
 
 
 @serial
@@ -46,6 +52,9 @@ def sigmoid_forward(z, p):
 @serial
 def sigmoid_backward(da, z, a, p):
     return da * a * (type(a)(1) - a)
+
+
+TANH = ACTIVATIONS["tanh"].code
 
 
 @serial
@@ -68,6 +77,9 @@ def tanh_backward(da, z, a, p):
     return da * (type(a)(1) - a * a)
 
 
+RELU = ACTIVATIONS["relu"].code
+
+
 @serial
 def relu_forward(z, p):
     zero = type(z)(0)
@@ -80,6 +92,9 @@ def relu_backward(da, z, a, p):
     return da if z > zero else zero
 
 
+LEAKY_RELU = ACTIVATIONS["leaky_relu"].code
+
+
 @serial
 def leaky_relu_forward(z, p):
     return z if z > type(z)(0) else z * p
@@ -88,6 +103,9 @@ def leaky_relu_forward(z, p):
 @serial
 def leaky_relu_backward(da, z, a, p):
     return da if z > type(z)(0) else da * p
+
+
+ELU = ACTIVATIONS["elu"].code
 
 
 @serial
@@ -102,6 +120,7 @@ def elu_backward(da, z, a, p):
 
 
 # ---- loops over rows ----
+
 
 @serial
 def map_rows(A, Z, f, p, i0, i1):
@@ -173,6 +192,7 @@ def softmax_rows(A, Z, i0, i1):
 
 # ---- the tables: an activation's code -> its loop ----
 
+
 @serial
 def activate_rows(A, Z, code, param, i0, i1):
     """Rows i0 to i1 of A (B, units) = f(Z (B, units * pieces)); param: slope, alpha or
@@ -217,6 +237,7 @@ def grad_rows(dZ, dA, Z, A, code, param, i0, i1):
 
 
 # ---- the kernels ----
+
 
 @kernel
 def activation_forward(A, Z, code, param):

@@ -10,8 +10,8 @@ from numba import cuda
 from ...spec import ACTIVATIONS
 from .common import grid1, stable_sigmoid
 
-LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, MAXOUT, SOFTMAX = (
-    ACTIVATIONS[n].code for n in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout", "softmax"))
+
+MAXOUT, SOFTMAX = ACTIVATIONS["maxout"].code, ACTIVATIONS["softmax"].code   # whole rows
 
 
 def fusable(code):
@@ -19,7 +19,10 @@ def fusable(code):
     return code not in (MAXOUT, SOFTMAX)
 
 
-# ---- the element-wise activations: the cpu kernels' scalar pairs, as device functions ----
+# ---- the element-wise activations: the cpu kernels' codes and scalar pairs, as device functions ----
+
+LINEAR = ACTIVATIONS["linear"].code
+
 
 @cuda.jit(device=True, inline=True)
 def linear_forward(z, p):
@@ -29,6 +32,9 @@ def linear_forward(z, p):
 @cuda.jit(device=True, inline=True)
 def linear_backward(da, z, a, p):
     return da
+
+
+SIGMOID = ACTIVATIONS["sigmoid"].code
 
 
 @cuda.jit(device=True, inline=True)
@@ -41,6 +47,9 @@ def sigmoid_backward(da, z, a, p):
     return da * a * (1 - a)
 
 
+TANH = ACTIVATIONS["tanh"].code
+
+
 @cuda.jit(device=True, inline=True)
 def tanh_forward(z, p):
     return math.tanh(z)
@@ -49,6 +58,9 @@ def tanh_forward(z, p):
 @cuda.jit(device=True, inline=True)
 def tanh_backward(da, z, a, p):
     return da * (1 - a * a)
+
+
+RELU = ACTIVATIONS["relu"].code
 
 
 @cuda.jit(device=True, inline=True)
@@ -61,6 +73,9 @@ def relu_backward(da, z, a, p):
     return da if z > 0 else da * 0
 
 
+LEAKY_RELU = ACTIVATIONS["leaky_relu"].code
+
+
 @cuda.jit(device=True, inline=True)
 def leaky_relu_forward(z, p):
     return z if z > 0 else z * p
@@ -69,6 +84,9 @@ def leaky_relu_forward(z, p):
 @cuda.jit(device=True, inline=True)
 def leaky_relu_backward(da, z, a, p):
     return da if z > 0 else da * p
+
+
+ELU = ACTIVATIONS["elu"].code
 
 
 @cuda.jit(device=True, inline=True)
@@ -83,6 +101,7 @@ def elu_backward(da, z, a, p):
 
 # ---- the tables: an activation's code -> its pair (one thread per element, so a branch per
 # element costs little: every thread of a launch takes the same one) ----
+
 
 @cuda.jit(device=True, inline=True)
 def act_value(z, code, p):
