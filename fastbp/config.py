@@ -16,8 +16,6 @@ Environment variables read at import (set them before `import fastbp`):
 """
 import os
 
-import numba
-
 # ---- compilation (kernels/compile.py) ----
 # LLVM flags: "reassoc" lets LLVM vectorize reductions (dot products), "contract" allows fused
 # multiply-add. "nnan"/"ninf" stay off so that NaN and infinity checks keep their meaning.
@@ -57,18 +55,22 @@ GEMM_PANEL_BYTES = 512 * 1024   # gemm_nt's B panel, and the most weights gemm_t
 
 
 def _vector_bytes():
-    # AVX-512's 64-byte vectors where the CPU Numba compiles for has them, else AVX2's 32 (LLVM
-    # splits them further on narrower targets: correct, slower).
-    import llvmlite.binding as ll
+    # AVX-512's 64-byte vectors where the CPU Numba compiles for has them (NUMBA_CPU_FEATURES,
+    # else the host's), else AVX2's 32 (LLVM splits them further on narrower targets: correct,
+    # slower).
     if os.environ.get("FASTBP_VECTOR_BYTES"):
         return int(os.environ["FASTBP_VECTOR_BYTES"])
-    features = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()
+    features = os.environ.get("NUMBA_CPU_FEATURES")
+    if not features:
+        import llvmlite.binding as ll
+        features = ll.get_host_cpu_features().flatten()
     return 64 if "+avx512f" in features.split(",") else 32
 
 
 # gemm_tiled's micro-tile (kernels/cpu/tiles.py): TILE_ROWS rows x TILE_VECTORS vectors of C in
 # registers, TILE_ROWS * TILE_VECTORS accumulators of the 32 vector registers AVX-512 has (of 16
-# with AVX2); 8 x 2 measured fastest on AVX-512 (README, "The register tiles").
+# with AVX2), leaving registers for the loaded B vectors and a broadcast; of the shapes tried on
+# AVX-512 (8 x 2, 6 x 2, 4 x 1), 8 x 2 ran fastest.
 VECTOR_BYTES = _vector_bytes()
 TILE_ROWS = 8 if VECTOR_BYTES >= 64 else 6
 TILE_VECTORS = 2
