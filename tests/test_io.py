@@ -1,10 +1,9 @@
 """fastbp/io.py and Network.save / load: exact round trips, resuming, atomic saves, refused files."""
-
 import numpy as np
 import pytest
 
 import fastbp
-from fastbp import optim
+from fastbp import io, optim
 from conftest import BACKENDS, problem, tol
 
 
@@ -75,3 +74,21 @@ def test_load_refuses_foreign_and_tampered_files(tmp_path):
     np.savez(tmp_path / "cut.npz", **arrays)
     with pytest.raises(ValueError, match="params"):
         fastbp.load(tmp_path / "cut.npz")
+
+
+def test_io_writes_and_reads_config_and_arrays_only(tmp_path):
+    """io knows files, not networks: (config, arrays) round trip, its format stamped in, and a
+    file of another format or version refused with the path in the message."""
+    path = tmp_path / "f.npz"
+    arrays = {"a": np.arange(5.0), "b": np.eye(2, dtype=np.float32)}
+    io.write(path, {"anything": [1, "x"]}, arrays)
+    config, back = io.read(path)
+    assert config["anything"] == [1, "x"] and config["format"] == io.FORMAT
+    assert set(back) == {"a", "b"} and back["b"].dtype == np.float32
+    np.testing.assert_array_equal(back["a"], arrays["a"])
+    io.write(path, {"format_version": io.FORMAT_VERSION + 1}, arrays)
+    with pytest.raises(ValueError, match=f"{path.name}.*format version"):
+        io.read(path)
+    np.savez(tmp_path / "plain.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="no fastbp config"):
+        io.read(tmp_path / "plain.npz")

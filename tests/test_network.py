@@ -227,3 +227,22 @@ def test_partial_fit_and_initial_epoch_continue(backend):
     for other in (b, c):
         np.testing.assert_allclose(a.get_weights()[0][0], other.get_weights()[0][0], rtol=1e-12)
         np.testing.assert_allclose(a.predict(X), other.predict(X), rtol=1e-12)
+
+
+def test_snapshot_and_restore_the_training_state():
+    """restore() puts back parameters, statistics, the step counter and (when taken) the
+    optimizer's state, in place; snapshot(optimizer=False) leaves the optimizer alone."""
+    X, y = problem([3, 6, 2], "softmax", n=30)
+    net = fastbp.Network([3, 6, 2], seed=1, batch_norm=True, dropout=0.2)
+    net.fit(X, y, epochs=1, batch_size=7, optimizer="adam")
+    before, P = net.snapshot(), net.predict(X)
+    t = net.optimizer.state_arrays()[2][0]
+    net.fit(X, y, epochs=2, batch_size=7)
+    weights_only = net.snapshot(optimizer=False)
+    assert "optimizer" not in weights_only and not np.array_equal(net.predict(X), P)
+    net.restore(before)
+    np.testing.assert_array_equal(net.predict(X), P)
+    assert net.optimizer.state_arrays()[2][0] == t
+    net.restore(weights_only)
+    assert net.optimizer.state_arrays()[2][0] == t   # the optimizer untouched
+    assert not np.array_equal(net.predict(X), P)

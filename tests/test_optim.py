@@ -1,6 +1,5 @@
 """fastbp/optim.py: schedules, each optimizer's steps worked by hand, and state that belongs to
 the optimizer."""
-
 import numpy as np
 import pytest
 
@@ -70,3 +69,21 @@ def test_optimizer_state_persists_across_fits_and_belongs_to_the_optimizer():
         fastbp.Network([3, 9, 2]).fit(X, y, optimizer=opt)
     with pytest.raises(ValueError, match="Did you mean 'adam'"):
         a.fit(X, y, optimizer="adma")
+
+
+def test_state_copies_and_puts_back_in_place():
+    """get_state copies; set_state writes into the arrays the kernels hold (never rebinds them)."""
+    X, y = problem([3, 4, 2], "softmax", n=20)
+    opt = optim.Adam(lr=0.01)
+    assert opt.get_state() is None   # nothing bound yet
+    net = fastbp.Network([3, 4, 2], seed=0)
+    net.fit(X, y, epochs=1, batch_size=5, optimizer=opt)
+    m, v, t = opt.state_arrays()
+    saved = opt.get_state()
+    net.fit(X, y, epochs=2, batch_size=5)
+    assert t[0] == 12 and not np.array_equal(m, saved["m"]) and saved["t"][0] == 4
+    opt.set_state(saved)
+    assert opt.state_arrays()[0] is m and t[0] == 4
+    np.testing.assert_array_equal(m, saved["m"])
+    np.testing.assert_array_equal(v, saved["v"])
+    assert opt.samples_seen == saved["samples_seen"] == 20
