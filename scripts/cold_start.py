@@ -1,0 +1,130 @@
+"""How long a user waits before fastbp is fast: first fits into an empty kernel cache, and a
+fresh process with the cache built. Every row runs in fresh processes; the cold rows each get a
+new, empty cache directory (FASTBP_CACHE_DIR), so nothing from an earlier run helps. Prints the
+median of --repeats runs beside the targets of the cold-start issue.
+
+    python scripts/cold_start.py                 # the fit rows, median of 3
+    python scripts/cold_start.py --repeats 1     # a quick look
+    python scripts/cold_start.py --suite         # also the README's test command in a fresh clone
+
+Rows:
+  seed f32        import fastbp and fit the seed workload (the article's 2-4-1 network), float32
+  + digits f32    then, in the same process, digits with Adam + dropout 0.2 + batch norm
+  + digits f64    then the same in float64
+  wide-512 f32    a fresh process: import and a first fit of a [64, 512, 512, 10] network
+  cached seed     a fresh process, cache built: import fastbp and fit the seed workload
+  suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# each prints one line: the seconds of its steps, separated by spaces
+FIRST_FITS = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastbp
+from fastbp.workloads import WORKLOADS
+w = WORKLOADS["seed"]
+X, y = w.data()
+w.network("cpu").fit(X, y, **w.fit_args())
+seconds = [time.perf_counter() - t0]
+d = WORKLOADS["digits"]
+fit = dict(d.fit_args(features=True), epochs=2)
+for dtype in ("float32", "float64"):
+    t0 = time.perf_counter()
+    Xd, yd = d.data(dtype)
+    d.network("cpu", dtype, features=True).fit(Xd, yd, **fit)
+    seconds.append(time.perf_counter() - t0)
+print(" ".join(f"{s:.2f}" for s in seconds))
+"""
+
+WIDE = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastbp
+X, y = fastbp.datasets.load_digits()
+fastbp.Network([64, 512, 512, 10], seed=0).fit(X, y, epochs=1, batch_size=32)
+print(f"{time.perf_counter() - t0:.2f}")
+"""
+
+CACHED_SEED = r"""
+import time
+t0 = time.perf_counter()
+import fastbp
+from fastbp.workloads import WORKLOADS
+w = WORKLOADS["seed"]
+X, y = w.data()
+w.network("cpu").fit(X, y, **w.fit_args())
+print(f"{time.perf_counter() - t0:.2f}")
+"""
+
+TARGETS = {"seed f32": 5.0, "+ digits f32": 5.0, "+ digits f64": 5.0, "wide-512 f32": None,
+           "cached seed": 0.5, "suite": 240.0}
+
+
+def run(code, cache):
+    env = dict(os.environ, FASTBP_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        sys.exit(f"a measured process failed:\n{out.stderr[-3000:]}")
+    return [float(x) for x in out.stdout.split()]
+
+
+def suite():
+    """Seconds for the README's test command in a fresh clone, in a fresh virtual environment
+    that sees this one's packages (so that pip installs only fastbp itself, and nothing here
+    changes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone, venv = Path(tmp) / "clone", Path(tmp) / "venv"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        env = dict(os.environ, FASTBP_CACHE_DIR=str(Path(tmp) / "cache"), PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
+        env.pop("PYTHONPATH", None)
+        t0 = time.perf_counter()
+        out = subprocess.run("pip install -q '.[test]' && python -m pytest -q tests", shell=True, cwd=clone,
+                             env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if out.returncode:
+            sys.exit(f"the suite failed:\n{out.stdout[-3000:]}")
+        return seconds
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3, help="runs per row; the median is printed")
+    p.add_argument("--suite", action="store_true", help="also time the test command in a fresh clone")
+    args = p.parse_args(argv)
+    rows = {k: [] for k in TARGETS if k != "suite"}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            seed, digits32, digits64 = run(FIRST_FITS, cache)
+            rows["seed f32"].append(seed)
+            rows["+ digits f32"].append(digits32)
+            rows["+ digits f64"].append(digits64)
+            rows["cached seed"].append(run(CACHED_SEED, cache)[0])
+        with tempfile.TemporaryDirectory() as cache:
+            rows["wide-512 f32"].append(run(WIDE, cache)[0])
+    if args.suite:
+        rows["suite"] = [suite()]
+    print(f"cold start, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
+          f"median of {args.repeats}")
+    print(f"{'row':14s} {'seconds':>8s} {'target':>8s}  runs")
+    for name, values in rows.items():
+        target = TARGETS[name]
+        mark = "" if target is None else ("  met" if statistics.median(values) <= target else "  missed")
+        print(f"{name:14s} {statistics.median(values):8.2f} {'-' if target is None else f'{target:.1f}':>8s}  "
+              + " ".join(f"{v:.2f}" for v in values) + mark)
+
+
+if __name__ == "__main__":
+    main()
