@@ -76,11 +76,6 @@ def workspace(spec, cap, dtype, training=True):
         zpart=zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad))
 
 
-def capacity(ws):
-    """The most rows a batch in this workspace may have."""
-    return ws.xb.shape[0]
-
-
 # ---- views into the flat buffers ----
 
 # Each driver borrows (views.borrow) every array of its arguments once, at its entry: reading a
