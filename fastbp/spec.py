@@ -17,7 +17,8 @@ from .data import check_number
 
 # An activation: its kernel code; its parameter's name (or None), default and rule ("finite",
 # "positive" or "count": a positive integer); the layers it may serve ("hidden", "output" or
-# "both"); and what init="auto" draws its layer's weights with ("he" or "glorot").
+# "both"); and what init="auto" draws its layer's weights with ("he" suits the relu family,
+# "glorot" the saturating and linear units).
 # The codes are the contract between this table, reference.py, kernels/cpu/activations.py and
 # kernels/cuda/activations.py.
 Activation = namedtuple("Activation", ["code", "param", "default", "rule", "layers", "init"])
