@@ -13,7 +13,8 @@ cost nothing at run time, and a field added here reaches every driver without re
   Opt    the optimizer: its kernel code, hyper-parameter vector (optim.H_* slots), moment
          vectors m and v, step count t (int64[1]) and clip_norm (0: no clipping)
 
-No numba here: the numpy reference and the CUDA host code build the same structures.
+No numba here: the CUDA backend builds the same structures (of device arrays) without loading
+the cpu kernels.
 """
 from collections import namedtuple
 
