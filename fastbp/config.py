@@ -8,6 +8,8 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_FASTMATH=0       strict IEEE order (no reassociation, no fused multiply-add)
   FASTBP_CACHE=0          no on-disk kernel cache
   FASTBP_CACHE_DIR        the cache's parent directory (default NUMBA_CACHE_DIR, else ~/.cache/fastbp)
+  FASTBP_SPECIALIZE=0     every fit runs the general drivers (one long compile that serves any
+                          network) instead of a variant compiled for the network's features
   FASTBP_BLAS=0           every product in fastbp's own kernels, never OpenBLAS
   FASTBP_SPLIT_INPUTS=0   multi-threaded training steps cut layers by batch rows, as inference does
   FASTBP_VECTOR_BYTES     the tiles' vector width (32: AVX2, 64: AVX-512), instead of the CPU's
@@ -23,6 +25,11 @@ FASTMATH = (set() if os.environ.get("FASTBP_FASTMATH", "1") == "0"
             else {"reassoc", "contract", "arcp", "nsz"})
 CACHE = os.environ.get("FASTBP_CACHE", "1") != "0"
 CACHE_PARENT = os.environ.get("FASTBP_CACHE_DIR")
+# A fit compiles a variant of the drivers holding only the branches its network takes (a few
+# seconds; kernels/cpu/needs.py) instead of the general build, which holds every activation,
+# loss, optimizer and feature (tens of seconds). The general build pays off for a process that
+# trains many different networks, such as a sweep over activations and optimizers.
+SPECIALIZE = os.environ.get("FASTBP_SPECIALIZE", "1") != "0"
 # Division by zero gives inf or NaN (NumPy's rule) rather than raising (Python's): the check
 # Python's rule puts before every division keeps a loop from vectorising. Non-finite results are
 # caught where they matter: the fit stops on a non-finite loss or weight.

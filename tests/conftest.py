@@ -1,8 +1,17 @@
 """Shared helpers: random problems, the tolerance for each dtype, a network on each backend."""
-import numpy as np
-import pytest
+import os
 
-import fastbp
+# The suite trains hundreds of different networks (every activation, loss, optimizer and feature,
+# alone and mixed): the sweep case, where one general build of the drivers (compiled once per
+# worker) beats a variant compiled for each network. Variants, the default for users, are
+# tested on their own: tests/kernels/test_compile.py, tests/kernels/cpu/test_needs.py and
+# tests/kernels/cpu/test_backend.py (set config.SPECIALIZE back on).
+os.environ.setdefault("FASTBP_SPECIALIZE", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fastbp  # noqa: E402
 
 
 # Kernels and reference sum in different orders (and threads split sums differently):

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import types
+from collections.abc import Hashable
 from pathlib import Path
 
 import numba
@@ -59,14 +60,32 @@ def _jit(fn, parallel, **options):
                     error_model=config.ERROR_MODEL, **options)(fn)
 
 
-# Every compiled function, in definition order: (dispatcher, python function, options).
-_REGISTRY = []
-_ONE_THREAD = {}
+# ---- the registry, and the variants of its functions ----
+#
+# Every compiled function is registered with the Python function it came from. A *variant* of it
+# is a clone of that function compiled with some switches (module constants the kernels branch
+# on, declared by `switch`) narrowed: Numba prunes a branch on a constant before it compiles
+# anything the branch calls, so a variant compiles only what a given fit can reach. The general
+# build (every switch at its general value) is the decorated function itself.
+
+_INFO = {}          # dispatcher -> (python function, parallel, options)
+_HANDWRITTEN = {}   # dispatcher -> its hand-written single-threaded twin (twin_is)
+SWITCHES = {}       # switch name -> its general value
+
+
+def switch(name, general):
+    """Declare the module constant `name`, whose value in the general build is `general`; a
+    kernel that branches on it (`if CODE in NAME and ...:`, `if NAME and ...:`) loses the
+    branch in the variants that narrow it. Returns `general`, for `NAME = switch("NAME", ...)`."""
+    if SWITCHES.get(name, general) != general:
+        raise ValueError(f"switch {name} declared twice with different general values")
+    SWITCHES[name] = general
+    return general
 
 
 def _compile(fn, parallel, **options):
     dispatcher = _jit(fn, parallel, **options)
-    _REGISTRY.append((dispatcher, fn, options))
+    _INFO[dispatcher] = (fn, parallel, options)
     return dispatcher
 
 
@@ -90,44 +109,97 @@ def serial_kernel(fn):
 def twin_is(replacement):
     """Give a compiled function a hand-written single-threaded twin (instead of a clone of it)."""
     def register(dispatcher):
-        _ONE_THREAD[dispatcher] = replacement
+        _HANDWRITTEN[dispatcher] = replacement
         return dispatcher
     return register
 
 
-# A module may import THREADED (True): its twins see False. Numba prunes a branch on such a
-# constant before it compiles anything the branch calls, so the twins skip code only threads use
-# (driver.py's split by inputs), which shortens the first compile of a single-threaded fit.
-THREADED = True
+# A module may import THREADED: the single-threaded variants (the twins) see False, and their
+# `prange` loops run as plain loops. Parallel regions cost microseconds to start, which dominates
+# small layers and batches (see config.PARALLEL_MIN_FLOP); driver.py skips its split by inputs.
+THREADED = switch("THREADED", True)
+
+
+def _names(code):
+    # every global a function's code may read, its nested code objects' included
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+_DEPENDS = {}
+
+
+def depends(dispatcher):
+    """The switches a compiled function reads, itself or through what it calls."""
+    if dispatcher not in _DEPENDS:
+        fn, parallel, _ = _INFO[dispatcher]
+        _DEPENDS[dispatcher] = frozenset()   # (a cycle stops here)
+        names = _names(fn.__code__)
+        found = {n for n in names if n in SWITCHES} | ({"THREADED"} if parallel else set())
+        for n in names:
+            callee = fn.__globals__.get(n)
+            if isinstance(callee, Hashable) and callee in _INFO:
+                found |= depends(callee)
+        if dispatcher in _HANDWRITTEN:
+            found |= {"THREADED"} | depends(_HANDWRITTEN[dispatcher])
+        _DEPENDS[dispatcher] = frozenset(found)
+    return _DEPENDS[dispatcher]
+
+
+_VARIANTS = {}   # (dispatcher, key) -> the variant
+_GLOBALS = {}    # (id of module globals, key) -> the variants' copy of those globals
+
+
+def variant(dispatcher, **values):
+    """The compiled function with the given switches narrowed (those it does not read are
+    ignored); the function itself where none it reads differs from the general build. Variants
+    share what they can: a kernel that reads no narrowed switch is one compile for all."""
+    unknown = set(values) - set(SWITCHES)
+    if unknown:
+        raise ValueError(f"unknown switches {sorted(unknown)}; declared: {sorted(SWITCHES)}")
+    key = tuple(sorted((k, v) for k, v in values.items() if k in depends(dispatcher) and v != SWITCHES[k]))
+    if not key:
+        return dispatcher
+    if (dispatcher, key) not in _VARIANTS:
+        settings = dict(key)
+        if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
+            _VARIANTS[dispatcher, key] = variant(_HANDWRITTEN[dispatcher], **settings)
+        else:
+            fn, parallel, options = _INFO[dispatcher]
+            clone = types.FunctionType(fn.__code__, _variant_globals(fn.__globals__, key), fn.__name__,
+                                       fn.__defaults__, fn.__closure__)
+            clone.__qualname__ = fn.__qualname__ + "__" + _tag(key)   # its own disk-cache entry
+            clone.__module__ = fn.__module__
+            _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
+    return _VARIANTS[dispatcher, key]
+
+
+def _tag(key):
+    if key == (("THREADED", False),):
+        return "one_thread"
+    return "v" + hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+
+
+def _variant_globals(original, key):
+    # a copy of a module's globals with the key's switches set and every compiled function
+    # replaced by its variant; Numba resolves those names when it first compiles a clone
+    from numba.core.registry import CPUDispatcher
+    slot = (id(original), key)
+    if slot not in _GLOBALS:
+        copy = _GLOBALS[slot] = dict(original)
+        settings = dict(key)
+        copy.update((k, v) for k, v in settings.items() if k in original)
+        for k, v in original.items():
+            if isinstance(v, CPUDispatcher) and v in _INFO:
+                copy[k] = variant(v, **settings)
+    return _GLOBALS[slot]
 
 
 def one_thread(dispatcher):
-    """The single-threaded twin of a compiled function, from the same source: its `prange`
-    loops run as plain loops and everything it calls is such a twin too. Parallel regions cost
-    microseconds to start, which dominates small layers and batches (see PARALLEL_MIN_FLOP)."""
-    if dispatcher not in _ONE_THREAD:
-        _make_twins()
-    return _ONE_THREAD[dispatcher]
-
-
-_TWIN_GLOBALS = {}   # id(module globals) -> (module globals, the twins' copy of them)
-
-
-def _make_twins():
-    # Clone each function with a copy of its module's globals in which every compiled
-    # function is replaced by its twin; numba resolves those names when it first compiles.
-    from numba.core.registry import CPUDispatcher
-    for dispatcher, fn, options in _REGISTRY:
-        if dispatcher in _ONE_THREAD:
-            continue
-        _, twin_globals = _TWIN_GLOBALS.setdefault(id(fn.__globals__), (fn.__globals__, {}))
-        clone = types.FunctionType(fn.__code__, twin_globals, fn.__name__, fn.__defaults__,
-                                   fn.__closure__)
-        clone.__qualname__ = fn.__qualname__ + "__one_thread"   # its own cache entry
-        clone.__module__ = fn.__module__
-        _ONE_THREAD[dispatcher] = _jit(clone, False, **options)
-    for original, twin_globals in _TWIN_GLOBALS.values():
-        twin_globals.update({k: _ONE_THREAD.get(v, v) if isinstance(v, CPUDispatcher) else v
-                             for k, v in original.items()})
-        if "THREADED" in original:   # see THREADED
-            twin_globals["THREADED"] = False
+    """The single-threaded twin of a compiled function, from the same source (or its
+    hand-written twin): its `prange` loops run as plain loops and everything it calls is such a
+    twin too."""
+    return variant(dispatcher, THREADED=False)

@@ -62,3 +62,47 @@ def test_kernels_loaded_from_the_disk_cache_run():
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", CACHED_PROBE], capture_output=True, text=True, timeout=600)
         assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+# ---- variants (compile.variant, compile.switch) ----
+
+def test_a_variant_compiles_only_the_branches_its_switches_keep():
+    """A variant narrowed to sigmoid runs sigmoid like the general build, and leaves a layer of
+    any other activation alone: its branch was pruned, not compiled (needs.py must therefore
+    name every activation a network has)."""
+    import numpy as np
+    from fastbp.kernels.compile import variant
+    from fastbp.kernels.cpu import activations as act
+    Z = np.linspace(-3, 3, 24, dtype=np.float64).reshape(4, 6)
+    sig = variant(act.activation_forward, THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,))
+    general, narrowed = np.empty_like(Z), np.empty_like(Z)
+    act.activation_forward(general, Z, act.SIGMOID, 0.0)
+    sig(narrowed, Z, act.SIGMOID, 0.0)
+    np.testing.assert_array_equal(narrowed, general)
+    untouched = np.full_like(Z, np.nan)
+    sig(untouched, Z, act.RELU, 0.0)
+    assert np.isnan(untouched).all()
+    act.activation_forward(untouched, Z, act.RELU, 0.0)
+    np.testing.assert_array_equal(untouched, np.maximum(Z, 0))
+
+
+def test_variants_share_what_reads_no_narrowed_switch():
+    from fastbp.kernels.compile import depends, one_thread, variant
+    from fastbp.kernels.cpu import activations as act, driver, tiles
+    assert depends(tiles.gemm_tiled) == {"THREADED"}
+    assert variant(tiles.gemm_tiled, USED_ACTIVATIONS=(act.SIGMOID,), USE_DROPOUT=False) is tiles.gemm_tiled
+    assert variant(tiles.gemm_tiled, THREADED=False, USE_DROPOUT=False) is one_thread(tiles.gemm_tiled)
+    assert variant(driver.train_epochs, USE_DROPOUT=True) is driver.train_epochs   # the general value
+    a = variant(driver.train_epochs, USE_DROPOUT=False)
+    b = variant(driver.train_epochs, USE_DROPOUT=False, USE_CLIP=False)
+    assert a is variant(driver.train_epochs, USE_DROPOUT=False) and a is not b
+    # each its own entry in the disk cache
+    assert len({f.py_func.__qualname__ for f in (driver.train_epochs, a, b)}) == 3
+
+
+def test_an_unknown_switch_is_refused():
+    import pytest
+    from fastbp.kernels.compile import variant
+    from fastbp.kernels.cpu import driver
+    with pytest.raises(ValueError, match="USE_DROPOUTS"):
+        variant(driver.train_epochs, USE_DROPOUTS=False)

@@ -14,12 +14,15 @@ Constants are built from the argument's dtype so float32 math stays float32.
 import numpy as np
 from numba import prange
 
-from ..compile import kernel, serial
+from ..compile import kernel, serial, switch
 from ...spec import ACTIVATIONS
 from .threads import thread_count
 
 
 MAXOUT, SOFTMAX = ACTIVATIONS["maxout"].code, ACTIVATIONS["softmax"].code   # whole rows
+
+# The codes compiled in: a variant for a network narrows it to the network's own (compile.switch)
+USED_ACTIVATIONS = switch("USED_ACTIVATIONS", tuple(sorted(a.code for a in ACTIVATIONS.values())))
 
 
 # ---- the element-wise activations: each a code and a scalar pair ----
@@ -198,21 +201,21 @@ def activate_rows(A, Z, code, param, i0, i1):
     """Rows i0 to i1 of A (B, units) = f(Z (B, units * pieces)); param: slope, alpha or
     pieces."""
     p = Z.dtype.type(param)
-    if code == LINEAR:
+    if LINEAR in USED_ACTIVATIONS and code == LINEAR:
         map_rows(A, Z, linear_forward, p, i0, i1)
-    elif code == SIGMOID:
+    elif SIGMOID in USED_ACTIVATIONS and code == SIGMOID:
         map_rows(A, Z, sigmoid_forward, p, i0, i1)
-    elif code == TANH:
+    elif TANH in USED_ACTIVATIONS and code == TANH:
         map_rows(A, Z, tanh_forward, p, i0, i1)
-    elif code == RELU:
+    elif RELU in USED_ACTIVATIONS and code == RELU:
         map_rows(A, Z, relu_forward, p, i0, i1)
-    elif code == LEAKY_RELU:
+    elif LEAKY_RELU in USED_ACTIVATIONS and code == LEAKY_RELU:
         map_rows(A, Z, leaky_relu_forward, p, i0, i1)
-    elif code == ELU:
+    elif ELU in USED_ACTIVATIONS and code == ELU:
         map_rows(A, Z, elu_forward, p, i0, i1)
-    elif code == MAXOUT:
+    elif MAXOUT in USED_ACTIVATIONS and code == MAXOUT:
         maxout_rows(A, Z, int(param), i0, i1)
-    elif code == SOFTMAX:
+    elif SOFTMAX in USED_ACTIVATIONS and code == SOFTMAX:
         softmax_rows(A, Z, i0, i1)
 
 
@@ -220,19 +223,19 @@ def activate_rows(A, Z, code, param, i0, i1):
 def grad_rows(dZ, dA, Z, A, code, param, i0, i1):
     """Rows i0 to i1 of dZ (B, units * pieces) from dA (B, units)."""
     p = Z.dtype.type(param)
-    if code == LINEAR:
+    if LINEAR in USED_ACTIVATIONS and code == LINEAR:
         map_grad_rows(dZ, dA, Z, A, linear_backward, p, i0, i1)
-    elif code == SIGMOID:
+    elif SIGMOID in USED_ACTIVATIONS and code == SIGMOID:
         map_grad_rows(dZ, dA, Z, A, sigmoid_backward, p, i0, i1)
-    elif code == TANH:
+    elif TANH in USED_ACTIVATIONS and code == TANH:
         map_grad_rows(dZ, dA, Z, A, tanh_backward, p, i0, i1)
-    elif code == RELU:
+    elif RELU in USED_ACTIVATIONS and code == RELU:
         map_grad_rows(dZ, dA, Z, A, relu_backward, p, i0, i1)
-    elif code == LEAKY_RELU:
+    elif LEAKY_RELU in USED_ACTIVATIONS and code == LEAKY_RELU:
         map_grad_rows(dZ, dA, Z, A, leaky_relu_backward, p, i0, i1)
-    elif code == ELU:
+    elif ELU in USED_ACTIVATIONS and code == ELU:
         map_grad_rows(dZ, dA, Z, A, elu_backward, p, i0, i1)
-    elif code == MAXOUT:
+    elif MAXOUT in USED_ACTIVATIONS and code == MAXOUT:
         maxout_grad_rows(dZ, dA, Z, int(param), i0, i1)
 
 

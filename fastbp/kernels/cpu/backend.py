@@ -3,7 +3,8 @@
 Workspaces are kept per row capacity, so repeated fits with one batch size allocate nothing.
 Each call picks the parallel drivers or their single-threaded twins by the floating-point work
 of one batch (or evaluation block): below config.PARALLEL_MIN_FLOP, starting threads costs more
-than they save.
+than they save. Either is the variant compiled for what the call needs (needs.py): this
+network's activations, loss, features and dense paths, and for training its optimizer.
 """
 import functools
 import os
@@ -15,8 +16,9 @@ import numpy as np
 
 from ... import aligned, config
 from .. import args, blas_library
-from ..compile import one_thread
+from ..compile import variant
 from . import driver
+from .needs import needs
 from .losses import RMSE, loss_divisor
 
 
@@ -65,6 +67,9 @@ def _one_at_a_time(fn):
     return locked
 
 
+_DRIVERS = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows", "penalties")
+
+
 class CpuBackend:
     name = "cpu"
 
@@ -78,17 +83,33 @@ class CpuBackend:
         self.hp = args.hyper(spec, drop_key)
         self._workspaces = {}
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
-        names = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows",
-                 "penalties")
-        self._drivers = {True: SimpleNamespace(**{k: _one_at_a_time(getattr(driver, k)) for k in names}),
-                         False: SimpleNamespace(**{k: _blas_on_one_thread(one_thread(getattr(driver, k)))
-                                                  for k in names})}
+        self._needs = {}
+        self._drivers = {}
 
-    def drivers(self, rows, passes=3):
-        """Parallel drivers when `rows` rows of `passes` matrix products (3 for a training step,
-        1 for inference) are worth the threads, else the single-threaded ones."""
+    def threaded(self, rows, passes=3):
+        """Whether `rows` rows of `passes` matrix products (3 for a training step, 1 for
+        inference) are worth Numba's threads."""
         flop = 2 * passes * rows * self.weights
-        return self._drivers[flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1 and _PARALLEL_OK]
+        return flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1 and _PARALLEL_OK
+
+    def needs(self, threaded, rows, optimizer=None):
+        """needs.needs for this network, remembered (evaluation calls come often)."""
+        slot = (threaded, rows, None if optimizer is None else (optimizer.code, bool(optimizer.clip_norm)))
+        if slot not in self._needs:
+            self._needs[slot] = needs(self.spec, self.dtype, threaded, rows, optimizer)
+        return self._needs[slot]
+
+    def drivers(self, rows, passes=3, optimizer=None, key_rows=None):
+        """The drivers for batches of `rows` rows (parallel or single-threaded, see `threaded`),
+        compiled for what they need at up to `key_rows` rows (default `rows`) and, when
+        training, with `optimizer`."""
+        key = self.needs(self.threaded(rows, passes), key_rows or rows, optimizer)
+        if key not in self._drivers:
+            threaded = dict(key)["THREADED"]
+            wrap = _one_at_a_time if threaded else _blas_on_one_thread
+            self._drivers[key] = SimpleNamespace(**{k: wrap(variant(getattr(driver, k), **dict(key)))
+                                                    for k in _DRIVERS})
+        return self._drivers[key]
 
     def workspace(self, cap, training=True):
         key = (cap, training)
@@ -106,18 +127,23 @@ class CpuBackend:
     def _eval_ws(self, n):
         return self.workspace(max(1, min(n, config.EVAL_CHUNK)), training=False)
 
+    def _eval_drivers(self, ws):
+        # compiled for every block size up to EVAL_CHUNK, so that predicting on any number of
+        # rows compiles nothing new
+        return self.drivers(ws.xb.shape[0], 1, key_rows=config.EVAL_CHUNK)
+
     # ---- evaluation (inference mode: running statistics, no dropout) ----
     def predict(self, params, state, X):
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
         ws = self._eval_ws(X.shape[0])
-        self.drivers(ws.xb.shape[0], 1).predict_into(out, X, self._net(params, state), self.hp, ws)
+        self._eval_drivers(ws).predict_into(out, X, self._net(params, state), self.hp, ws)
         return out
 
     def loss(self, params, state, X, Y):
         spec = self.spec
         net = self._net(params, state)
         ws = self._eval_ws(X.shape[0])
-        drv = self.drivers(ws.xb.shape[0], 1)
+        drv = self._eval_drivers(ws)
         total = drv.loss_total(X, Y, net, self.hp, ws)
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
@@ -135,7 +161,7 @@ class CpuBackend:
         """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
         fewer than asked when an epoch's loss was not finite."""
         losses = np.full(orders.shape[0], np.nan)
-        ran = self.drivers(batch_size).train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
+        ran = self.drivers(batch_size, optimizer=optimizer).train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
                                   counter, self._net(params, state), self.hp, args.opt(optimizer),
                                   self.workspace(batch_size), losses)
         return losses, ran
@@ -145,11 +171,9 @@ class CpuBackend:
         """Epochs with one gradient all-reduce per step over MPI (kernels/cpu/distributed.py);
         returns this rank's per-epoch sums of batch loss times batch size."""
         from . import distributed
-        fn = distributed.train_epochs_mpi
-        if self.drivers(batch_size) is self._drivers[True]:
-            run = _one_at_a_time(fn)
-        else:
-            run = _blas_on_one_thread(one_thread(fn))
+        key = dict(self.needs(self.threaded(batch_size), batch_size, optimizer))
+        run = (_one_at_a_time if key["THREADED"] else _blas_on_one_thread)(
+            variant(distributed.train_epochs_mpi, **key))
         totals = np.zeros(orders.shape[0])
         buffers = getattr(self, "_mpi_buffers", None)
         if buffers is None or buffers[0].size != self.spec.n_params + 1:
@@ -161,6 +185,6 @@ class CpuBackend:
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
-        return self.drivers(batch_size).train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
+        return self.drivers(batch_size, optimizer=optimizer).train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
                                  self._net(params, state), self.hp, args.opt(optimizer),
                                  self.workspace(batch_size))

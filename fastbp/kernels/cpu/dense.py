@@ -25,7 +25,7 @@ from numba import prange
 
 from ... import config
 from ..blas_library import FOUND as BLAS_FOUND
-from ..compile import kernel, serial, serial_kernel
+from ..compile import kernel, serial, serial_kernel, switch
 from .activations import activate_rows
 from .blas import gemm_blas
 from .gemm_nt import gemm_nt
@@ -35,6 +35,10 @@ from .views import view2d
 
 
 NAIVE, TILED, BLOCKED, BLAS = 0, 1, 2, 3
+# The paths compiled in: a network's variant narrows it to those its layers take at its batch
+# sizes (paths_over). A layer whose path a variant lacks runs the naive loops, always compiled:
+# slower, never wrong.
+USED_PATHS = switch("USED_PATHS", (NAIVE, TILED, BLOCKED, BLAS))
 
 
 @serial
@@ -43,11 +47,6 @@ def _serial_layer(rows, W):
     config.SERIAL_MACS multiply-adds, its four parallel regions cost more than they save
     (the README's "Training steps split by inputs" has the measurements)."""
     return rows * W.size < config.SERIAL_MACS
-
-
-@serial
-def _fits_l2(W):
-    return W.size * W.itemsize <= config.GEMM_PANEL_BYTES
 
 
 @serial
@@ -60,11 +59,20 @@ def forward_path(rows, W):
         return NAIVE
     if rows >= config.GEMM_NARROW_MIN_ROWS and W.shape[1] < config.GEMM_NARROW:
         return BLOCKED
-    if _fits_l2(W):
+    if W.size * W.itemsize <= config.GEMM_PANEL_BYTES:   # in L2
         return TILED
     if BLAS_FOUND and rows * W.size >= config.BLAS_MIN_MACS:
         return BLAS
     return BLOCKED
+
+
+def paths_over(max_rows, W):
+    """The paths forward_path and backward_path take for W at every batch size from 1 to
+    max_rows (plain Python, for kernels/cpu/needs.py). Both rules change with the batch size only
+    at the row counts they test, so those and the two ends find every path."""
+    thresholds = (config.GEMM_NARROW_MIN_ROWS, -(-config.BLAS_MIN_MACS // max(W.size, 1)))
+    rows = {1, max_rows} | {r for r in thresholds if 1 <= r <= max_rows}
+    return {rule.py_func(r, W) for r in rows for rule in (forward_path, backward_path)}
 
 
 @serial
@@ -73,7 +81,7 @@ def backward_path(rows, W):
     around)."""
     if W.size < config.GEMM_MIN_WEIGHTS:
         return NAIVE
-    if _fits_l2(W):
+    if W.size * W.itemsize <= config.GEMM_PANEL_BYTES:
         return TILED
     if BLAS_FOUND and rows * W.size >= config.BLAS_MIN_MACS:
         return BLAS
@@ -84,11 +92,11 @@ def backward_path(rows, W):
 def dense_forward(Z, A, W, b, Wt):
     """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b; Wt (n_out, n_in) is scratch."""
     path = forward_path(A.shape[0], W)
-    if path == BLAS:
+    if BLAS in USED_PATHS and path == BLAS:
         dense_forward_blas(Z, A, W, b)
-    elif path == BLOCKED:
+    elif BLOCKED in USED_PATHS and path == BLOCKED:
         dense_forward_blocked(Z, A, W, b, Wt)
-    elif path == TILED:
+    elif TILED in USED_PATHS and path == TILED:
         dense_forward_tiled(Z, A, W, b)
     else:
         dense_forward_naive(Z, A, W, b)
@@ -99,11 +107,11 @@ def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
     """dW = A^T dZ, db = column sums of dZ, dA = dZ W^T (skipped unless need_dA: the first
     layer's input is the data); Wt (n_out, n_in), At (n_in, B) and dZt (n_out, B) are scratch."""
     path = backward_path(A.shape[0], W)
-    if path == BLAS:
+    if BLAS in USED_PATHS and path == BLAS:
         dense_backward_blas(dA, dW, db, dZ, A, W, need_dA)
-    elif path == BLOCKED:
+    elif BLOCKED in USED_PATHS and path == BLOCKED:
         dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt)
-    elif path == TILED:
+    elif TILED in USED_PATHS and path == TILED:
         dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt)
     else:
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)

@@ -26,10 +26,10 @@ import numpy as np
 from numba import prange
 
 from ... import aligned, config
-from ..compile import THREADED, kernel, serial
+from ..compile import THREADED, kernel, serial, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
-from .dense import (add_partials, dense_backward, dense_backward_split, dense_forward,
+from .dense import (TILED, USED_PATHS, add_partials, dense_backward, dense_backward_split, dense_forward,
                     dense_forward_split, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import coefficients, grad_norm, scale, update_range
@@ -37,6 +37,12 @@ from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_infere
                          dropout_forward, penalty_backward, penalty_value)
 from .threads import even_part, thread_count
 from .views import borrow, view1d, view2d
+
+# What a network may use, compiled in or left out (compile.switch; kernels/cpu/needs.py decides)
+USE_BATCH_NORM = switch("USE_BATCH_NORM", True)
+USE_DROPOUT = switch("USE_DROPOUT", True)
+USE_PENALTY = switch("USE_PENALTY", True)     # l1 / l2
+USE_CLIP = switch("USE_CLIP", True)           # clip_norm
 
 Workspace = namedtuple("Workspace", ["xb", "yb", "wb", "zbuf", "hbuf", "abuf", "dbuf", "dzbuf", "dabuf",
                                      "stats", "z_off", "a_off", "rows", "partials", "wt", "at", "dzt",
@@ -121,7 +127,7 @@ def _layer_input(l, b, dropout, net, ws):
     """What layer l reads: the batch, or the previous layer's activation (after its dropout)."""
     if l == 0:
         return _rows(ws.xb, b)
-    if dropout and net.layer_f[l - 1, DROP] > 0:
+    if USE_DROPOUT and dropout and net.layer_f[l - 1, DROP] > 0:
         return _block(ws.dbuf, ws.a_off, net.layers, l - 1, b, False)
     return _block(ws.abuf, ws.a_off, net.layers, l - 1, b, False)
 
@@ -165,13 +171,13 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         A = _block(ws.abuf, ws.a_off, layers, l, b, False)
         A_in = _layer_input(l, b, dropout, net, ws)
         activated = False
-        if THREADED and update_stats and split_by_inputs(b, W, ws.zpart):
+        if THREADED and TILED in USED_PATHS and update_stats and split_by_inputs(b, W, ws.zpart):
             dense_forward_split(Z, A_in, W, bias, ws.zpart)
             activated = not layers[l, BN]   # batch norm comes between: activate below
             add_partials(Z, ws.zpart, A, layers[l, ACT], layer_f[l, ACT_PARAM], activated)
         else:
             dense_forward(Z, A_in, W, bias, _scratch(ws.wt, W.shape[1], W.shape[0]))
-        if layers[l, BN]:
+        if USE_BATCH_NORM and layers[l, BN]:
             gamma, beta = _pair(net.params, layers, l, G_OFF)
             run_mean, run_var = _pair(net.state, layers, l, S_OFF)
             if batch_stats:
@@ -182,7 +188,7 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
                 batchnorm_inference(Z, gamma, beta, run_mean, run_var, hp.bn_eps)
         if not activated:
             activation_forward(A, Z, layers[l, ACT], layer_f[l, ACT_PARAM])
-        if dropout and layer_f[l, DROP] > 0:
+        if USE_DROPOUT and dropout and layer_f[l, DROP] > 0:
             dropout_forward(_block(ws.dbuf, ws.a_off, layers, l, b, False), A, layer_f[l, DROP],
                             hp.drop_key, step, l)
 
@@ -210,7 +216,7 @@ def backward(b, dropout, step, net, hp, ws):
     z_off, a_off = ws.z_off, ws.a_off
     for l in range(layers.shape[0] - 1, -1, -1):
         dZ = _block(ws.dzbuf, z_off, layers, l, b, True)
-        if layers[l, BN]:
+        if USE_BATCH_NORM and layers[l, BN]:
             gamma, _ = _pair(net.params, layers, l, G_OFF)
             dgamma, dbeta = _pair(net.grads, layers, l, G_OFF)
             _, inv_std = _pair(ws.stats, layers, l, S_OFF)
@@ -219,15 +225,15 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(net.grads, layers, l)
         A_in = _layer_input(l, b, dropout, net, ws)
         dA_prev = _block(ws.dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(ws.xb, b)  # unused
-        if THREADED and split_by_inputs(b, W, ws.zpart):
+        if THREADED and TILED in USED_PATHS and split_by_inputs(b, W, ws.zpart):
             dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws.wt)
         else:
             dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws.wt, W.shape[1], W.shape[0]),
                            _scratch(ws.at, W.shape[0], b), _scratch(ws.dzt, W.shape[1], b))
-        if layers[l, BN]:
+        if USE_BATCH_NORM and layers[l, BN]:
             db[:] = 0   # batch norm subtracts the mean: the dense bias has no effect (beta shifts)
         if l > 0:
-            if dropout and layer_f[l - 1, DROP] > 0:
+            if USE_DROPOUT and dropout and layer_f[l - 1, DROP] > 0:
                 dropout_forward(dA_prev, dA_prev, layer_f[l - 1, DROP], hp.drop_key, step, l - 1)
             activation_backward(_block(ws.dzbuf, z_off, layers, l - 1, b, True), dA_prev,
                                 _block(ws.zbuf, z_off, layers, l - 1, b, True),
@@ -238,7 +244,7 @@ def backward(b, dropout, step, net, hp, ws):
 @serial
 def penalties(with_grads, net, hp, ws):
     """The l1/l2 penalty on the weights, added to grads when with_grads."""
-    if hp.l1 == 0 and hp.l2 == 0:
+    if not USE_PENALTY or hp.l1 == 0 and hp.l2 == 0:
         return 0.0
     if with_grads:
         penalty_backward(net.grads, net.params, net.ranges, hp.l1, hp.l2)
@@ -260,7 +266,7 @@ def train_step(b, step, lr, net, hp, opt, ws):
 def apply_update(b, lr, net, opt, ws):
     """Clip the gradient (when clip_norm > 0), count the step, and update the parameters (a
     batch of b rows: which layers were split by inputs)."""
-    if opt.clip_norm > 0:
+    if USE_CLIP and opt.clip_norm > 0:
         norm = grad_norm(net.grads, ws.partials)
         if norm > opt.clip_norm:
             scale(net.grads, opt.clip_norm / norm)
@@ -290,7 +296,7 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
             i0, i1 = even_part(nz, k, threads)
             o = layers[l, B_OFF]
             update_range(params, grads, m, v, code, coef, o + i0, o + i1)
-            if layers[l, BN]:
+            if USE_BATCH_NORM and layers[l, BN]:
                 i0, i1 = even_part(2 * nz, k, threads)
                 o = layers[l, G_OFF]
                 update_range(params, grads, m, v, code, coef, o + i0, o + i1)

@@ -11,12 +11,14 @@ any Z, and their gradient with the output activation is the fused (a - y) form.
 import numpy as np
 from numba import prange
 
-from ..compile import kernel, serial
+from ..compile import kernel, serial, switch
 from ...spec import LOSSES
 from .activations import activation_backward
 
 MSE, RMSE, HUBER, BCE, CE = (LOSSES[n][0] for n in
                              ("mse", "rmse", "huber", "binary_cross_entropy", "cross_entropy"))
+# The loss codes compiled in: a network's variant narrows it to its own (compile.switch)
+USED_LOSSES = switch("USED_LOSSES", tuple(sorted(v[0] for v in LOSSES.values())))
 
 
 @kernel
@@ -27,7 +29,7 @@ def loss_rows(rows, Z, A, Y, SW, code, param):
     d = Z.dtype.type(param)
     for i in prange(B):
         s = zero
-        if code == CE:
+        if CE in USED_LOSSES and code == CE:
             mx = Z[i, 0]
             for j in range(1, m):
                 mx = max(mx, Z[i, j])
@@ -40,11 +42,11 @@ def loss_rows(rows, Z, A, Y, SW, code, param):
                 yz += Y[i, j] * Z[i, j]
             # sum_j y_j (lse - z_j)
             s = ysum * (mx + np.log(se)) - yz
-        elif code == BCE:
+        elif BCE in USED_LOSSES and code == BCE:
             for j in range(m):
                 z = Z[i, j]
                 s += max(z, zero) - z * Y[i, j] + np.log1p(np.exp(-abs(z)))
-        elif code == HUBER:
+        elif HUBER in USED_LOSSES and code == HUBER:
             for j in range(m):
                 r = abs(A[i, j] - Y[i, j])
                 s += half * r * r if r <= d else d * (r - half * d)
@@ -115,8 +117,8 @@ def _fused_delta(dZ, A, Y, SW, code):
 def loss_backward(dZ, dA, Z, A, Y, SW, code, param, loss_value, out_code, out_param):
     """dZ: gradient of the batch's mean (sample-weighted) loss with respect to the output
     pre-activation. dA is scratch of the same shape, used where the activation is not fused."""
-    if code == CE or code == BCE:
+    if CE in USED_LOSSES and code == CE or BCE in USED_LOSSES and code == BCE:
         _fused_delta(dZ, A, Y, SW, code)
-    else:
+    elif MSE in USED_LOSSES or RMSE in USED_LOSSES or HUBER in USED_LOSSES:
         _output_delta(dA, Z, A, Y, SW, code, param, loss_value)
         activation_backward(dZ, dA, Z, A, out_code, out_param)

@@ -6,11 +6,16 @@ and v belong to the optimizer object and are only updated here.
 import numpy as np
 from numba import prange
 
-from ..compile import kernel, serial
+from ..compile import kernel, serial, switch
 from ...optim import (H_BETA1, H_BETA2, H_DECAY, H_EPS, H_MOMENTUM, OPT_ADAM as ADAM,
-                      OPT_ADAMW as ADAMW, OPT_MOMENTUM as MOMENTUM, OPT_NESTEROV as NESTEROV)
+                      OPT_ADAMW as ADAMW, OPT_MOMENTUM as MOMENTUM, OPT_NESTEROV as NESTEROV,
+                      OPT_SGD as SGD)
 from .threads import even_part, thread_count
 from .reduce import weighted_sum
+
+# The optimizer codes compiled in: a training variant narrows it to the fit's own
+# (compile.switch); plain SGD is the fallback branch and always compiled
+USED_OPTIMIZERS = switch("USED_OPTIMIZERS", tuple(sorted((SGD, MOMENTUM, NESTEROV, ADAM, ADAMW))))
 
 
 @serial
@@ -57,7 +62,7 @@ def update_range(params, grads, m, v, code, coef, i0, i1):
     one = params.dtype.type(1)
     n = i1 - i0
     p, g = params[i0:i1], grads[i0:i1]
-    if code == MOMENTUM or code == NESTEROV:
+    if MOMENTUM in USED_OPTIMIZERS and code == MOMENTUM or NESTEROV in USED_OPTIMIZERS and code == NESTEROV:
         mm = m[i0:i1]
         for i in range(n):
             vel = mu * mm[i] - step * g[i]
@@ -66,7 +71,7 @@ def update_range(params, grads, m, v, code, coef, i0, i1):
                 p[i] += mu * vel - step * g[i]
             else:
                 p[i] += vel
-    elif code == ADAM or code == ADAMW:
+    elif ADAM in USED_OPTIMIZERS and code == ADAM or ADAMW in USED_OPTIMIZERS and code == ADAMW:
         mm, vv = m[i0:i1], v[i0:i1]
         for i in range(n):
             gi = g[i]

@@ -50,3 +50,35 @@ def test_concurrent_fits_from_python_threads_do_not_crash(layer):
     assert n_errors == "0" and finite == "True"
     if layer == "workqueue":
         assert used == "workqueue"
+
+
+# The rest of the suite runs the general build (tests/conftest.py); these fits run the variants
+# users get, each compiled for its network (needs.py). A feature a variant left out would be
+# skipped, and the fit would part from the reference.
+VARIANT_FITS = {
+    "plain": (dict(hidden="sigmoid", output="sigmoid"), dict(optimizer="sgd")),
+    "everything": (dict(hidden="relu", output="softmax", dropout=0.2, batch_norm=True, l1=1e-3, l2=1e-2),
+                   dict(optimizer=lambda: __import__("fastbp").optim.Adam(lr=0.01, clip_norm=0.5))),
+    "regression": (dict(hidden=["tanh", "elu"], output="linear", loss="huber"),
+                   dict(optimizer=lambda: __import__("fastbp").optim.Nesterov(lr=0.05))),
+}
+
+
+@pytest.mark.parametrize("kind", list(VARIANT_FITS))
+def test_variant_fits_match_the_reference(kind, monkeypatch):
+    import numpy as np
+    from fastbp import config
+    from conftest import tol
+    monkeypatch.setattr(config, "SPECIALIZE", True)
+    net_kw, fit_kw = VARIANT_FITS[kind]
+    sizes = [5, 8, 6, 3]
+    cpu, ref = pair(sizes, "float64", seed=3, **net_kw)
+    X, y = problem(sizes, net_kw["output"], n=40, seed=3)
+    for net in (cpu, ref):
+        net.fit(X, y, epochs=4, batch_size=16, **{k: v() if callable(v) else v for k, v in fit_kw.items()})
+    assert any(len(key) > 1 for key in cpu._backend._drivers), "the fit ran the general build"
+    t = {k: v * 20 for k, v in tol("float64").items()}
+    for (a, b), (c, d) in zip(cpu.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, c, **t)
+        np.testing.assert_allclose(b, d, **t)
+    assert_same_state(cpu, ref, X, y, "float64", scale=20)

@@ -131,3 +131,15 @@ def test_thread_splits_with_an_odd_thread_count():
     out = subprocess.run([sys.executable, "-c", THREE_THREADS_PROBE], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("n_in, n_out", [(4, 4), (64, 8), (200, 10), (256, 256), (1024, 512), (2048, 2048)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_paths_over_finds_every_path_of_every_batch_size(n_in, n_out, dtype):
+    """needs.py compiles the paths paths_over names; a batch size whose path it missed would
+    run the naive loops. Checked against asking the rules at every batch size."""
+    W = np.broadcast_to(np.zeros(1, dtype), (n_in, n_out))
+    for max_rows in (1, 7, 8, 100, 600):
+        scanned = {rule(r, W) for r in range(1, max_rows + 1)
+                   for rule in (dense_k.forward_path.py_func, dense_k.backward_path.py_func)}
+        assert dense_k.paths_over(max_rows, W) == scanned

@@ -1,0 +1,42 @@
+"""What a call on a network needs compiled: the switch values (kernels/compile.switch) of the
+driver variant that serves it.
+
+The general build of a driver holds every branch any network may take: every activation, loss
+and optimizer, batch norm, dropout, penalties, clipping and every dense path. Compiling all of it
+is most of a first fit's wait. A variant compiled for `needs(...)` holds only what that network
+takes, and its kernels that read none of the narrowed switches are shared with every other
+variant. Each value here must cover every branch the call can take: a branch a variant lacks is
+skipped, not run (dense paths are the exception: a missing one falls back to the naive loops).
+"""
+import numpy as np
+
+from ... import config
+from ...spec import ACT, N_IN, N_UNITS, PIECES
+from .dense import NAIVE, paths_over
+
+
+def needs(spec, dtype, threaded, rows, optimizer=None):
+    """The switches for a call on `spec` in `dtype`: on Numba's threads or not, over batches of at
+    most `rows` rows, training with `optimizer` (None: evaluation or gradients only).
+
+    Returns the keyword arguments of compile.variant, in a canonical order (usable as a key)."""
+    layers = spec.layers
+    paths = {NAIVE}
+    for l in range(layers.shape[0]):
+        # the path rules read only W's shape, size and itemsize: a broadcast view allocates nothing
+        W = np.broadcast_to(np.zeros(1, dtype), (int(layers[l, N_IN]), int(layers[l, N_UNITS] * layers[l, PIECES])))
+        paths |= paths_over(rows, W)
+    values = dict(
+        THREADED=bool(threaded),
+        USED_ACTIVATIONS=tuple(sorted({int(c) for c in layers[:, ACT]})),
+        USED_LOSSES=(int(spec.loss_code),),
+        USED_PATHS=tuple(sorted(int(p) for p in paths)),
+        USE_BATCH_NORM=any(spec.batch_norm),
+        USE_DROPOUT=any(d > 0 for d in spec.dropout),
+        USE_PENALTY=spec.l1 > 0 or spec.l2 > 0,
+        USED_OPTIMIZERS=(int(optimizer.code),) if optimizer is not None else (),
+        USE_CLIP=optimizer is not None and bool(optimizer.clip_norm),
+    )
+    if not config.SPECIALIZE:
+        values = {"THREADED": values["THREADED"]}
+    return tuple(sorted(values.items()))

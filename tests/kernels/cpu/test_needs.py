@@ -1,0 +1,46 @@
+"""fastbp/kernels/cpu/needs.py: the switches a call on a network needs compiled."""
+import numpy as np
+import pytest
+
+from fastbp.kernels.cpu import activations as act, dense, losses
+from fastbp.kernels.cpu.needs import needs
+from fastbp.optim import Adam, SGD
+from fastbp.spec import make_spec
+
+
+@pytest.fixture(autouse=True)
+def specialize(monkeypatch):
+    from fastbp import config
+    monkeypatch.setattr(config, "SPECIALIZE", True)   # the suite's default is off (tests/conftest.py)
+
+
+def test_a_plain_network_needs_only_its_own_branches():
+    spec = make_spec([2, 4, 1], hidden="sigmoid", output="sigmoid")
+    key = dict(needs(spec, "float32", False, 4, SGD(0.1)))
+    assert key == dict(THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,), USED_LOSSES=(losses.BCE,),
+                       USED_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False, USE_DROPOUT=False,
+                       USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False)
+
+
+def test_every_feature_in_use_is_compiled_in():
+    spec = make_spec([64, 300, 10], hidden="relu", output="softmax", dropout=0.2, batch_norm=True, l2=1e-4)
+    key = dict(needs(spec, "float64", True, 256, Adam(1e-3, clip_norm=1.0)))
+    assert key["USED_ACTIVATIONS"] == (act.RELU, act.SOFTMAX) and key["USED_LOSSES"] == (losses.CE,)
+    assert key["USE_BATCH_NORM"] and key["USE_DROPOUT"] and key["USE_PENALTY"] and key["USE_CLIP"]
+    assert key["USED_OPTIMIZERS"] == (Adam.code,) and key["THREADED"]
+    # every batch size up to 256: a short last batch may take another path than a full one
+    W = [(64, 300), (300, 10)]
+    expected = {dense.NAIVE} | {p for shape in W for p in dense.paths_over(256, np.empty(shape))}
+    assert set(key["USED_PATHS"]) == expected and len(expected) > 1
+
+
+def test_evaluation_needs_no_optimizer():
+    spec = make_spec([4, 8, 3])
+    key = dict(needs(spec, "float32", False, 1024))
+    assert key["USED_OPTIMIZERS"] == () and key["USE_CLIP"] is False
+
+
+def test_the_general_build_when_specializing_is_off(monkeypatch):
+    from fastbp import config
+    monkeypatch.setattr(config, "SPECIALIZE", False)
+    assert needs(make_spec([4, 8, 3]), "float32", True, 32, SGD(0.1)) == (("THREADED", True),)
