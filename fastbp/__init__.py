@@ -8,8 +8,9 @@ from . import callbacks, datasets, optim
 from ._version import __version__
 from .callbacks import History
 from .network import Network, load
+from .prebuild import compile
 
-__all__ = ["Network", "History", "load", "datasets", "optim", "callbacks", "set_num_threads",
+__all__ = ["Network", "History", "load", "compile", "datasets", "optim", "callbacks", "set_num_threads",
            "get_num_threads", "__version__"]
 
 

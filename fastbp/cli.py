@@ -308,13 +308,12 @@ def cmd_info(args):
 
     import numba
 
-    from . import __version__, config
-    from .kernels import compile
+    from . import __version__, prebuild
     print(f"fastbp {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
     print(f"threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or fastbp.set_num_threads to change)")
     print(f"threading layer: {_threading_layer()}")
-    print(f"kernel cache: {compile.CACHE_DIR} ({'on' if config.CACHE else 'off'})")
+    print(f"kernel cache: {prebuild.cache_summary()}")
     from .kernels import blas_library
     print(f"BLAS for the largest layers: {blas_library.DESCRIPTION}")
     print(f"cuda: {_cuda_status()}")
@@ -324,6 +323,23 @@ def cmd_info(args):
             print(f"{mod}: {m.__version__}")
         except ImportError:
             print(f"{mod}: not installed")
+    return 0
+
+
+def cmd_compile(args):
+    from . import prebuild
+    from .network import Network
+    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+    for d in dtypes:
+        if d not in ("float32", "float64"):
+            raise UsageError(f"--dtype takes float32, float64 or both separated by a comma, got {d!r}")
+    networks = [Network.load(path, backend="cpu") for path in args.model] or None
+    if args.all and networks:
+        raise UsageError("--all builds the general drivers, which serve every model: give it or --model, not both")
+    print(f"building into {prebuild.cache_summary().split(' (')[0]}", flush=True)
+    for what, seconds in prebuild.compile(networks, dtypes, general=args.all, batch_size=args.batch_size):
+        print(f"  {what}: {seconds:.1f} s", flush=True)
+    print(f"kernel cache: {prebuild.cache_summary()}")
     return 0
 
 
@@ -459,6 +475,18 @@ def build_parser():
     p.add_argument("data")
     p.add_argument("--target", help="the target column (default: the one the model was trained on)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compile", help="build the kernel cache ahead of time (Docker images, CI caches, clusters)",
+                       description="Compile the kernels ahead of time into the on-disk cache. By default those of "
+                       "the demo's two networks; --model those of saved models; --all the general build, which "
+                       "every later fit of any network loads instead of compiling.")
+    p.add_argument("--dtype", default="float32", help="float32, float64 or float32,float64 (default float32)")
+    p.add_argument("--all", action="store_true", help="the general build: every activation, loss, optimizer and "
+                   "feature (minutes), for every network")
+    p.add_argument("--model", action="append", default=[], metavar="MODEL.npz",
+                   help="a saved model whose kernels to build (repeatable)")
+    p.add_argument("--batch-size", type=int, default=32, help="the batch size the models will train with (default 32)")
+    p.set_defaults(func=cmd_compile)
 
     sub.add_parser("bench", help="time every kernel on each backend against the sgemm limit "
                    "(options: fastbp bench --help)")

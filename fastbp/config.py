@@ -8,6 +8,7 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_FASTMATH=0       strict IEEE order (no reassociation, no fused multiply-add)
   FASTBP_CACHE=0          no on-disk kernel cache
   FASTBP_CACHE_DIR        the cache's parent directory (default NUMBA_CACHE_DIR, else ~/.cache/fastbp)
+  FASTBP_QUIET=1          no line on stderr when a first call compiles kernels
   FASTBP_SPECIALIZE=0     every fit runs the general drivers (one long compile that serves any
                           network) instead of a variant compiled for the network's features
   FASTBP_BLAS=0           every product in fastbp's own kernels, never OpenBLAS
@@ -30,6 +31,10 @@ CACHE_PARENT = os.environ.get("FASTBP_CACHE_DIR")
 # loss, optimizer and feature (tens of seconds). The general build pays off for a process that
 # trains many different networks, such as a sweep over activations and optimizers.
 SPECIALIZE = os.environ.get("FASTBP_SPECIALIZE", "1") != "0"
+# A call still compiling after NOTICE_SECONDS says so on stderr, once per process (code loaded
+# from the disk cache is ready sooner, and says nothing); FASTBP_QUIET=1 keeps it silent.
+NOTICE_SECONDS = 0.5
+QUIET = os.environ.get("FASTBP_QUIET", "0") not in ("0", "")
 # Division by zero gives inf or NaN (NumPy's rule) rather than raising (Python's): the check
 # Python's rule puts before every division keeps a loop from vectorising. Non-finite results are
 # caught where they matter: the fit stops on a non-finite loss or weight.

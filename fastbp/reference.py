@@ -306,6 +306,9 @@ class NumpyBackend:
             total += loss * len(idx)
         return total
 
+    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
+        """Nothing to compile (the cpu backend compiles its drivers here)."""
+
     def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
         """One epoch per row of `orders` (a permutation of the rows) at rate lrs[e]. Returns each
         epoch's mean loss and how many epochs ran (it stops after a non-finite loss)."""

@@ -1,4 +1,4 @@
-"""The command line end to end, in subprocesses: train, predict, evaluate, info, exit codes."""
+"""The command line end to end, in subprocesses: train, predict, evaluate, info, compile, exit codes."""
 import csv
 import subprocess
 import sys
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 
-def cli(*args, cwd, code=0):
+def cli(*args, cwd, code=0, env=None):
     out = subprocess.run([sys.executable, "-m", "fastbp", *map(str, args)], cwd=cwd, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, env=env)
     assert out.returncode == code, f"fastbp {' '.join(map(str, args))}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
     if code == 2:   # a user mistake: one line, no traceback
         assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -67,6 +67,8 @@ def test_regression_from_npz(files):
     (["evaluate", "animals.csv", "animals.csv"], "not a valid fastbp model"),
     (["predict", "m.npz", "five.npz"], "5 feature columns but the model expects 3"),
     (["frobnicate"], "invalid choice"),
+    (["compile", "--dtype", "float16"], "--dtype takes float32, float64"),
+    (["compile", "--all", "--model", "m.npz"], "not both"),
 ])
 def test_user_mistakes_exit_2_with_one_line(files, args, message):
     if "m.npz" in args and not (files / "m.npz").exists():
@@ -75,7 +77,7 @@ def test_user_mistakes_exit_2_with_one_line(files, args, message):
     assert message in out.stderr.lower()
 
 
-@pytest.mark.parametrize("command", ["", "demo", "train", "predict", "evaluate", "bench", "info"])
+@pytest.mark.parametrize("command", ["", "demo", "train", "predict", "evaluate", "bench", "info", "compile"])
 def test_help_everywhere(tmp_path, command):
     out = cli(*([command] if command else []), "--help", cwd=tmp_path)
     assert "usage" in out.stdout.lower()
@@ -85,3 +87,44 @@ def test_info(tmp_path):
     out = cli("info", cwd=tmp_path).stdout
     for field in ("fastbp", "numba", "threads", "threading layer", "kernel cache", "BLAS for the largest layers", "cuda"):
         assert field in out
+
+
+FIT_SAVED = """
+import sys, numpy as np, fastbp
+net = fastbp.load(sys.argv[1])
+X = np.random.default_rng(0).standard_normal((40, 3))
+net.fit(X, np.arange(40) % 2, epochs=2, batch_size=16)
+net.predict(X)
+"""
+
+
+def test_compile_builds_what_a_later_fit_loads(tmp_path):
+    """`fastbp compile --model` builds the variant a fit of that model needs (FASTBP_SPECIALIZE
+    on, as for users): a fit in a fresh process then adds nothing to the cache, and says nothing
+    about compiling."""
+    import os
+    import fastbp
+    fastbp.Network([3, 5, 2], hidden="tanh", seed=0).save(tmp_path / "tiny.npz")
+    env = dict(os.environ, FASTBP_CACHE_DIR=str(tmp_path / "cache"), FASTBP_SPECIALIZE="1")
+    out = cli("compile", "--model", "tiny.npz", "--batch-size", "16", cwd=tmp_path, env=env).stdout
+    assert "[3, 5, 2] tanh, float32, batch 16" in out and "compiled functions" in out
+    cached = sorted(p.name for p in (tmp_path / "cache").rglob("*.nbi"))
+    assert cached
+    fit = subprocess.run([sys.executable, "-c", FIT_SAVED, "tiny.npz"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.nbi")) == cached
+    assert "compiling" not in fit.stderr
+
+
+def test_a_first_fit_says_once_that_it_compiles(tmp_path):
+    import os
+    env = dict(os.environ, FASTBP_CACHE_DIR=str(tmp_path / "cache"), FASTBP_SPECIALIZE="1")
+    code = FIT_SAVED.replace("net = fastbp.load(sys.argv[1])", "net = fastbp.Network([3, 4, 2], hidden='elu')")
+    fit = subprocess.run([sys.executable, "-c", code + "fastbp.Network([3, 4, 2], hidden='relu').fit(X, X[:, 0] > 0)"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    assert fit.stderr.count("fastbp: compiling the float32 training kernels") == 1, fit.stderr
+    quiet = subprocess.run([sys.executable, "-c", code.replace("elu", "sigmoid")], cwd=tmp_path,
+                           env=dict(env, FASTBP_QUIET="1"), capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and "compiling" not in quiet.stderr, quiet.stderr

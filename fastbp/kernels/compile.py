@@ -10,6 +10,8 @@ kernels depend on, and an edit anywhere starts a fresh cache.
 import contextlib
 import hashlib
 import os
+import sys
+import threading
 import types
 from collections.abc import Hashable
 from pathlib import Path
@@ -52,6 +54,48 @@ def _cache_dir():
         yield
     finally:
         numba.config.CACHE_DIR = old
+
+
+_noticed = threading.Event()
+
+
+@contextlib.contextmanager
+def notice(what):
+    """Around a call that may compile `what`: if it is still running after config.NOTICE_SECONDS,
+    say once per process on stderr what is compiling and that it happens once."""
+    if config.QUIET or _noticed.is_set():
+        yield
+        return
+
+    def say():
+        if not _noticed.is_set():
+            _noticed.set()
+            print(f"fastbp: compiling {what} (once: later runs load them from the cache in {CACHE_DIR}; "
+                  "`fastbp compile` builds them ahead of time, FASTBP_QUIET=1 hides this line)",
+                  file=sys.stderr, flush=True)
+    timer = threading.Timer(config.NOTICE_SECONDS, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def general_built(dtype):
+    """Whether `fastbp compile --all` built the general drivers for `dtype` into CACHE_DIR; fits
+    then use them rather than compile a variant."""
+    return os.path.exists(_general_marker(dtype))
+
+
+def mark_general_built(dtype):
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    with open(_general_marker(dtype), "w") as f:
+        f.write("every branch of the drivers compiled by `fastbp compile --all`\n")
+
+
+def _general_marker(dtype):
+    return os.path.join(CACHE_DIR, f"general-{getattr(dtype, 'name', dtype)}.built")
 
 
 def _jit(fn, parallel, **options):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ... import aligned, config
 from .. import args, blas_library
-from ..compile import variant
+from ..compile import notice, variant
 from . import driver
 from .needs import needs
 from .losses import RMSE, loss_divisor
@@ -67,6 +67,19 @@ def _one_at_a_time(fn):
     return locked
 
 
+def _announced(wrap, dispatcher, what):
+    # until the dispatcher has code (compiled, or loaded from the disk cache), a call may compile
+    run = wrap(dispatcher)
+
+    @functools.wraps(run)
+    def call(*args):
+        if dispatcher.overloads:
+            return run(*args)
+        with notice(what):
+            return run(*args)
+    return call
+
+
 _DRIVERS = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows", "penalties")
 
 
@@ -105,10 +118,11 @@ class CpuBackend:
         training, with `optimizer`."""
         key = self.needs(self.threaded(rows, passes), key_rows or rows, optimizer)
         if key not in self._drivers:
-            threaded = dict(key)["THREADED"]
-            wrap = _one_at_a_time if threaded else _blas_on_one_thread
-            self._drivers[key] = SimpleNamespace(**{k: wrap(variant(getattr(driver, k), **dict(key)))
-                                                    for k in _DRIVERS})
+            wrap = _one_at_a_time if dict(key)["THREADED"] else _blas_on_one_thread
+            what = (f"the {self.dtype.name} {'training' if optimizer is not None else 'evaluation'} kernels "
+                    f"this network needs")
+            self._drivers[key] = SimpleNamespace(**{k: _announced(wrap, variant(getattr(driver, k), **dict(key)),
+                                                                  what) for k in _DRIVERS})
         return self._drivers[key]
 
     def workspace(self, cap, training=True):
@@ -165,6 +179,15 @@ class CpuBackend:
                                   counter, self._net(params, state), self.hp, args.opt(optimizer),
                                   self.workspace(batch_size), losses)
         return losses, ran
+
+    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
+        """Compile (or load) the drivers `train` (or, by_batch, `train_rows`) will run for these
+        arguments, by calling them on no rows."""
+        if by_batch:
+            self.train_rows(params, state, X, Y, SW, np.arange(0), 0, 0, batch_size, 0.0, counter, optimizer)
+        else:
+            self.train(params, state, X, Y, SW, np.empty((0, X.shape[0]), np.int64), [], batch_size, counter,
+                       optimizer)
 
     def train_distributed(self, params, state, X, Y, SW, orders, lrs, batch_size, steps, counter, optimizer,
                           drop_key):

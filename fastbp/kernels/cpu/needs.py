@@ -11,6 +11,7 @@ skipped, not run (dense paths are the exception: a missing one falls back to the
 import numpy as np
 
 from ... import config
+from ..compile import general_built
 from ...spec import ACT, N_IN, N_UNITS, PIECES
 from .dense import NAIVE, paths_over
 
@@ -19,7 +20,9 @@ def needs(spec, dtype, threaded, rows, optimizer=None):
     """The switches for a call on `spec` in `dtype`: on Numba's threads or not, over batches of at
     most `rows` rows, training with `optimizer` (None: evaluation or gradients only).
 
-    Returns the keyword arguments of compile.variant, in a canonical order (usable as a key)."""
+    Returns the keyword arguments of compile.variant, in a canonical order (usable as a key):
+    only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
+    built it)."""
     layers = spec.layers
     paths = {NAIVE}
     for l in range(layers.shape[0]):
@@ -37,6 +40,6 @@ def needs(spec, dtype, threaded, rows, optimizer=None):
         USED_OPTIMIZERS=(int(optimizer.code),) if optimizer is not None else (),
         USE_CLIP=optimizer is not None and bool(optimizer.clip_norm),
     )
-    if not config.SPECIALIZE:
+    if not config.SPECIALIZE or general_built(np.dtype(dtype)):
         values = {"THREADED": values["THREADED"]}
     return tuple(sorted(values.items()))

@@ -155,6 +155,9 @@ class CudaBackend:
                               ws)
             counter[0] += 1
 
+    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
+        """Nothing ahead of time: each CUDA kernel compiles at its first launch."""
+
     def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
         """Epochs over `orders`; returns (losses, epochs run), stopping after a non-finite loss."""
         n = X.shape[0]
