@@ -8,10 +8,28 @@ import os
 # tests/kernels/cpu/test_backend.py (set config.SPECIALIZE back on).
 os.environ.setdefault("FASTBP_SPECIALIZE", "0")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import fastbp  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    """Build the general drivers once, both dtypes at the same time, before pytest-xdist starts
+    its workers (its own sessionstart runs last): each worker would otherwise compile them
+    itself, the same minutes twice. With the cache built, this only loads it."""
+    if hasattr(session.config, "workerinput") or os.environ.get("FASTBP_CACHE") == "0":
+        return
+    builds = [subprocess.Popen([sys.executable, "-m", "fastbp", "compile", "--all", "--dtype", d],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+              for d in ("float32", "float64")]
+    for b in builds:
+        _, err = b.communicate()
+        if b.returncode:   # the tests that need these drivers will compile them, and fail if they must
+            print(f"conftest: `fastbp compile --all` failed:\n{err[-2000:]}", file=sys.stderr)
 
 
 # Kernels and reference sum in different orders (and threads split sums differently):

@@ -195,6 +195,7 @@ def depends(dispatcher):
 
 _VARIANTS = {}   # (dispatcher, key) -> the variant
 _GLOBALS = {}    # (id of module globals, key) -> the variants' copy of those globals
+_MAKING = threading.RLock()   # fits in several Python threads must not make one variant twice
 
 
 def variant(dispatcher, **values):
@@ -207,18 +208,23 @@ def variant(dispatcher, **values):
     key = tuple(sorted((k, v) for k, v in values.items() if k in depends(dispatcher) and v != SWITCHES[k]))
     if not key:
         return dispatcher
-    if (dispatcher, key) not in _VARIANTS:
-        settings = dict(key)
-        if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
-            _VARIANTS[dispatcher, key] = variant(_HANDWRITTEN[dispatcher], **settings)
-        else:
-            fn, parallel, options = _INFO[dispatcher]
-            clone = types.FunctionType(fn.__code__, _variant_globals(fn.__globals__, key), fn.__name__,
-                                       fn.__defaults__, fn.__closure__)
-            clone.__qualname__ = fn.__qualname__ + "__" + _tag(key)   # its own disk-cache entry
-            clone.__module__ = fn.__module__
-            _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
+    with _MAKING:
+        if (dispatcher, key) not in _VARIANTS:
+            _make_variant(dispatcher, key)
     return _VARIANTS[dispatcher, key]
+
+
+def _make_variant(dispatcher, key):
+    settings = dict(key)
+    if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
+        _VARIANTS[dispatcher, key] = variant(_HANDWRITTEN[dispatcher], **settings)
+        return
+    fn, parallel, options = _INFO[dispatcher]
+    clone = types.FunctionType(fn.__code__, _variant_globals(fn.__globals__, key), fn.__name__, fn.__defaults__,
+                               fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + "__" + _tag(key)   # its own disk-cache entry
+    clone.__module__ = fn.__module__
+    _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
 
 
 def _tag(key):

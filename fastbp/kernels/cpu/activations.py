@@ -3,8 +3,10 @@
 An element-wise activation is its code from fastbp.spec.ACTIVATIONS and a pair of scalar
 functions, `<name>_forward(z, p)` and `<name>_backward(da, z, a, p)` (the derivative written
 from the output a where cheaper), plus one line in each of the two tables below
-(activate_rows, grad_rows), which map the code to a loop over rows that calls the pair. The code picks the loop
-once per call, outside the loops, so each loop is specialised to its function and vectorised.
+(activate_rows, grad_rows), which map the code to a loop over rows that calls the pair (each line
+first asks whether the code is compiled in: USED_ACTIVATIONS, a switch that variants narrow).
+The code picks the loop once per call, outside the loops, so each loop is specialised to its
+function and vectorised.
 Maxout and softmax work on whole rows and have loops of their own; softmax has no standalone
 backward (it is fused with cross-entropy in losses.loss_backward).
 

@@ -10,8 +10,17 @@ from fastbp.spec import make_spec
 
 @pytest.fixture(autouse=True)
 def specialize(monkeypatch):
+    # the suite runs the general build (tests/conftest.py); users get variants
     from fastbp import config
-    monkeypatch.setattr(config, "SPECIALIZE", True)   # the suite's default is off (tests/conftest.py)
+    from fastbp.kernels.cpu import needs as needs_module
+    monkeypatch.setattr(config, "SPECIALIZE", True)
+    monkeypatch.setattr(needs_module, "general_built", lambda dtype: False)
+
+
+def test_a_general_build_on_disk_serves_every_network(monkeypatch):
+    from fastbp.kernels.cpu import needs as needs_module
+    monkeypatch.setattr(needs_module, "general_built", lambda dtype: True)
+    assert needs(make_spec([4, 8, 3]), "float32", False, 32, SGD(0.1)) == (("THREADED", False),)
 
 
 def test_a_plain_network_needs_only_its_own_branches():
