@@ -1,4 +1,5 @@
-"""How fastbp's kernels are compiled: the decorators, the disk cache, the single-threaded twins.
+"""How fastbp's kernels are compiled: the decorators, the disk cache, and the variants of a
+compiled function (the single-threaded twins among them) that hold only the branches a fit takes.
 
 The settings these read (fastmath flags, error model, caching on or off, where the cache lives)
 are in fastbp/config.py; this module is the machinery.

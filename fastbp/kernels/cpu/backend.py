@@ -77,6 +77,7 @@ def _announced(wrap, dispatcher, what):
             return run(*args)
         with notice(what):
             return run(*args)
+    call.compiled = lambda: bool(dispatcher.overloads)
     return call
 
 
@@ -182,7 +183,10 @@ class CpuBackend:
 
     def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
         """Compile (or load) the drivers `train` (or, by_batch, `train_rows`) will run for these
-        arguments, by calling them on no rows."""
+        arguments, by calling them on no rows (only the first time: a call costs microseconds)."""
+        drivers = self.drivers(batch_size, optimizer=optimizer)
+        if (drivers.train_rows if by_batch else drivers.train_epochs).compiled():
+            return
         if by_batch:
             self.train_rows(params, state, X, Y, SW, np.arange(0), 0, 0, batch_size, 0.0, counter, optimizer)
         else:

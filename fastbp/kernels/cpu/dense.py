@@ -25,7 +25,7 @@ from numba import prange
 
 from ... import config
 from ..blas_library import FOUND as BLAS_FOUND
-from ..compile import kernel, serial, serial_kernel, switch
+from ..compile import THREADED, kernel, serial, serial_kernel, switch
 from .activations import activate_rows
 from .blas import gemm_blas
 from .gemm_nt import gemm_nt
@@ -35,10 +35,11 @@ from .views import view2d
 
 
 NAIVE, TILED, BLOCKED, BLAS = 0, 1, 2, 3
-# The paths compiled in: a network's variant narrows it to those its layers take at its batch
-# sizes (paths_over). A layer whose path a variant lacks runs the naive loops, always compiled:
-# slower, never wrong.
-USED_PATHS = switch("USED_PATHS", (NAIVE, TILED, BLOCKED, BLAS))
+# The paths compiled in, forward and backward: a network's variant narrows them to those its
+# layers take at its batch sizes (paths_over). A layer whose path a variant lacks runs the naive
+# loops, always compiled: slower, never wrong.
+FORWARD_PATHS = switch("FORWARD_PATHS", (NAIVE, TILED, BLOCKED, BLAS))
+BACKWARD_PATHS = switch("BACKWARD_PATHS", (NAIVE, TILED, BLOCKED, BLAS))
 
 
 @serial
@@ -68,11 +69,11 @@ def forward_path(rows, W):
 
 def paths_over(max_rows, W):
     """The paths forward_path and backward_path take for W at every batch size from 1 to
-    max_rows (plain Python, for kernels/cpu/needs.py). Both rules change with the batch size only
-    at the row counts they test, so those and the two ends find every path."""
+    max_rows: two sets (plain Python, for kernels/cpu/needs.py). Both rules change with the batch
+    size only at the row counts they test, so those and the two ends find every path."""
     thresholds = (config.GEMM_NARROW_MIN_ROWS, -(-config.BLAS_MIN_MACS // max(W.size, 1)))
     rows = {1, max_rows} | {r for r in thresholds if 1 <= r <= max_rows}
-    return {rule.py_func(r, W) for r in rows for rule in (forward_path, backward_path)}
+    return {forward_path.py_func(r, W) for r in rows}, {backward_path.py_func(r, W) for r in rows}
 
 
 @serial
@@ -92,11 +93,11 @@ def backward_path(rows, W):
 def dense_forward(Z, A, W, b, Wt):
     """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b; Wt (n_out, n_in) is scratch."""
     path = forward_path(A.shape[0], W)
-    if BLAS in USED_PATHS and path == BLAS:
+    if BLAS in FORWARD_PATHS and path == BLAS:
         dense_forward_blas(Z, A, W, b)
-    elif BLOCKED in USED_PATHS and path == BLOCKED:
+    elif BLOCKED in FORWARD_PATHS and path == BLOCKED:
         dense_forward_blocked(Z, A, W, b, Wt)
-    elif TILED in USED_PATHS and path == TILED:
+    elif TILED in FORWARD_PATHS and path == TILED:
         dense_forward_tiled(Z, A, W, b)
     else:
         dense_forward_naive(Z, A, W, b)
@@ -107,11 +108,11 @@ def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
     """dW = A^T dZ, db = column sums of dZ, dA = dZ W^T (skipped unless need_dA: the first
     layer's input is the data); Wt (n_out, n_in), At (n_in, B) and dZt (n_out, B) are scratch."""
     path = backward_path(A.shape[0], W)
-    if BLAS in USED_PATHS and path == BLAS:
+    if BLAS in BACKWARD_PATHS and path == BLAS:
         dense_backward_blas(dA, dW, db, dZ, A, W, need_dA)
-    elif BLOCKED in USED_PATHS and path == BLOCKED:
+    elif BLOCKED in BACKWARD_PATHS and path == BLOCKED:
         dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt)
-    elif TILED in USED_PATHS and path == TILED:
+    elif TILED in BACKWARD_PATHS and path == TILED:
         dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt)
     else:
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
@@ -205,7 +206,7 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
     n_in, n_out = W.shape
     rows = dZ.shape[0]
     threads = thread_count()
-    if threads == 1:
+    if not THREADED or threads == 1:   # (the twin compiles this branch only)
         transpose(Wt, W)
         block_product(dA, dZ, Wt, db, False, False, 0, rows, 0, n_in)
         block_product(dW, A, dZ, db, False, True, 0, n_in, 0, n_out)

@@ -29,7 +29,7 @@ from ... import aligned, config
 from ..compile import THREADED, kernel, serial, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
-from .dense import (TILED, USED_PATHS, add_partials, dense_backward, dense_backward_split, dense_forward,
+from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split, dense_forward,
                     dense_forward_split, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import coefficients, grad_norm, scale, update_range
@@ -171,7 +171,7 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         A = _block(ws.abuf, ws.a_off, layers, l, b, False)
         A_in = _layer_input(l, b, dropout, net, ws)
         activated = False
-        if THREADED and TILED in USED_PATHS and update_stats and split_by_inputs(b, W, ws.zpart):
+        if THREADED and TILED in FORWARD_PATHS and update_stats and split_by_inputs(b, W, ws.zpart):
             dense_forward_split(Z, A_in, W, bias, ws.zpart)
             activated = not layers[l, BN]   # batch norm comes between: activate below
             add_partials(Z, ws.zpart, A, layers[l, ACT], layer_f[l, ACT_PARAM], activated)
@@ -225,7 +225,7 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(net.grads, layers, l)
         A_in = _layer_input(l, b, dropout, net, ws)
         dA_prev = _block(ws.dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(ws.xb, b)  # unused
-        if THREADED and TILED in USED_PATHS and split_by_inputs(b, W, ws.zpart):
+        if THREADED and TILED in BACKWARD_PATHS and split_by_inputs(b, W, ws.zpart):
             dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws.wt)
         else:
             dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws.wt, W.shape[1], W.shape[0]),
@@ -281,6 +281,9 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
     that W, dW and the optimizer state stay in its core's cache), and on its k-th part of every
     other weight matrix, bias and batch-norm vector."""
     coef = coefficients(code, lr, hyper, t, params.dtype.type)
+    if not THREADED:   # one thread owns all of it: one loop over the vector, and less to compile
+        update_range(params, grads, m, v, code, coef, 0, params.shape[0])
+        return
     threads = thread_count()
     for k in prange(threads):
         for l in range(layers.shape[0]):

@@ -24,16 +24,19 @@ def needs(spec, dtype, threaded, rows, optimizer=None):
     only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
     built it)."""
     layers = spec.layers
-    paths = {NAIVE}
+    forward, backward = {NAIVE}, {NAIVE}
     for l in range(layers.shape[0]):
         # the path rules read only W's shape, size and itemsize: a broadcast view allocates nothing
         W = np.broadcast_to(np.zeros(1, dtype), (int(layers[l, N_IN]), int(layers[l, N_UNITS] * layers[l, PIECES])))
-        paths |= paths_over(rows, W)
+        f, b = paths_over(rows, W)
+        forward |= f
+        backward |= b
     values = dict(
         THREADED=bool(threaded),
         USED_ACTIVATIONS=tuple(sorted({int(c) for c in layers[:, ACT]})),
         USED_LOSSES=(int(spec.loss_code),),
-        USED_PATHS=tuple(sorted(int(p) for p in paths)),
+        FORWARD_PATHS=tuple(sorted(int(p) for p in forward)),
+        BACKWARD_PATHS=tuple(sorted(int(p) for p in backward)),
         USE_BATCH_NORM=any(spec.batch_norm),
         USE_DROPOUT=any(d > 0 for d in spec.dropout),
         USE_PENALTY=spec.l1 > 0 or spec.l2 > 0,

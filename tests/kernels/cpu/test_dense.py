@@ -140,6 +140,6 @@ def test_paths_over_finds_every_path_of_every_batch_size(n_in, n_out, dtype):
     run the naive loops. Checked against asking the rules at every batch size."""
     W = np.broadcast_to(np.zeros(1, dtype), (n_in, n_out))
     for max_rows in (1, 7, 8, 100, 600):
-        scanned = {rule(r, W) for r in range(1, max_rows + 1)
-                   for rule in (dense_k.forward_path.py_func, dense_k.backward_path.py_func)}
+        scanned = tuple({rule(r, W) for r in range(1, max_rows + 1)}
+                        for rule in (dense_k.forward_path.py_func, dense_k.backward_path.py_func))
         assert dense_k.paths_over(max_rows, W) == scanned

@@ -27,7 +27,7 @@ def test_a_plain_network_needs_only_its_own_branches():
     spec = make_spec([2, 4, 1], hidden="sigmoid", output="sigmoid")
     key = dict(needs(spec, "float32", False, 4, SGD(0.1)))
     assert key == dict(THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,), USED_LOSSES=(losses.BCE,),
-                       USED_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False, USE_DROPOUT=False,
+                       FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False, USE_DROPOUT=False,
                        USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False)
 
 
@@ -39,8 +39,9 @@ def test_every_feature_in_use_is_compiled_in():
     assert key["USED_OPTIMIZERS"] == (Adam.code,) and key["THREADED"]
     # every batch size up to 256: a short last batch may take another path than a full one
     W = [(64, 300), (300, 10)]
-    expected = {dense.NAIVE} | {p for shape in W for p in dense.paths_over(256, np.empty(shape))}
-    assert set(key["USED_PATHS"]) == expected and len(expected) > 1
+    for side, name in enumerate(("FORWARD_PATHS", "BACKWARD_PATHS")):
+        expected = {dense.NAIVE} | {p for shape in W for p in dense.paths_over(256, np.empty(shape))[side]}
+        assert set(key[name]) == expected and len(expected) > 1
 
 
 def test_evaluation_needs_no_optimizer():
