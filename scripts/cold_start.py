@@ -5,7 +5,7 @@ median of --repeats runs beside the targets of the cold-start issue.
 
     python scripts/cold_start.py                 # the fit rows, median of 3
     python scripts/cold_start.py --repeats 1     # a quick look
-    python scripts/cold_start.py --suite         # also the README's test command in a fresh clone
+    python scripts/cold_start.py --demo --suite  # also the README's two commands in a fresh clone
 
 Rows:
   seed f32        import fastbp and fit the seed workload (the article's 2-4-1 network), float32
@@ -13,6 +13,7 @@ Rows:
   + digits f64    then the same in float64
   wide-512 f32    a fresh process: import and a first fit of a [64, 512, 512, 10] network
   cached seed     a fresh process, cache built: import fastbp and fit the seed workload
+  demo            (--demo) `pip install . && python -m fastbp demo` in a fresh clone
   suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
 """
 import argparse
@@ -69,7 +70,9 @@ print(f"{time.perf_counter() - t0:.2f}")
 """
 
 TARGETS = {"seed f32": 5.0, "+ digits f32": 5.0, "+ digits f64": 5.0, "wide-512 f32": None,
-           "cached seed": 0.5, "suite": 240.0}
+           "cached seed": 0.5, "demo": None, "suite": 240.0}
+COMMANDS = {"demo": "pip install -q . && python -m fastbp demo",
+            "suite": "pip install -q '.[test]' && python -m pytest -q tests"}
 
 
 def run(code, cache):
@@ -80,10 +83,10 @@ def run(code, cache):
     return [float(x) for x in out.stdout.split()]
 
 
-def suite():
-    """Seconds for the README's test command in a fresh clone, in a fresh virtual environment
-    that sees this one's packages (so that pip installs only fastbp itself, and nothing here
-    changes)."""
+def fresh_clone(command):
+    """Seconds for one of the README's commands in a fresh clone with an empty kernel cache, in a
+    fresh virtual environment that sees this one's packages (so that pip installs only fastbp
+    itself, and nothing here changes)."""
     with tempfile.TemporaryDirectory() as tmp:
         clone, venv = Path(tmp) / "clone", Path(tmp) / "venv"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
@@ -91,20 +94,20 @@ def suite():
         env = dict(os.environ, FASTBP_CACHE_DIR=str(Path(tmp) / "cache"), PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
         env.pop("PYTHONPATH", None)
         t0 = time.perf_counter()
-        out = subprocess.run("pip install -q '.[test]' && python -m pytest -q tests", shell=True, cwd=clone,
-                             env=env, capture_output=True, text=True)
+        out = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         if out.returncode:
-            sys.exit(f"the suite failed:\n{out.stdout[-3000:]}")
+            sys.exit(f"`{command}` failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         return seconds
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="runs per row; the median is printed")
+    p.add_argument("--demo", action="store_true", help="also time the demo command in a fresh clone")
     p.add_argument("--suite", action="store_true", help="also time the test command in a fresh clone")
     args = p.parse_args(argv)
-    rows = {k: [] for k in TARGETS if k != "suite"}
+    rows = {k: [] for k in TARGETS if k not in COMMANDS}
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as cache:
             seed, digits32, digits64 = run(FIRST_FITS, cache)
@@ -114,8 +117,9 @@ def main(argv=None):
             rows["cached seed"].append(run(CACHED_SEED, cache)[0])
         with tempfile.TemporaryDirectory() as cache:
             rows["wide-512 f32"].append(run(WIDE, cache)[0])
-    if args.suite:
-        rows["suite"] = [suite()]
+    for name in COMMANDS:
+        if getattr(args, name):
+            rows[name] = [fresh_clone(COMMANDS[name])]
     print(f"cold start, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
           f"median of {args.repeats}")
     print(f"{'row':14s} {'seconds':>8s} {'target':>8s}  runs")
