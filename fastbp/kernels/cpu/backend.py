@@ -68,16 +68,20 @@ def _one_at_a_time(fn):
 
 
 def _announced(wrap, dispatcher, what):
-    # until the dispatcher has code (compiled, or loaded from the disk cache), a call may compile
+    # A backend's first call of a driver may compile it (for this dtype: a variant is shared by
+    # both dtypes' networks, so the dispatcher's own overloads do not tell), or load it.
     run = wrap(dispatcher)
+    ran = []
 
     @functools.wraps(run)
     def call(*args):
-        if dispatcher.overloads:
+        if ran:
             return run(*args)
         with notice(what):
-            return run(*args)
-    call.compiled = lambda: bool(dispatcher.overloads)
+            result = run(*args)
+        ran.append(True)
+        return result
+    call.ran = lambda: bool(ran)
     return call
 
 
@@ -176,16 +180,17 @@ class CpuBackend:
         """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
         fewer than asked when an epoch's loss was not finite."""
         losses = np.full(orders.shape[0], np.nan)
-        ran = self.drivers(batch_size, optimizer=optimizer).train_epochs(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size,
-                                  counter, self._net(params, state), self.hp, args.opt(optimizer),
-                                  self.workspace(batch_size), losses)
+        train = self.drivers(batch_size, optimizer=optimizer).train_epochs
+        ran = train(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, counter,
+                    self._net(params, state), self.hp, args.opt(optimizer), self.workspace(batch_size), losses)
         return losses, ran
 
     def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
         """Compile (or load) the drivers `train` (or, by_batch, `train_rows`) will run for these
-        arguments, by calling them on no rows (only the first time: a call costs microseconds)."""
+        arguments, by calling them on no rows (only before their first call: a call costs
+        microseconds)."""
         drivers = self.drivers(batch_size, optimizer=optimizer)
-        if (drivers.train_rows if by_batch else drivers.train_epochs).compiled():
+        if (drivers.train_rows if by_batch else drivers.train_epochs).ran():
             return
         if by_batch:
             self.train_rows(params, state, X, Y, SW, np.arange(0), 0, 0, batch_size, 0.0, counter, optimizer)
@@ -212,6 +217,6 @@ class CpuBackend:
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
-        return self.drivers(batch_size, optimizer=optimizer).train_rows(start, stop, order, X, Y, SW, batch_size, float(lr), counter,
-                                 self._net(params, state), self.hp, args.opt(optimizer),
-                                 self.workspace(batch_size))
+        train = self.drivers(batch_size, optimizer=optimizer).train_rows
+        return train(start, stop, order, X, Y, SW, batch_size, float(lr), counter, self._net(params, state),
+                     self.hp, args.opt(optimizer), self.workspace(batch_size))

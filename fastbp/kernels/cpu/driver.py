@@ -29,8 +29,8 @@ from ... import aligned, config
 from ..compile import THREADED, kernel, serial, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
-from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split, dense_forward,
-                    dense_forward_split, split_by_inputs)
+from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split,
+                    dense_forward, dense_forward_split, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import coefficients, grad_norm, scale, update_range
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,

@@ -27,8 +27,8 @@ def test_a_plain_network_needs_only_its_own_branches():
     spec = make_spec([2, 4, 1], hidden="sigmoid", output="sigmoid")
     key = dict(needs(spec, "float32", False, 4, SGD(0.1)))
     assert key == dict(THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,), USED_LOSSES=(losses.BCE,),
-                       FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False, USE_DROPOUT=False,
-                       USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False)
+                       FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False,
+                       USE_DROPOUT=False, USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False)
 
 
 def test_every_feature_in_use_is_compiled_in():
