@@ -328,15 +328,15 @@ def cmd_info(args):
 
 def cmd_compile(args):
     from . import prebuild
-    from .network import Network
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for d in dtypes:
         if d not in ("float32", "float64"):
             raise UsageError(f"--dtype takes float32, float64 or both separated by a comma, got {d!r}")
-    networks = [Network.load(path, backend="cpu") for path in args.model] or None
+    networks = [_load_model(path) for path in args.model] or None   # (their saved backend aside: cpu kernels)
     if args.all and networks:
         raise UsageError("--all builds the general drivers, which serve every model: give it or --model, not both")
-    print(f"building into {prebuild.cache_summary().split(' (')[0]}", flush=True)
+    from .kernels.compile import CACHE_DIR
+    print(f"building into {CACHE_DIR}", flush=True)
     for what, seconds in prebuild.compile(networks, dtypes, general=args.all, batch_size=args.batch_size):
         print(f"  {what}: {seconds:.1f} s", flush=True)
     print(f"kernel cache: {prebuild.cache_summary()}")

@@ -69,6 +69,8 @@ def test_regression_from_npz(files):
     (["frobnicate"], "invalid choice"),
     (["compile", "--dtype", "float16"], "--dtype takes float32, float64"),
     (["compile", "--all", "--model", "m.npz"], "not both"),
+    (["compile", "--model", "missing.npz"], "no such model file"),
+    (["compile", "--model", "m.npz", "--batch-size", "0"], "batch_size must be a positive integer"),
 ])
 def test_user_mistakes_exit_2_with_one_line(files, args, message):
     if "m.npz" in args and not (files / "m.npz").exists():

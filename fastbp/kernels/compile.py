@@ -62,11 +62,13 @@ _noticed = threading.Event()
 
 @contextlib.contextmanager
 def notice(what):
-    """Around a call that may compile `what`: if it is still running after config.NOTICE_SECONDS,
-    say once per process on stderr what is compiling and that it happens once."""
+    """Around a call that may compile `what`: once Numba starts compiling in it (not when it only
+    loads from the disk cache) and the call is still running config.NOTICE_SECONDS later, say
+    once per process on stderr what is compiling and that it happens once."""
     if config.QUIET or _noticed.is_set():
         yield
         return
+    from numba.core import event
 
     def say():
         if not _noticed.is_set():
@@ -76,9 +78,17 @@ def notice(what):
                   file=sys.stderr, flush=True)
     timer = threading.Timer(config.NOTICE_SECONDS, say)
     timer.daemon = True
-    timer.start()
+
+    class Started(event.Listener):   # Numba's compile event: a real compile, not a cache load
+        def on_start(self, ev):
+            if not timer.is_alive() and not timer.finished.is_set():
+                timer.start()
+
+        def on_end(self, ev):
+            pass
     try:
-        yield
+        with event.install_listener("numba:compile", Started()):
+            yield
     finally:
         timer.cancel()
 
