@@ -53,7 +53,7 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
 
     softmax: integer class labels in [0, n_out) or one-hot rows.
     sigmoid: 0/1 (or -1/+1, mapped to 0/1 with a warning), one column per output.
-    linear, tanh: real values, 1-D when there is one output.
+    linear, tanh: real values, 1-D when there is one output; exp (Poisson): non-negative values.
     """
     arr = _as_real_array(y, name)
     n_out, output = spec.n_out, spec.output
@@ -96,6 +96,9 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
         elif not np.all(np.isin(values, (0, 1))):
             raise ValueError(f"{name} for a sigmoid output must be 0/1 (or -1/+1) labels, got values "
                              f"{values[:5].tolist()}; for real-valued targets use output='linear'")
+    if output == "exp" and np.any(Y < 0):
+        raise ValueError(f"{name} for an exp output (Poisson loss) must be non-negative counts or rates, "
+                         f"got a minimum of {Y.min():g}; for real-valued targets use output='linear'")
     return np.ascontiguousarray(Y, dtype=dtype)
 
 

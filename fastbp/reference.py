@@ -30,6 +30,7 @@ ELEMENTWISE = {
     # for z <= 0: elu' = alpha e^z = a + alpha
     "elu": (lambda z, p: np.where(z > 0, z, p * np.expm1(np.minimum(z, 0))),
             lambda dA, z, a, p: np.where(z > 0, dA, dA * (a + p))),
+    "exp": (lambda z, p: np.exp(z), lambda dA, z, a, p: dA * a),                     # exp' = exp
 }
 
 
@@ -70,6 +71,10 @@ def _elementwise_loss(name, z, a, y, param):
     if name == "binary_cross_entropy":
         # -y log s(z) - (1-y) log(1-s(z)) written as softplus, finite for any z
         return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    if name == "poisson":
+        # half the Poisson deviance, y log(y / a) - y + a with log a = z (0 log 0 = 0)
+        y_log_y = np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0)
+        return y_log_y - y * z - y + a
     raise ValueError(name)
 
 
@@ -91,8 +96,8 @@ def loss_backward(name, z, a, y, param, loss_value, output, output_param, w=None
     if name == "cross_entropy":
         # softmax + cross-entropy fused: (softmax(z) * sum(y) - y) / batch
         return w * (a * y.sum(axis=1, keepdims=True) - y) / y.shape[0]
-    if name == "binary_cross_entropy":
-        return w * (a - y) / n             # sigmoid + BCE fused
+    if name in ("binary_cross_entropy", "poisson"):
+        return w * (a - y) / n             # sigmoid + BCE, exp + Poisson fused
     r = a - y
     if name == "mse":
         dA = 2 * r / n

@@ -31,6 +31,7 @@ ACTIVATIONS = {
     "elu": Activation(5, "alpha", 1.0, "positive", "hidden", "he"),
     "maxout": Activation(6, "pieces", 2, "count", "hidden", "he"),
     "softmax": Activation(7, None, 0.0, None, "output", "glorot"),
+    "exp": Activation(8, None, 0.0, None, "output", "glorot"),   # a Poisson rate: log link
 }
 HIDDEN_ACTIVATIONS = tuple(n for n, a in ACTIVATIONS.items() if a.layers != "output")
 OUTPUT_ACTIVATIONS = tuple(n for n, a in ACTIVATIONS.items() if a.layers != "hidden")
@@ -42,18 +43,21 @@ LOSSES = {
     "huber": (2, "delta", 1.0, "positive"),
     "binary_cross_entropy": (3, None, 0.0, None),
     "cross_entropy": (4, None, 0.0, None),
+    "poisson": (5, None, 0.0, None),
 }
-# Which output activations each loss accepts. The two cross-entropies are computed from the
-# pre-activation (log-sum-exp / softplus), so each is tied to the one activation it fuses with.
+# Which output activations each loss accepts. The two cross-entropies and the Poisson deviance are
+# computed from the pre-activation (log-sum-exp, softplus, y*z), so each is tied to the one
+# activation it fuses with.
 LOSS_OUTPUTS = {
     "mse": ("linear", "sigmoid", "tanh"),
     "rmse": ("linear", "sigmoid", "tanh"),
     "huber": ("linear", "sigmoid", "tanh"),
     "binary_cross_entropy": ("sigmoid",),
     "cross_entropy": ("softmax",),
+    "poisson": ("exp",),
 }
 DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
-                "linear": "mse", "tanh": "mse"}
+                "linear": "mse", "tanh": "mse", "exp": "poisson"}
 
 INITS = ("auto", "he", "glorot", "normal")
 NORMAL_INIT_STD = 0.05  # init="normal": N(0, 0.05^2), Keras' RandomNormal default

@@ -52,6 +52,8 @@ def problem(spec_sizes, output, n=23, seed=0):
         y = rng.integers(0, 2, size=(n, n_out))
     elif output == "tanh":
         y = rng.uniform(-0.9, 0.9, size=(n, n_out))
+    elif output == "exp":
+        y = rng.poisson(1.5, size=(n, n_out)).astype(float)
     else:
         y = rng.standard_normal((n, n_out))
     return X, y
@@ -84,7 +86,7 @@ HIDDEN = ["linear", "sigmoid", "tanh", "relu", ("leaky_relu", {"slope": 0.1}),
 # every valid (output, loss) pair
 OUTPUT_LOSS = [("linear", "mse"), ("linear", "rmse"), ("linear", ("huber", {"delta": 0.5})),
                ("sigmoid", "mse"), ("tanh", "mse"), ("tanh", "huber"), ("sigmoid", "rmse"),
-               ("sigmoid", "binary_cross_entropy"), ("softmax", "cross_entropy")]
+               ("sigmoid", "binary_cross_entropy"), ("softmax", "cross_entropy"), ("exp", "poisson")]
 
 
 def ids(v):

@@ -93,8 +93,11 @@ def test_every_good_configuration_trains_without_nan(sizes, hidden, out_loss, dt
 
 # ---- numerical extremes ----
 
+BOUNDED = [(o, l) for o, l in OUTPUT_LOSS if o != "exp"]   # an exp output's loss is exp(z): no bound
+
+
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-@pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
+@pytest.mark.parametrize("output,loss", BOUNDED)
 @pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu", "elu", "maxout"])
 def test_huge_pre_activations_give_finite_loss_and_gradients(backend, output, loss, hidden):
     """Weights that put every pre-activation near +/-1e4: stable sigmoid, log-sum-exp softmax,
@@ -107,6 +110,21 @@ def test_huge_pre_activations_give_finite_loss_and_gradients(backend, output, lo
     assert np.isfinite(net.loss(X, y))
     for dW, db in net.gradients(X, y):
         assert np.all(np.isfinite(dW)) and np.all(np.isfinite(db))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_an_overflowing_poisson_rate_is_infinite_never_nan_and_a_fit_stops(backend):
+    """exp(1e4) has no float: the Poisson loss is then +inf (not NaN), and a fit that reaches it
+    stops with the weights of before the epoch, as any divergence does."""
+    sizes = [3, 4, 3]
+    X, y = problem(sizes, "exp", n=8)
+    net = fastbp.Network(sizes, hidden="relu", output="exp", dtype="float32", backend=backend, seed=0)
+    kept = [(np.abs(w) * 3e3, np.zeros_like(b)) for w, b in net.get_weights()]
+    net.set_weights(kept)
+    assert net.loss(np.abs(X), y) == np.inf
+    with pytest.raises(FloatingPointError, match="diverged"):
+        net.fit(np.abs(X), y, epochs=1, lr=1e-3)
+    assert all(np.array_equal(a, w) for (a, _), (w, _) in zip(kept, net.get_weights()))
 
 
 # ---- divergence ----

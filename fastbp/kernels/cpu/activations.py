@@ -124,6 +124,19 @@ def elu_backward(da, z, a, p):
     return da if z > type(z)(0) else da * (a + p)
 
 
+EXP = ACTIVATIONS["exp"].code
+
+
+@serial
+def exp_forward(z, p):
+    return np.exp(z)
+
+
+@serial
+def exp_backward(da, z, a, p):
+    return da * a
+
+
 # ---- loops over rows ----
 
 
@@ -215,6 +228,8 @@ def activate_rows(A, Z, code, param, i0, i1):
         map_rows(A, Z, leaky_relu_forward, p, i0, i1)
     elif ELU in USED_ACTIVATIONS and code == ELU:
         map_rows(A, Z, elu_forward, p, i0, i1)
+    elif EXP in USED_ACTIVATIONS and code == EXP:
+        map_rows(A, Z, exp_forward, p, i0, i1)
     elif MAXOUT in USED_ACTIVATIONS and code == MAXOUT:
         maxout_rows(A, Z, int(param), i0, i1)
     elif SOFTMAX in USED_ACTIVATIONS and code == SOFTMAX:
@@ -237,6 +252,8 @@ def grad_rows(dZ, dA, Z, A, code, param, i0, i1):
         map_grad_rows(dZ, dA, Z, A, leaky_relu_backward, p, i0, i1)
     elif ELU in USED_ACTIVATIONS and code == ELU:
         map_grad_rows(dZ, dA, Z, A, elu_backward, p, i0, i1)
+    elif EXP in USED_ACTIVATIONS and code == EXP:
+        map_grad_rows(dZ, dA, Z, A, exp_backward, p, i0, i1)
     elif MAXOUT in USED_ACTIVATIONS and code == MAXOUT:
         maxout_grad_rows(dZ, dA, Z, int(param), i0, i1)
 

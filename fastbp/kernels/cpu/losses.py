@@ -6,7 +6,8 @@ Sample weights SW scale each row's loss and gradient; the mean still divides by 
 The batch loss is finished by `batch_loss` from the per-row sums, so the reduction over the
 batch is a serial sum of a short vector instead of a shared write in a parallel loop.
 Both cross-entropies are computed from the pre-activation Z (log-sum-exp, softplus): finite for
-any Z, and their gradient with the output activation is the fused (a - y) form.
+any Z, and their gradient with the output activation is the fused (a - y) form; so is the
+Poisson deviance with its exp output.
 """
 import numpy as np
 from numba import prange
@@ -15,8 +16,8 @@ from ..compile import kernel, serial, switch
 from ...spec import LOSSES
 from .activations import activation_backward
 
-MSE, RMSE, HUBER, BCE, CE = (LOSSES[n][0] for n in
-                             ("mse", "rmse", "huber", "binary_cross_entropy", "cross_entropy"))
+MSE, RMSE, HUBER, BCE, CE, POISSON = (LOSSES[n][0] for n in ("mse", "rmse", "huber", "binary_cross_entropy",
+                                                              "cross_entropy", "poisson"))
 # The loss codes compiled in: a network's variant narrows it to its own (compile.switch)
 USED_LOSSES = switch("USED_LOSSES", tuple(sorted(v[0] for v in LOSSES.values())))
 
@@ -46,6 +47,11 @@ def loss_rows(rows, Z, A, Y, SW, code, param):
             for j in range(m):
                 z = Z[i, j]
                 s += max(z, zero) - z * Y[i, j] + np.log1p(np.exp(-abs(z)))
+        elif POISSON in USED_LOSSES and code == POISSON:
+            for j in range(m):
+                # half the Poisson deviance y log(y / a) - y + a, with log a = z (0 log 0 = 0)
+                y = Y[i, j]
+                s += (y * np.log(y) if y > zero else zero) - y * Z[i, j] - y + A[i, j]
         elif HUBER in USED_LOSSES and code == HUBER:
             for j in range(m):
                 r = abs(A[i, j] - Y[i, j])
@@ -96,7 +102,8 @@ def _output_delta(dA, Z, A, Y, SW, code, param, loss_value):
 
 @kernel
 def _fused_delta(dZ, A, Y, SW, code):
-    """Softmax + cross-entropy and sigmoid + binary cross-entropy: dZ = (a * sum(y) - y) / n."""
+    """Softmax + cross-entropy: dZ = (a * sum(y) - y) / n; sigmoid + binary cross-entropy and
+    exp + Poisson: dZ = (a - y) / n."""
     B, m = A.shape
     zero = A.dtype.type(0)
     inv_n = A.dtype.type(1.0 / loss_divisor(code, B, m))
@@ -117,7 +124,8 @@ def _fused_delta(dZ, A, Y, SW, code):
 def loss_backward(dZ, dA, Z, A, Y, SW, code, param, loss_value, out_code, out_param):
     """dZ: gradient of the batch's mean (sample-weighted) loss with respect to the output
     pre-activation. dA is scratch of the same shape, used where the activation is not fused."""
-    if CE in USED_LOSSES and code == CE or BCE in USED_LOSSES and code == BCE:
+    if CE in USED_LOSSES and code == CE or BCE in USED_LOSSES and code == BCE or \
+            POISSON in USED_LOSSES and code == POISSON:
         _fused_delta(dZ, A, Y, SW, code)
     elif MSE in USED_LOSSES or RMSE in USED_LOSSES or HUBER in USED_LOSSES:
         _output_delta(dA, Z, A, Y, SW, code, param, loss_value)

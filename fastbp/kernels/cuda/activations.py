@@ -99,6 +99,19 @@ def elu_backward(da, z, a, p):
     return da if z > 0 else da * (a + p)   # alpha e^z = a + alpha for z <= 0
 
 
+EXP = ACTIVATIONS["exp"].code
+
+
+@cuda.jit(device=True, inline=True)
+def exp_forward(z, p):
+    return math.exp(z)
+
+
+@cuda.jit(device=True, inline=True)
+def exp_backward(da, z, a, p):
+    return da * a
+
+
 # ---- the tables: an activation's code -> its pair (one thread per element, so a branch per
 # element costs little: every thread of a launch takes the same one) ----
 
@@ -115,6 +128,8 @@ def act_value(z, code, p):
         return leaky_relu_forward(z, p)
     if code == ELU:
         return elu_forward(z, p)
+    if code == EXP:
+        return exp_forward(z, p)
     return linear_forward(z, p)
 
 
@@ -131,6 +146,8 @@ def act_grad(da, z, a, code, p):
         return leaky_relu_backward(da, z, a, p)
     if code == ELU:
         return elu_backward(da, z, a, p)
+    if code == EXP:
+        return exp_backward(da, z, a, p)
     return linear_backward(da, z, a, p)
 
 

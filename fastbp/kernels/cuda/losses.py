@@ -12,8 +12,8 @@ from ...spec import LOSSES
 from .activations import activation_backward
 from .common import grid1
 
-MSE, RMSE, HUBER, BCE, CE = (LOSSES[n][0] for n in
-                             ("mse", "rmse", "huber", "binary_cross_entropy", "cross_entropy"))
+MSE, RMSE, HUBER, BCE, CE, POISSON = (LOSSES[n][0] for n in ("mse", "rmse", "huber", "binary_cross_entropy",
+                                                              "cross_entropy", "poisson"))
 
 
 @cuda.jit
@@ -39,6 +39,10 @@ def _loss_rows(rows, Z, A, Y, SW, code, param):
         for j in range(m):
             z = Z[i, j]
             s += max(z, 0) - z * Y[i, j] + math.log1p(math.exp(-abs(z)))
+    elif code == POISSON:
+        for j in range(m):
+            y = Y[i, j]   # half the Poisson deviance, with log a = z (0 log 0 = 0)
+            s += (y * math.log(y) if y > 0 else 0) - y * Z[i, j] - y + A[i, j]
     elif code == HUBER:
         for j in range(m):
             r = abs(A[i, j] - Y[i, j])
@@ -110,7 +114,7 @@ def _output_delta(dA, Z, A, Y, SW, code, param, loss_value):
 def loss_backward(dZ, dA, Z, A, Y, SW, code, param, loss_value, out_code, out_param):
     """dZ: the gradient of the batch's mean loss at the output pre-activation; loss_value is the
     one-element device array batch_loss filled."""
-    if code in (CE, BCE):
+    if code in (CE, BCE, POISSON):
         _fused_delta[grid1(A.shape[0])](dZ, A, Y, SW, code)
     else:
         _output_delta[grid1(A.shape[0])](dA, Z, A, Y, SW, code, param, loss_value)

@@ -48,3 +48,19 @@ def test_tanh_forward_is_accurate_everywhere(dtype):
     expect = np.tanh(z.astype(np.float64))
     rel = np.abs(A[0] - expect) / np.maximum(np.abs(expect), np.finfo(dtype).tiny)
     assert rel.max() < (1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_exp_output_forward_backward(dtype):
+    """exp (the Poisson output) overflows like any exp, so it is checked on a moderate range
+    (saturation above is about the bounded activations), against np.exp and the reference."""
+    rng = np.random.default_rng(8)
+    Z = rand(rng, (9, 5), dtype, 4.0)
+    A = np.full(Z.shape, np.nan, dtype=dtype)
+    act_k.activation_forward(A, Z, ACTIVATIONS["exp"].code, 0.0)
+    np.testing.assert_allclose(A, np.exp(Z.astype(np.float64)), **tol(dtype))
+    np.testing.assert_allclose(A, ref.activation_forward("exp", Z, dtype(0), 5), **tol(dtype))
+    dA = rand(rng, A.shape, dtype)
+    dZ = np.full(Z.shape, np.nan, dtype=dtype)
+    act_k.activation_backward(dZ, dA, Z, A, ACTIVATIONS["exp"].code, 0.0)
+    assert dZ.dtype == dtype
+    np.testing.assert_allclose(dZ, dA * A, **tol(dtype))

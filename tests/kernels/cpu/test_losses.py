@@ -41,3 +41,30 @@ def test_losses(loss, output, scale, dtype):
     rdZ = ref.loss_backward(loss, Z, A, Y, dtype(param), expect, output, 0.0, SW)
     assert np.isfinite(dZ).all()
     np.testing.assert_allclose(dZ, rdZ, **tol(dtype))
+
+
+def test_poisson_against_the_reference_and_scikit_learn(dtype):
+    """Half the Poisson deviance with an exp output, fused: the kernels against the reference,
+    and the reference against scikit-learn's mean_poisson_deviance (an independent formula)."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(12)
+    B, m = 13, 3
+    Z = rand(rng, (B, m), dtype, 2.0)
+    A = np.exp(Z)
+    Y = rng.poisson(2.0, (B, m)).astype(dtype)   # zeros included: 0 log 0 = 0
+    SW = rng.uniform(0, 2, B).astype(dtype)
+    code = LOSSES["poisson"][0]
+    rows = np.empty(B, dtype=dtype)
+    loss_k.loss_rows(rows, Z, A, Y, SW, code, 0.0)
+    value = loss_k.batch_loss(rows, code, m)
+    expect = ref.loss_forward("poisson", Z, A, Y, dtype(0), SW)
+    np.testing.assert_allclose(value, expect, rtol=tol(dtype)["rtol"])
+    ones = np.ones(B, dtype=dtype)
+    unweighted = ref.loss_forward("poisson", Z, A, Y, dtype(0), ones)
+    theirs = np.mean([metrics.mean_poisson_deviance(Y[:, j], A[:, j]) for j in range(m)]) / 2
+    np.testing.assert_allclose(unweighted, theirs, rtol=tol(dtype)["rtol"])
+    dZ = np.full_like(Z, np.nan)
+    loss_k.loss_backward(dZ, np.empty_like(A), Z, A, Y, SW, code, 0.0, value, ACTIVATIONS["exp"].code, 0.0)
+    np.testing.assert_allclose(dZ, (A - Y) * SW[:, None] / (B * m), **tol(dtype))
+    np.testing.assert_allclose(dZ, ref.loss_backward("poisson", Z, A, Y, dtype(0), expect, "exp", 0.0, SW),
+                               **tol(dtype))

@@ -11,7 +11,7 @@ from .support import TOL, dev, rand
 
 
 HIDDEN = [("linear", 0.0), ("sigmoid", 0.0), ("tanh", 0.0), ("relu", 0.0), ("leaky_relu", 0.1),
-          ("elu", 0.7), ("maxout", 3), ("softmax", 0.0)]
+          ("elu", 0.7), ("maxout", 3), ("softmax", 0.0), ("exp", 0.0)]
 
 
 @pytest.mark.parametrize("name,param", HIDDEN)

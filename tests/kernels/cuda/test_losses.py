@@ -11,7 +11,7 @@ from .support import TOL, dev, rand
 
 
 OUT_LOSS = [("linear", "mse"), ("tanh", "rmse"), ("linear", "huber"), ("sigmoid", "binary_cross_entropy"),
-            ("softmax", "cross_entropy")]
+            ("softmax", "cross_entropy"), ("exp", "poisson")]
 
 
 @pytest.mark.parametrize("output,loss", OUT_LOSS)
