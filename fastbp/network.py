@@ -189,6 +189,22 @@ class Network:
         return self.spec.views(grads)
 
     # ---- training ----
+    def objective(self, X, y, sample_weight=None):
+        """The function a full-batch optimizer (scipy's L-BFGS) minimises: f(weights) sets the
+        network's weights to `weights` ([(W, b), ...], as set_weights takes) and returns (loss,
+        [(dW, db), ...]): the sample-weighted mean loss of all of X with the penalty, taken as
+        one training batch (batch statistics for batch norm, no dropout), and its gradient. The
+        data are checked and converted once, here; each call computes in compiled blocks over
+        scratch kept between calls."""
+        X, Y = self._XY(X, y)
+        SW = data.sample_weights(sample_weight, None, Y, self.spec, self.dtype)
+
+        def f(weights):
+            self.set_weights(weights)
+            value, grads = self._backend.loss_and_gradients(self._params, self._state, X, Y, SW=SW)
+            return value, self.spec.views(grads)
+        return f
+
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",

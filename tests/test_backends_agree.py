@@ -158,3 +158,31 @@ def test_training_features_agree(run, net_kind, dtype, kernel_mode):
     np.testing.assert_allclose(cpu.predict(X), ref.predict(X), **t)
     if cpu.optimizer.m.size:
         np.testing.assert_allclose(cpu.optimizer.m, ref.optimizer.m, **t)
+
+
+@pytest.mark.parametrize("output,loss", [("softmax", "cross_entropy"), ("exp", "poisson"), ("linear", "mse")])
+def test_full_batch_objective_in_blocks_agrees(output, loss, dtype):
+    """Network.objective: the cpu backend runs the rows in blocks of config.EVAL_CHUNK (2,500
+    rows: three blocks, the last partial) with sample weights and the penalty; the numpy
+    reference takes them as one batch. Values and gradients agree, and at other weights the
+    objective moves with them (each call sets the weights it is given)."""
+    from fastbp import config
+    sizes = [6, 9, 3]
+    n = 2 * config.EVAL_CHUNK + 452
+    X, y = problem(sizes, output, n=n, seed=5)
+    sw = np.random.default_rng(6).uniform(0, 2, n)
+    cpu, ref = pair(sizes, dtype, seed=7, hidden="tanh", output=output, loss=loss, l2=1e-3)
+    f_cpu, f_ref = cpu.objective(X, y, sw), ref.objective(X, y, sw)
+    w0 = cpu.get_weights()
+    w1 = [(W * 1.5, b + 0.1) for W, b in w0]
+    for w in (w0, w1):
+        (vc, gc), (vr, gr) = f_cpu(w), f_ref(w)
+        np.testing.assert_allclose(vc, vr, **tol(dtype))
+        for (a, b), (c, d) in zip(gc, gr):
+            np.testing.assert_allclose(a, c, **tol(dtype))
+            np.testing.assert_allclose(b, d, **tol(dtype))
+    assert not np.isclose(f_cpu(w0)[0], f_cpu(w1)[0])
+    # unit weights: the same as the plain gradient of the network at those weights
+    ref.set_weights(w0)
+    for (a, _), (c, _) in zip(cpu.objective(X, y)(w0)[1], ref.gradients(X, y)):
+        np.testing.assert_allclose(a, c, **tol(dtype))

@@ -100,6 +100,7 @@ class CpuBackend:
         self.grads = aligned.zeros(spec.n_params, self.dtype)
         self.hp = args.hyper(spec, drop_key)
         self._workspaces = {}
+        self._total = None   # the full-batch gradient's sum over blocks (loss_and_gradients)
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
         self._needs = {}
         self._drivers = {}
@@ -168,11 +169,22 @@ class CpuBackend:
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
         return float(data_loss + drv.penalties(False, net, self.hp, ws))
 
-    def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
-        grads = aligned.zeros(params.shape, params.dtype)
-        ws = driver.workspace(self.spec, X.shape[0], self.dtype)   # one block of all rows
-        value = self.drivers(X.shape[0]).loss_and_gradients(X, Y, dropout_step is not None, int(dropout_step or 0),
-                                          self._net(params, state, grads), self.hp, ws)
+    def loss_and_gradients(self, params, state, X, Y, dropout_step=None, SW=None):
+        """Loss and gradient of X as one training batch, sample weights SW (n,) scaling each
+        row. Rows go through in blocks of EVAL_CHUNK where that gives the same result (no batch
+        statistics, no dropout, a loss that is a mean of rows), so a full-batch optimizer
+        calling this on many rows reuses one block's workspace."""
+        n = X.shape[0]
+        blocks = not any(self.spec.batch_norm) and self.spec.loss != "rmse" and dropout_step is None
+        cap = max(1, min(n, config.EVAL_CHUNK)) if blocks else max(1, n)
+        ws = self.workspace(cap) if blocks else driver.workspace(self.spec, cap, self.dtype)
+        grads = aligned.zeros(params.shape, params.dtype)   # the caller's to keep
+        if cap < n and self._total is None:
+            self._total = aligned.zeros(params.shape, params.dtype)   # scratch kept between calls
+        total = self._total if cap < n else grads
+        SW = np.ones(n, dtype=self.dtype) if SW is None else np.ascontiguousarray(SW, dtype=self.dtype)
+        value = self.drivers(cap).loss_and_gradients(X, Y, SW, dropout_step is not None, int(dropout_step or 0),
+                                                     self._net(params, state, grads), self.hp, ws, total)
         return float(value), grads
 
     # ---- training ----

@@ -372,16 +372,41 @@ def loss_total(X, Y, net, hp, ws):
     return total
 
 
+@kernel
+def accumulate(total, part, weight, first):
+    """total = (0 if first else total) + weight * part."""
+    w = total.dtype.type(weight)
+    zero = total.dtype.type(0)
+    for i in prange(total.shape[0]):
+        total[i] = (zero if first else total[i]) + w * part[i]
+
+
 @serial
-def loss_and_gradients(X, Y, dropout, step, net, hp, ws):
-    """The loss of X as one training batch (batch statistics; dropout only if `dropout`, with the
-    masks of `step`) and its gradient in grads; running statistics are left alone."""
-    net, ws, X, Y = borrow(net), borrow(ws), borrow(X), borrow(Y)
-    b = X.shape[0]
-    copy_rows(ws.xb, X, 0, b)
-    copy_rows(ws.yb, Y, 0, b)
-    ws.wb[:b] = 1
-    forward(b, True, dropout, False, step, net, hp, ws)
-    value = output_loss(b, net, hp, ws)
-    backward(b, dropout, step, net, hp, ws)
+def loss_and_gradients(X, Y, SW, dropout, step, net, hp, ws, total):
+    """The (sample-weighted) mean loss of all rows of X with the penalty, taken as one training
+    batch (batch statistics; dropout only if `dropout`, with the masks of `step`), and its
+    gradient in grads; running statistics are left alone.
+
+    Rows pass through the workspace in blocks of its capacity, each block's gradient added into
+    `total` (scratch the size of the parameters) by its share of the rows, so a full-batch
+    optimizer (L-BFGS) on any number of rows needs only one block's scratch. The mean of block
+    means is the full mean only for losses that are means of rows and without batch statistics:
+    the caller gives one block of all rows otherwise (batch norm, dropout, rmse)."""
+    net, ws, X, Y, SW, total = borrow(net), borrow(ws), borrow(X), borrow(Y), borrow(SW), borrow(total)
+    n, cap = X.shape[0], ws.xb.shape[0]
+    value = 0.0
+    for start in range(0, n, cap):
+        b = min(cap, n - start)
+        copy_rows(ws.xb, X, start, b)
+        copy_rows(ws.yb, Y, start, b)
+        for i in range(b):
+            ws.wb[i] = SW[start + i]
+        forward(b, True, dropout, False, step, net, hp, ws)
+        share = b / n
+        value += output_loss(b, net, hp, ws) * share
+        backward(b, dropout, step, net, hp, ws)
+        if b < n:
+            accumulate(total, net.grads, share, start == 0)
+    if cap < n:
+        net.grads[:] = total
     return value + penalties(True, net, hp, ws)

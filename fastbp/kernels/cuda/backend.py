@@ -113,13 +113,18 @@ class CudaBackend:
             value += float(ws.scalar.copy_to_host()[0])
         return float(value)
 
-    def loss_and_gradients(self, params, state, X, Y, dropout_step=None):
+    def loss_and_gradients(self, params, state, X, Y, dropout_step=None, SW=None):
+        """Loss and gradient of X as one training batch (one block of all rows: device memory
+        is large), sample weights SW (n,) scaling each row."""
         b = X.shape[0]
         net = self._upload_net(params, state)
         ws = Workspace(self.spec, self.dtype, b)   # one batch of all rows
         ws.xb.copy_to_device(np.ascontiguousarray(X))
         ws.yb.copy_to_device(np.ascontiguousarray(Y))
-        fill[grid1(b)](ws.wb, 1.0)
+        if SW is None:
+            fill[grid1(b)](ws.wb, 1.0)
+        else:
+            ws.wb.copy_to_device(np.ascontiguousarray(SW, dtype=self.dtype))
         fill[1, 1](ws.total, 0.0)
         dropout = dropout_step is not None
         step = int(dropout_step or 0)

@@ -15,3 +15,16 @@ def test_whole_fit_equals_numpy(features):
     assert nets[0].loss(X, y) == pytest.approx(nets[1].loss(X, y), rel=1e-8)
     for (a, _), (b, _) in zip(nets[0].gradients(X, y), nets[1].gradients(X, y)):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_full_batch_objective_with_sample_weights_equals_numpy():
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((12, 3)), rng.poisson(1.0, 12)
+    sw = rng.uniform(0, 2, 12)
+    nets = [fastbp.Network([3, 5, 1], hidden="tanh", output="exp", seed=0, backend=b, dtype="float64", l2=1e-3)
+            for b in ("cuda", "numpy")]
+    (vc, gc), (vr, gr) = (net.objective(X, y, sw)(nets[1].get_weights()) for net in nets)
+    assert vc == pytest.approx(vr, rel=1e-9)
+    for (a, b), (c, d) in zip(gc, gr):
+        np.testing.assert_allclose(a, c, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(b, d, rtol=1e-8, atol=1e-12)
