@@ -28,8 +28,8 @@ def ones(shape, dtype):
 
 
 def on_line(arr):
-    """arr itself when it starts on a cache line, else an aligned copy."""
-    if arr.ctypes.data % CACHE_LINE == 0 and arr.flags.c_contiguous:
+    """arr itself when it starts on a cache line (and can be written), else an aligned copy."""
+    if arr.ctypes.data % CACHE_LINE == 0 and arr.flags.c_contiguous and arr.flags.writeable:
         return arr
     out = zeros(arr.shape, arr.dtype)
     out[...] = arr

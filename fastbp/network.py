@@ -63,8 +63,9 @@ class Network:
     loss: "mse", "rmse", "huber" (or ("huber", {"delta": 2.0})), "binary_cross_entropy" (sigmoid
         output), "cross_entropy" (softmax output); "auto" picks the natural loss of the output.
     dtype: "float32" or "float64". seed: an int for reproducible initialisation, shuffling, dropout.
-    init: "auto" (He for the relu family, Glorot otherwise), "he", "glorot", "normal", or a list
-        of (W, b) pairs with W of shape (n_in, n_out).
+    init: "auto" (He for the relu family, Glorot otherwise), "he", "glorot", "normal", "sklearn"
+        (scikit-learn's MLP rule: W and b uniform in +-sqrt(6 / (fan_in + fan_out)), 2 for
+        sigmoid hidden units), or a list of (W, b) pairs with W of shape (n_in, n_out).
     backend: "cpu" (compiled Numba kernels), "numpy" (the pure-NumPy reference), "cuda" (numba.cuda
         kernels on an NVIDIA GPU) or "auto" (cuda when a GPU is present, else cpu).
     dropout: rate of inverted dropout after every hidden layer, or a list with one per layer.
@@ -188,7 +189,6 @@ class Network:
         _, grads = self._backend.loss_and_gradients(self._params, self._state, *self._XY(X, y))
         return self.spec.views(grads)
 
-    # ---- training ----
     def objective(self, X, y, sample_weight=None):
         """The function a full-batch optimizer (scipy's L-BFGS) minimises: f(weights) sets the
         network's weights to `weights` ([(W, b), ...], as set_weights takes) and returns (loss,
@@ -205,10 +205,12 @@ class Network:
             return value, self.spec.views(grads)
         return f
 
+    # ---- training ----
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
-            restore_best_weights=True, initial_epoch=0, on_divergence="raise", comm=None):
+            restore_best_weights=True, initial_epoch=0, on_divergence="raise", comm=None,
+            allow_one_class=False):
         """Train by mini-batch gradient descent; returns a History.
 
         epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
@@ -226,6 +228,8 @@ class Network:
             its own shard; batch_size is per rank; weights stay identical on every rank.
         on_divergence: when a loss or weight turns non-finite, the weights from before the failing
             epoch are kept and "raise" raises FloatingPointError, "warn" warns and returns.
+        allow_one_class: accept classifier targets holding a single class (refused by default: it
+            is almost always a filtered or sorted-and-split data set).
         `history.history["loss"]` has each epoch's mean training loss (batch losses before their
         update, weighted by batch size, with the penalty). The History is also `self.history`,
         kept up to date epoch by epoch: after an interruption (Ctrl-C, a callback raising) it
@@ -239,7 +243,7 @@ class Network:
                 optimizer=optimizer, sample_weight=sample_weight, class_weight=class_weight,
                 callbacks=callbacks, early_stopping=early_stopping, patience=patience, min_delta=min_delta,
                 monitor=monitor, restore_best_weights=restore_best_weights, initial_epoch=initial_epoch,
-                on_divergence=on_divergence, comm=comm))
+                on_divergence=on_divergence, comm=comm, allow_one_class=allow_one_class))
         if comm is None:
             return train()
         from .distributed import guarded
@@ -247,7 +251,7 @@ class Network:
 
     def _plan(self, X, y, *, epochs, batch_size, lr, shuffle, validation_split, validation_data, verbose,
               optimizer, sample_weight, class_weight, callbacks, early_stopping, patience, min_delta, monitor,
-              restore_best_weights, initial_epoch, on_divergence, comm, streaming=False):
+              restore_best_weights, initial_epoch, on_divergence, comm, allow_one_class=False):
         """Check every argument and lay out the run; nothing is trained or changed on refusal
         but the optimizer choice."""
         epochs = data.check_positive_int(epochs, "epochs")
@@ -269,7 +273,7 @@ class Network:
             elif verbose == 1:
                 verbose = 2   # a progress bar within epochs would need Python between batches
         X, Y = self._XY(X, y)
-        if not streaming:
+        if not allow_one_class:
             data.check_two_classes(Y, self.spec)
         SW = data.sample_weights(sample_weight, class_weight, Y, self.spec, self.dtype)
         Xv = Yv = None
@@ -387,15 +391,15 @@ class Network:
         return logs
 
     def partial_fit(self, X, y, batch_size=32, lr=None, sample_weight=None, class_weight=None,
-                    optimizer=None):
+                    optimizer=None, shuffle=True):
         """One epoch over X, y, continuing from the current weights and optimizer state (a batch
         may hold a single class here, unlike in fit)."""
         return self._run(self._plan(
-            X, y, epochs=self.epochs_done + 1, batch_size=batch_size, lr=lr, shuffle=True, validation_split=0.0,
+            X, y, epochs=self.epochs_done + 1, batch_size=batch_size, lr=lr, shuffle=shuffle, validation_split=0.0,
             validation_data=None, verbose=0, optimizer=optimizer, sample_weight=sample_weight,
             class_weight=class_weight, callbacks=None, early_stopping=False, patience=10, min_delta=0.0,
             monitor="val_loss", restore_best_weights=True, initial_epoch=self.epochs_done, on_divergence="raise",
-            comm=None, streaming=True))
+            comm=None, allow_one_class=True))
 
     def _take_optimizer(self, optimizer, lr):
         if optimizer is None:
@@ -451,7 +455,11 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._params = aligned.on_line(self._params)   # unpickled buffers start anywhere
+        # unpickled buffers start anywhere, and may be read-only (joblib's memory maps)
+        self._params = aligned.on_line(self._params)
+        for name in ("_state", "_counter"):
+            if not getattr(self, name).flags.writeable:
+                setattr(self, name, getattr(self, name).copy())
         self._backend = _make_backend(self.backend, self.spec, self.dtype, self._drop_key)
 
     # ---- files ----

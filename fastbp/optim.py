@@ -141,6 +141,13 @@ class Optimizer:
         self.t = np.zeros(1, dtype=np.int64)   # updates applied (Adam's bias correction counts it)
         self.samples_seen = 0
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for name in ("m", "v", "t"):   # unpickled from a read-only memory map (joblib): writable copies
+            arr = getattr(self, name)
+            if arr is not None and not arr.flags.writeable:
+                setattr(self, name, aligned.on_line(arr))
+
     @property
     def lr(self):
         return self._lr

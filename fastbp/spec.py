@@ -59,7 +59,7 @@ LOSS_OUTPUTS = {
 DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
                 "linear": "mse", "tanh": "mse", "exp": "poisson"}
 
-INITS = ("auto", "he", "glorot", "normal")
+INITS = ("auto", "he", "glorot", "normal", "sklearn")
 NORMAL_INIT_STD = 0.05  # init="normal": N(0, 0.05^2), Keras' RandomNormal default
 
 # Columns of the integer layer table handed to the kernels, one row per dense layer.
@@ -290,6 +290,9 @@ def init_params(spec, init, rng, dtype):
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)} or pass a list of "
                              f"(W, b) pairs." + did_you_mean(init, INITS))
+        if init == "sklearn":   # drawn as pairs, then set like pre-trained ones
+            logistic = all(a == "sigmoid" for a in spec.activations[:-1])
+            return init_params(spec, sklearn_weights(spec.weight_shapes(), logistic, rng, dtype), rng, dtype)
         for (w, _b), act, r in zip(spec.views(params), spec.activations, spec.layers):
             fan_in, fan_out = int(r[N_IN]), int(r[N_UNITS])
             kind = init
@@ -309,6 +312,19 @@ def init_params(spec, init, rng, dtype):
     for gamma, _beta in spec.bn_views(params):
         gamma[...] = 1
     return params
+
+
+def sklearn_weights(shapes, logistic, rng, dtype):
+    """scikit-learn's MLP initialisation as [(W, b), ...]: per layer W, then b, uniform in
+    +-sqrt(f / (fan_in + fan_out)) with f = 2 for logistic hidden units and 6 otherwise, drawn
+    in that order from `rng` (a numpy RandomState seeded as scikit-learn's gives its numbers)."""
+    factor = 2.0 if logistic else 6.0
+    out = []
+    for (fan_in, fan_out), _ in shapes:
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        w = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype)
+        out.append((w, rng.uniform(-bound, bound, fan_out).astype(dtype)))
+    return out
 
 
 def set_flat(spec, params, weights, what="weights"):

@@ -34,6 +34,17 @@ def test_init_scales(init, hidden, std):
     assert abs(W.mean()) < 0.01 * std * 10 and not b.any()
 
 
+@pytest.mark.parametrize("hidden,factor", [("relu", 6.0), ("sigmoid", 2.0)])
+def test_sklearn_init(hidden, factor):
+    """init="sklearn": weights and biases uniform in +-sqrt(factor / (fan_in + fan_out)), whose
+    standard deviation is that bound / sqrt(3)."""
+    net = fastbp.Network([400, 300, 2], hidden=hidden, init="sklearn", seed=0, dtype="float64")
+    (W, b), (W2, _) = net.get_weights()
+    bound = np.sqrt(factor / 700)
+    assert W.std() == pytest.approx(bound / np.sqrt(3), rel=0.02) and np.abs(W).max() <= bound
+    assert b.any() and np.abs(b).max() <= bound and np.abs(W2).max() <= np.sqrt(factor / 302)
+
+
 def test_pretrained_init_and_weight_copies():
     src = fastbp.Network([3, 4, 2], seed=5, dtype="float64")
     net = fastbp.Network([3, 4, 2], init=src.get_weights(), dtype="float32")
