@@ -190,19 +190,29 @@ class Network:
         return self.spec.views(grads)
 
     def objective(self, X, y, sample_weight=None):
-        """The function a full-batch optimizer (scipy's L-BFGS) minimises: f(weights) sets the
-        network's weights to `weights` ([(W, b), ...], as set_weights takes) and returns (loss,
-        [(dW, db), ...]): the sample-weighted mean loss of all of X with the penalty, taken as
-        one training batch (batch statistics for batch norm, no dropout), and its gradient. The
-        data are checked and converted once, here; each call computes in compiled blocks over
-        scratch kept between calls."""
+        """The function a full-batch optimizer such as scipy's L-BFGS minimises, over one flat
+        vector theta of every layer's weights and biases, layer by layer (W row by row, then b:
+        np.concatenate([np.r_[W.ravel(), b] for W, b in net.get_weights()])).
+
+        f(theta) sets the network's weights to theta and returns (loss, gradient as a float64
+        vector laid out as theta): the sample-weighted mean loss of all of X with the penalty,
+        taken as one training batch (batch statistics for batch norm, whose scales stay as they
+        are; no dropout). The data are checked and converted once, here; each call runs the
+        compiled kernels in blocks over scratch kept between calls."""
         X, Y = self._XY(X, y)
         SW = data.sample_weights(sample_weight, None, Y, self.spec, self.dtype)
+        index = self.spec.weight_index()
 
-        def f(weights):
-            self.set_weights(weights)
+        def f(theta):
+            theta = np.asarray(theta)
+            if theta.shape != index.shape:
+                raise ValueError(f"theta must have shape {index.shape} (every W and b, layer by layer), got "
+                                 f"{theta.shape}")
+            if not np.all(np.isfinite(theta)):
+                raise ValueError("theta holds NaN or infinite values; the weights were left as they were")
+            self._params[index] = theta
             value, grads = self._backend.loss_and_gradients(self._params, self._state, X, Y, SW=SW)
-            return value, self.spec.views(grads)
+            return value, grads[index].astype(np.float64)
         return f
 
     # ---- training ----

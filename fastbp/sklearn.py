@@ -40,6 +40,7 @@ try:
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+    from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("fastbp.sklearn needs scikit-learn: pip install 'fastbp[sklearn]'") from exc
 
@@ -263,8 +264,9 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "coefs_")
         net = getattr(self, "network_", None)
         units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        dtype = np.dtype(self.coefs_[0].dtype) if np.dtype(self.coefs_[0].dtype).name in ("float32", "float64") \
-            else np.dtype(np.float64)
+        dtype = np.dtype(self.coefs_[0].dtype)
+        if dtype.name not in ("float32", "float64"):   # assigned by hand as integers, say
+            dtype = np.dtype(np.float64)
         if net is None or net.sizes != units:
             return self._network(units, dtype, 0.0, None)
         net.set_weights(list(zip(self.coefs_, self.intercepts_)))
@@ -282,14 +284,13 @@ class _BaseMLP(BaseEstimator):
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if self.solver in STOCHASTIC and self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        n = X.shape[0]
         sample_weight = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         self.n_outputs_ = Y.shape[1]
         layer_units = [X.shape[1], *sizes, self.n_outputs_]
         rng = check_random_state(self.random_state)
         dtype = np.dtype(X.dtype)
         if first_pass:
-            self._initialize(Y, layer_units, dtype, rng)
+            self._initialize(layer_units, dtype, rng)
         else:
             dtype = np.dtype(self.coefs_[0].dtype)
         self.n_layers_ = len(layer_units)
@@ -302,7 +303,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(NON_FINITE)
         return self
 
-    def _initialize(self, Y, layer_units, dtype, rng):
+    def _initialize(self, layer_units, dtype, rng):
         self.n_iter_, self.t_ = 0, 0
         self._init_coefs(layer_units, dtype, rng)
         self.__dict__.pop("network_", None)
@@ -343,15 +344,21 @@ class _BaseMLP(BaseEstimator):
                             int(rng.randint(2 ** 31 - 1)))
         objective = net.objective(X, self._targets(Y), sw)
         shapes = [(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)]
+        order = _layer_order(shapes)
+        back = np.argsort(order)
 
         def fun(theta):
             if not np.all(np.isfinite(theta)):
                 return np.inf, np.zeros_like(theta)
-            value, grads = objective(_unpack(theta, shapes))
-            return s * value, s * _pack([g for g, _ in grads], [g for _, g in grads])
+            value, grad = objective(theta[order])
+            return s * value, s * grad[back]
 
-        res = scipy.optimize.minimize(fun, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
-                                      options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        # L-BFGS-B's own vector steps call BLAS on a few thousand numbers, where waking BLAS
+        # threads costs more than the work (most of a small fit's time): one thread there
+        with threadpool_limits(1, user_api="blas"):
+            res = scipy.optimize.minimize(fun, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
+                                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                                   "gtol": self.tol})
         self.n_iter_ = min(int(res.nit), self.max_iter)
         if res.status != 0:
             warnings.warn(f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n"
@@ -492,9 +499,10 @@ class _BaseMLP(BaseEstimator):
         sw, mean_weight = self._unit_weights(None if sample_weight is None else np.asarray(sample_weight, float))
         net = self._network(units, np.dtype(self.coefs_[0].dtype), 0.5 * self.alpha / (X.shape[0] * mean_weight * s),
                             None)
-        value, grads = net.objective(X, self._targets(Y), sw)(
-            list(zip(self.coefs_, self.intercepts_)))
-        return s * value, s * _pack([g for g, _ in grads], [g for _, g in grads])
+        theta = _pack(self.coefs_, self.intercepts_)
+        order = _layer_order([(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)])
+        value, grad = net.objective(X, self._targets(Y), sw)(theta[order])
+        return s * value, s * grad[np.argsort(order)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -506,6 +514,17 @@ class _BaseMLP(BaseEstimator):
 def _pack(coefs, intercepts):
     """scikit-learn's flat layout: every coefs_ array, then every intercepts_ array (float64)."""
     return np.concatenate([np.ravel(a) for a in (*coefs, *intercepts)]).astype(np.float64, copy=False)
+
+
+def _layer_order(shapes):
+    """The permutation that lays a vector in _pack's layout out layer by layer (W, then b, per
+    layer), as Network.objective takes it: layered = packed[order]."""
+    w_sizes = [w[0] * w[1] for w, _ in shapes]
+    b_sizes = [b[0] for _, b in shapes]
+    w_starts = np.cumsum([0] + w_sizes[:-1])
+    b_starts = sum(w_sizes) + np.cumsum([0] + b_sizes[:-1])
+    return np.concatenate([np.r_[np.arange(ws, ws + wn), np.arange(bs, bs + bn)]
+                           for ws, wn, bs, bn in zip(w_starts, w_sizes, b_starts, b_sizes)])
 
 
 def _unpack(theta, shapes):

@@ -166,6 +166,14 @@ class Spec:
             out.append((w, b))
         return out
 
+    def weight_index(self):
+        """Where every layer's W (row by row) and then its b sit in the flat parameter vector,
+        layer by layer: the vector Network.objective takes."""
+        parts = []
+        for (wshape, bshape), r in zip(self.weight_shapes(), self.layers):
+            parts += [np.arange(r[W_OFF], r[W_OFF] + wshape[0] * wshape[1]), np.arange(r[B_OFF], r[B_OFF] + bshape[0])]
+        return np.concatenate(parts)
+
     def bn_views(self, params):
         """[(gamma, beta), ...] of the batch-normalised layers, as views into `params`."""
         return [(params[r[G_OFF]:r[G_OFF] + nz], params[r[G_OFF] + nz:r[G_OFF] + 2 * nz])

@@ -164,8 +164,9 @@ def test_training_features_agree(run, net_kind, dtype, kernel_mode):
 def test_full_batch_objective_in_blocks_agrees(output, loss, dtype):
     """Network.objective: the cpu backend runs the rows in blocks of config.EVAL_CHUNK (2,500
     rows: three blocks, the last partial) with sample weights and the penalty; the numpy
-    reference takes them as one batch. Values and gradients agree, and at other weights the
-    objective moves with them (each call sets the weights it is given)."""
+    reference takes them as one batch. Values and gradients agree, at other weights the
+    objective moves with them (each call sets the weights it is given), and theta and the
+    gradient are laid out as get_weights() and gradients() flattened layer by layer."""
     from fastbp import config
     sizes = [6, 9, 3]
     n = 2 * config.EVAL_CHUNK + 452
@@ -173,16 +174,21 @@ def test_full_batch_objective_in_blocks_agrees(output, loss, dtype):
     sw = np.random.default_rng(6).uniform(0, 2, n)
     cpu, ref = pair(sizes, dtype, seed=7, hidden="tanh", output=output, loss=loss, l2=1e-3)
     f_cpu, f_ref = cpu.objective(X, y, sw), ref.objective(X, y, sw)
-    w0 = cpu.get_weights()
-    w1 = [(W * 1.5, b + 0.1) for W, b in w0]
-    for w in (w0, w1):
-        (vc, gc), (vr, gr) = f_cpu(w), f_ref(w)
+    flat = lambda pairs: np.concatenate([np.r_[a.ravel(), b] for a, b in pairs])   # noqa: E731
+    theta0 = flat(cpu.get_weights())
+    theta1 = theta0 * 1.5 + 0.1
+    for theta in (theta0, theta1):
+        (vc, gc), (vr, gr) = f_cpu(theta), f_ref(theta)
+        assert gc.dtype == np.float64 and gc.shape == theta.shape
         np.testing.assert_allclose(vc, vr, **tol(dtype))
-        for (a, b), (c, d) in zip(gc, gr):
-            np.testing.assert_allclose(a, c, **tol(dtype))
-            np.testing.assert_allclose(b, d, **tol(dtype))
-    assert not np.isclose(f_cpu(w0)[0], f_cpu(w1)[0])
-    # unit weights: the same as the plain gradient of the network at those weights
-    ref.set_weights(w0)
-    for (a, _), (c, _) in zip(cpu.objective(X, y)(w0)[1], ref.gradients(X, y)):
-        np.testing.assert_allclose(a, c, **tol(dtype))
+        np.testing.assert_allclose(gc, gr, **tol(dtype))
+    assert not np.isclose(f_cpu(theta0)[0], f_cpu(theta1)[0])
+    np.testing.assert_allclose(flat(cpu.get_weights()), theta1.astype(dtype))
+    # unit sample weights: the plain gradient of the network at those weights
+    ref.set_weights(cpu.get_weights())
+    np.testing.assert_allclose(cpu.objective(X, y)(theta1)[1], flat(ref.gradients(X, y)), **tol(dtype))
+    with pytest.raises(ValueError, match="NaN"):
+        f_cpu(np.full_like(theta0, np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        f_cpu(theta0[1:])
+    np.testing.assert_allclose(flat(cpu.get_weights()), theta1.astype(dtype))   # refused: left alone
