@@ -59,9 +59,10 @@ class Network:
     hidden: one activation for every hidden layer, or a list with one per hidden layer. A name
         ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout") or a (name, params)
         tuple: ("leaky_relu", {"slope": 0.1}), ("elu", {"alpha": 0.5}), ("maxout", {"pieces": 3}).
-    output: "linear", "sigmoid", "tanh" or "softmax".
+    output: "linear", "sigmoid", "tanh", "softmax" or "exp" (a Poisson rate).
     loss: "mse", "rmse", "huber" (or ("huber", {"delta": 2.0})), "binary_cross_entropy" (sigmoid
-        output), "cross_entropy" (softmax output); "auto" picks the natural loss of the output.
+        output), "cross_entropy" (softmax output), "poisson" (half the Poisson deviance, exp
+        output, targets >= 0); "auto" picks the natural loss of the output.
     dtype: "float32" or "float64". seed: an int for reproducible initialisation, shuffling, dropout.
     init: "auto" (He for the relu family, Glorot otherwise), "he", "glorot", "normal", "sklearn"
         (scikit-learn's MLP rule: W and b uniform in +-sqrt(6 / (fan_in + fan_out)), 2 for

@@ -177,8 +177,9 @@ class _BaseMLP(BaseEstimator):
                 ("momentum", 0, 1, False, False), ("validation_fraction", 0, 1, True, True),
                 ("beta_1", 0, 1, False, True), ("beta_2", 0, 1, False, True), ("epsilon", 0, None, True, False)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) \
-                    or v < low or (open_low and v == low) or (high is not None and (v > high or open_high and v == high)):
+            number = not isinstance(v, bool) and isinstance(v, (int, float, np.number)) and np.isfinite(v)
+            above = high is not None and (v > high or open_high and v == high) if number else False
+            if not number or v < low or (open_low and v == low) or above:
                 self._bad(name, f"must be a number in {'(' if open_low else '['}{low}, "
                                 f"{'inf)' if high is None else str(high) + (')' if open_high else ']')}")
         for name in ("max_iter", "max_fun"):

@@ -221,3 +221,35 @@ def test_initial_weights_are_sklearns(activation):
     ours, theirs = _quiet(MLPClassifier(**kw).fit, X, y), _quiet(SkMLPClassifier(**kw).fit, X, y)
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls,kw,match", [
+    (MLPClassifier, dict(alpha=-1), r"alpha must be a number in \[0, inf\)"),
+    (MLPClassifier, dict(beta_1=1.0), r"beta_1 must be a number in \[0, 1\)"),
+    (MLPClassifier, dict(learning_rate_init=0), r"learning_rate_init must be a number in \(0, inf\)"),
+    (MLPClassifier, dict(tol="small"), "tol must be a number"),
+    (MLPClassifier, dict(n_iter_no_change=0), "n_iter_no_change must be a positive integer or np.inf"),
+    (MLPClassifier, dict(solver="newton"), "solver must be one of 'lbfgs', 'sgd', 'adam'"),
+    (MLPClassifier, dict(hidden_layer_sizes=(3, 0)), "hidden_layer_sizes must be > 0"),
+    (MLPClassifier, dict(dtype="int8"), "dtype must be None"),
+    (MLPRegressor, dict(loss="huber"), "loss must be 'squared_error' or 'poisson'"),
+    (MLPRegressor, dict(solver="lbfgs", batch_norm=True), "lbfgs.*batch_norm need solver='sgd' or 'adam'"),
+])
+def test_bad_parameters_name_the_argument_and_train_nothing(cls, kw, match):
+    X, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2
+    est = cls(**kw)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+    assert not hasattr(est, "coefs_")
+
+
+def test_poisson_regressor_refuses_negative_targets_and_predicts_rates():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0]))
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson").fit(X, y - 3)
+    est = _quiet(MLPRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(4,), random_state=0).fit, X, y)
+    assert est.out_activation_ == "exp" and np.all(est.predict(X) > 0)
+    theirs = _quiet(SkMLPRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(4,), random_state=0).fit, X, y)
+    np.testing.assert_allclose(est.predict(X), theirs.predict(X), rtol=1e-4)
