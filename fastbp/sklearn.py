@@ -40,7 +40,7 @@ try:
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-    from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
+    from threadpoolctl import ThreadpoolController   # a dependency of scikit-learn
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("fastbp.sklearn needs scikit-learn: pip install 'fastbp[sklearn]'") from exc
 
@@ -356,7 +356,7 @@ class _BaseMLP(BaseEstimator):
 
         # L-BFGS-B's own vector steps call BLAS on a few thousand numbers, where waking BLAS
         # threads costs more than the work (most of a small fit's time): one thread there
-        with threadpool_limits(1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             res = scipy.optimize.minimize(fun, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
                                           options={"maxfun": self.max_fun, "maxiter": self.max_iter,
                                                    "gtol": self.tol})
@@ -510,6 +510,17 @@ class _BaseMLP(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = False
         return tags
+
+
+_BLAS = []
+
+
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, made once: a new one (what
+    threadpool_limits makes) scans every loaded library, about 3 ms a fit."""
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
 
 
 def _pack(coefs, intercepts):
