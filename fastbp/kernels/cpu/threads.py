@@ -1,12 +1,26 @@
 """Thread helpers every kernel shares: how many threads a parallel region has, and how to cut an
 axis into parts that no two threads share a cache line of."""
+import os
+
 import llvmlite.ir as lir
+import numba
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.ufunc import parallel as numba_parallel
 
+from ... import cpus
 from ..compile import serial, twin_is
+
+# One thread per CPU this process may use (its affinity mask, its cgroup's quota), not per core
+# of the machine, which is Numba's default; NUMBA_NUM_THREADS set by the user wins.
+if "NUMBA_NUM_THREADS" not in os.environ:
+    _usable, _ = cpus.usable()
+    if _usable < numba.config.NUMBA_NUM_THREADS:
+        if not numba_parallel._is_initialized:
+            numba.config.NUMBA_NUM_THREADS = _usable   # the pool starts with that many
+        else:   # someone started the pool first: use fewer of its threads
+            numba.set_num_threads(_usable)
 
 # Start Numba's thread pool now (milliseconds), which registers the entry point _numba_threads
 # calls: code loaded from the disk cache does not start it before it runs (a serial driver that
