@@ -311,9 +311,8 @@ def cmd_info(args):
     from . import __version__, prebuild
     print(f"fastbp {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
-    from . import cpus
-    from .kernels.cpu import threads   # noqa: F401 - chooses the thread count as a fit would
-    usable, why = cpus.usable()
+    from .kernels.cpu import threads   # chooses the thread count as a fit would
+    usable, why = threads.USABLE
     chosen = "set by NUMBA_NUM_THREADS" if "NUMBA_NUM_THREADS" in os.environ else f"{usable} usable CPUs: {why}"
     print(f"threads: {numba.get_num_threads()} ({chosen}; NUMBA_NUM_THREADS or fastbp.set_num_threads "
           f"to change)")

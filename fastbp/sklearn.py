@@ -338,14 +338,19 @@ class _BaseMLP(BaseEstimator):
         mean = float(sample_weight.mean())
         return (sample_weight / mean if mean > 0 else sample_weight), (mean if mean > 0 else 1.0)
 
-    def _fit_lbfgs(self, X, Y, sample_weight, layer_units, dtype, rng):
+    def _l2(self, rows, mean_weight):
+        """fastbp's l2 for scikit-learn's penalty 0.5 * alpha * ||W||^2 / (the weight sum of the
+        rows a step sees), on fastbp's loss (scikit-learn's divided by s)."""
+        return 0.5 * self.alpha / (rows * mean_weight * self._scale())
+
+    def _lbfgs_function(self, X, Y, sample_weight, layer_units, dtype, seed):
+        """fun(theta) -> (loss, gradient): the function scikit-learn's L-BFGS minimises, at
+        weights theta in _pack's layout, computed by the network's full-batch objective."""
         s = self._scale()
         sw, mean_weight = self._unit_weights(sample_weight)
-        net = self._network(layer_units, dtype, 0.5 * self.alpha / (X.shape[0] * mean_weight * s),
-                            int(rng.randint(2 ** 31 - 1)))
+        net = self._network(layer_units, dtype, self._l2(X.shape[0], mean_weight), seed)
         objective = net.objective(X, self._targets(Y), sw)
-        shapes = [(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)]
-        order = _layer_order(shapes)
+        order = _layer_order([(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)])
         back = np.argsort(order)
 
         def fun(theta):
@@ -353,7 +358,16 @@ class _BaseMLP(BaseEstimator):
                 return np.inf, np.zeros_like(theta)
             value, grad = objective(theta[order])
             return s * value, s * grad[back]
+        return fun
 
+    def _set_packed(self, theta, dtype):
+        """coefs_ and intercepts_ from a vector in _pack's layout."""
+        shapes = [(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)]
+        pairs = [(w.astype(dtype), b.astype(dtype)) for w, b in _unpack(np.asarray(theta, dtype=float), shapes)]
+        self.coefs_, self.intercepts_ = [w for w, _ in pairs], [b for _, b in pairs]
+
+    def _fit_lbfgs(self, X, Y, sample_weight, layer_units, dtype, rng):
+        fun = self._lbfgs_function(X, Y, sample_weight, layer_units, dtype, int(rng.randint(2 ** 31 - 1)))
         # L-BFGS-B's own vector steps call BLAS on a few thousand numbers, where waking BLAS
         # threads costs more than the work (most of a small fit's time): one thread there
         with _blas_controller().limit(limits=1, user_api="blas"):
@@ -366,12 +380,10 @@ class _BaseMLP(BaseEstimator):
                           f"{res.message}.\n\nIncrease the number of iterations to improve the convergence "
                           f"(max_iter={self.max_iter}).\nYou might also want to scale the data as shown in:\n"
                           f"    https://scikit-learn.org/stable/modules/preprocessing.html", ConvergenceWarning)
-        self.loss_ = float(res.fun) * self._report_scale() / s
-        if np.all(np.isfinite(res.x)):
-            net.set_weights(_unpack(res.x, shapes))
-            self._export(net)
-        else:
+        self.loss_ = float(res.fun) * self._report_scale() / self._scale()
+        if not np.all(np.isfinite(res.x)):
             raise ValueError(NON_FINITE)
+        self._set_packed(res.x, dtype)   # the network takes them in before it next computes
         if self.verbose:
             print(f"lbfgs: {self.n_iter_} iterations, loss = {self.loss_:.8f}")
 
@@ -400,8 +412,7 @@ class _BaseMLP(BaseEstimator):
         n = X.shape[0]
         batch = self._batch(n)
         sw, mean_weight = self._unit_weights(sample_weight)
-        net = self._network(layer_units, dtype, 0.5 * self.alpha / (batch * mean_weight * s),
-                            int(rng.randint(2 ** 31 - 1)))
+        net = self._network(layer_units, dtype, self._l2(batch, mean_weight), int(rng.randint(2 ** 31 - 1)))
         if fresh_optimizer or net.optimizer is None:
             net.optimizer = self._new_optimizer(s)
         self._records()
@@ -489,21 +500,16 @@ class _BaseMLP(BaseEstimator):
 
     # ---- scikit-learn's private entry points that its own tests and tools use ----
     def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight=None, *buffers):
-        """(loss, gradient) at the packed weights (all coefs_, then all intercepts_, flattened):
-        the function solver='lbfgs' minimises, on the binarised targets y."""
-        shapes = [(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)]
-        self.coefs_, self.intercepts_ = map(list, zip(*_unpack(np.asarray(packed_coef_inter, dtype=float), shapes)))
-        X = np.ascontiguousarray(X.toarray() if scipy.sparse.issparse(X) else X, dtype=self.coefs_[0].dtype)
-        Y = np.asarray(y).reshape(len(X), -1)
-        s = self._scale()
+        """(loss, gradient) at the packed weights (all coefs_, then all intercepts_, flattened),
+        which it sets as scikit-learn's does: the function solver='lbfgs' minimises, on the
+        binarised targets y."""
+        dtype = np.dtype(self.coefs_[0].dtype)
+        self._set_packed(packed_coef_inter, dtype)
+        X = np.ascontiguousarray(X.toarray() if scipy.sparse.issparse(X) else X, dtype=dtype)
         units = [X.shape[1]] + [c.shape[1] for c in self.coefs_]
-        sw, mean_weight = self._unit_weights(None if sample_weight is None else np.asarray(sample_weight, float))
-        net = self._network(units, np.dtype(self.coefs_[0].dtype), 0.5 * self.alpha / (X.shape[0] * mean_weight * s),
-                            None)
-        theta = _pack(self.coefs_, self.intercepts_)
-        order = _layer_order([(c.shape, b.shape) for c, b in zip(self.coefs_, self.intercepts_)])
-        value, grad = net.objective(X, self._targets(Y), sw)(theta[order])
-        return s * value, s * grad[np.argsort(order)]
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        fun = self._lbfgs_function(X, np.asarray(y).reshape(len(X), -1), sw, units, dtype, None)
+        return fun(_pack(self.coefs_, self.intercepts_))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

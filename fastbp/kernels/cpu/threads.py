@@ -14,13 +14,12 @@ from ..compile import serial, twin_is
 
 # One thread per CPU this process may use (its affinity mask, its cgroup's quota), not per core
 # of the machine, which is Numba's default; NUMBA_NUM_THREADS set by the user wins.
-if "NUMBA_NUM_THREADS" not in os.environ:
-    _usable, _ = cpus.usable()
-    if _usable < numba.config.NUMBA_NUM_THREADS:
-        if not numba_parallel._is_initialized:
-            numba.config.NUMBA_NUM_THREADS = _usable   # the pool starts with that many
-        else:   # someone started the pool first: use fewer of its threads
-            numba.set_num_threads(_usable)
+USABLE = cpus.usable()   # (CPUs, why): what sized the pool; fastbp info shows it
+if "NUMBA_NUM_THREADS" not in os.environ and USABLE[0] < numba.config.NUMBA_NUM_THREADS:
+    if not numba_parallel._is_initialized:
+        numba.config.NUMBA_NUM_THREADS = USABLE[0]   # the pool starts with that many
+    else:   # someone started the pool first: use fewer of its threads
+        numba.set_num_threads(USABLE[0])
 
 # Start Numba's thread pool now (milliseconds), which registers the entry point _numba_threads
 # calls: code loaded from the disk cache does not start it before it runs (a serial driver that
