@@ -50,6 +50,10 @@ TRANSPOSE_SERIAL = 16384   # transposes of up to this many elements (L1-resident
 # A training batch (or evaluation block) of fewer floating-point operations runs on one thread,
 # through the single-threaded twins of the kernels (the crossover of scripts/crossover.py).
 PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
+# A multiply-add of a sparse first layer counts as this many toward PARALLEL_MIN_FLOP: it reads a
+# row of W that the data picks, mostly from memory, where threads pay off at about an eighth of
+# the dense work (scripts/sparse_peers.py --crossover).
+SPARSE_MAC_WEIGHT = 8
 # A multi-threaded training step cuts gemm_tiled layers of SPLIT_MIN_WEIGHTS weights or more by
 # W's rows (dense.split_by_inputs), at least SPLIT_MIN_ROWS rows of W per thread (whole
 # transpose blocks); below that size the split gains nothing (scripts/crossover.py --split).

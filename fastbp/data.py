@@ -1,7 +1,10 @@
 """Input checks, dtype and layout coercion, target encoding, epoch orders. No math kernels.
 
 Every array a backend sees passes through here: 2-D, finite, C-contiguous, in the network's
-dtype (converted once; an array that already is so is used in place, not copied).
+dtype (converted once; an array that already is so is used in place, not copied). Sparse X
+(any scipy.sparse matrix or array) becomes a canonical scipy CSR matrix in that dtype: sorted
+column indices, no duplicates (summed, as scipy does), finite values; a CSR matrix that already
+is so is used in place.
 """
 from __future__ import annotations
 
@@ -31,8 +34,42 @@ def _check_finite(arr, name):
                          f"them before fitting")
 
 
+def is_sparse(X):
+    """Whether X is a scipy.sparse matrix or array (without importing scipy for dense X)."""
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+
+
+def _check_sparse(X, n_features, dtype, name):
+    from scipy import sparse
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got a sparse array of shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got a sparse matrix of dtype {X.dtype}; convert it "
+                        f"first, e.g. {name}.astype(np.float32)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no rows")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the network's input layer has "
+                         f"{n_features}; check sizes[0] or the columns of {name}")
+    csr = sparse.csr_matrix(X)   # CSR input (matrix or array) shares its arrays; others convert once
+    if csr.dtype != dtype:
+        csr = csr.astype(dtype)
+    if not np.all(np.isfinite(csr.data)):
+        k = int(np.argmax(~np.isfinite(csr.data)))
+        bad = int(np.searchsorted(csr.indptr, k, side="right") - 1)
+        raise ValueError(f"{name} holds NaN or infinite values (first in row {bad}); remove or impute "
+                         f"them before fitting")
+    if not csr.has_canonical_format:   # unsorted or duplicate column indices: fix a copy, never X
+        csr = csr.copy()
+        csr.sum_duplicates()
+    return csr
+
+
 def check_X(X, n_features, dtype, name="X"):
-    """X as a C-contiguous (n, n_features) array of `dtype`."""
+    """X as a C-contiguous (n, n_features) array of `dtype`, or for sparse X a canonical CSR
+    matrix of `dtype`."""
+    if is_sparse(X):
+        return _check_sparse(X, n_features, dtype, name)
     arr = _as_real_array(X, name)
     if arr.ndim == 1:
         raise ValueError(f"{name} is 1-D with shape {arr.shape}; pass a 2-D array of shape "

@@ -130,19 +130,29 @@ class Optimizer:
 
     lr: a number or a Schedule (None: the optimizer's default). clip_norm: rescale the gradient
     when its global L2 norm exceeds this (None: never).
+    lazy: on sparse input, update only the rows of the first layer's weights that the batch's
+        non-zero columns touch, moments included (TensorFlow's LazyAdam, PyTorch's SparseAdam):
+        much faster on wide bag-of-words inputs, but a different algorithm, since a row's
+        momentum or Adam moments do not decay while it is untouched. Off by default: a sparse
+        fit then gives the dense fit's result. (Plain SGD without l1/l2 or clipping skips the
+        untouched rows anyway, which is exact.) No effect on dense input.
     """
     code, name, default_lr = OPT_SGD, "sgd", 0.1
     n_moments = 0
 
-    def __init__(self, lr=None, clip_norm=None):
+    def __init__(self, lr=None, clip_norm=None, lazy=False):
         self.lr = lr if lr is not None else self.default_lr
         self.clip_norm = None if clip_norm is None else check_number(clip_norm, "clip_norm", low_open=True)
+        if not isinstance(lazy, (bool, np.bool_)):
+            raise TypeError(f"lazy must be True or False, got {lazy!r}")
+        self.lazy = bool(lazy)
         self.m = self.v = None
         self.t = np.zeros(1, dtype=np.int64)   # updates applied (Adam's bias correction counts it)
         self.samples_seen = 0
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("lazy", False)   # pickled before the option existed
         for name in ("m", "v", "t"):   # unpickled from a read-only memory map (joblib): writable copies
             arr = getattr(self, name)
             if arr is not None and not arr.flags.writeable:
@@ -208,7 +218,7 @@ class Optimizer:
         hyper = {k: getattr(self, k) for k in ("momentum", "beta1", "beta2", "eps", "weight_decay")
                  if hasattr(self, k)}
         lr = self._lr.get_config() if isinstance(self._lr, Schedule) else self._lr
-        return {"name": self.name, "lr": lr, "clip_norm": self.clip_norm, **hyper,
+        return {"name": self.name, "lr": lr, "clip_norm": self.clip_norm, "lazy": self.lazy, **hyper,
                 "t": int(self.t[0]), "samples_seen": int(self.samples_seen)}
 
     def __repr__(self):
@@ -225,8 +235,8 @@ class Momentum(Optimizer):
     code, name, default_lr = OPT_MOMENTUM, "momentum", 0.01
     n_moments = 1
 
-    def __init__(self, lr=None, momentum=0.9, clip_norm=None):
-        super().__init__(lr, clip_norm)
+    def __init__(self, lr=None, momentum=0.9, clip_norm=None, lazy=False):
+        super().__init__(lr, clip_norm, lazy)
         self.momentum = check_number(momentum, "momentum", high=1.0)
 
 
@@ -240,8 +250,8 @@ class Adam(Optimizer):
     code, name, default_lr = OPT_ADAM, "adam", 0.001
     n_moments = 2
 
-    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None):
-        super().__init__(lr, clip_norm)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None, lazy=False):
+        super().__init__(lr, clip_norm, lazy)
         self.beta1 = check_number(beta1, "beta1", high=1.0)
         self.beta2 = check_number(beta2, "beta2", high=1.0)
         self.eps = check_number(eps, "eps", low_open=True)
@@ -252,8 +262,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr * weight_decay * p."""
     code, name = OPT_ADAMW, "adamw"
 
-    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None):
-        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None, lazy=False):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, lazy)
 
 
 OPTIMIZERS = {c.name: c for c in (SGD, Momentum, Nesterov, Adam, AdamW)}

@@ -4,6 +4,7 @@ It reads like textbook backpropagation (and like the article's code, with its bu
 forward through every dense layer, a loss, backward through every layer, an SGD step.
 It imports nothing from `fastbp.kernels`: if it shared code with them it could not check them.
 Arrays keep the network's dtype throughout (NumPy keeps float32 when mixed with Python floats).
+X may be a scipy CSR matrix (sparse input): scipy's products serve the first layer unchanged.
 """
 from __future__ import annotations
 
@@ -116,9 +117,9 @@ def dense_forward(A, W, b):
     return A @ W + b
 
 
-def dense_backward(dZ, A, W):
-    """(dW, db, dA) for Z = A W + b."""
-    return A.T @ dZ, dZ.sum(axis=0), dZ @ W.T
+def dense_backward(dZ, A, W, need_dA=True):
+    """(dW, db, dA) for Z = A W + b (dA None unless need_dA: the input layer needs none)."""
+    return A.T @ dZ, dZ.sum(axis=0), dZ @ W.T if need_dA else None
 
 
 # ---- regularisation ----
@@ -175,12 +176,22 @@ def penalty(params, ranges, l1, l2):
 
 # ---- optimizers (state arrays belong to the optimizer object; updated in place) ----
 
-def optimizer_update(params, grads, opt, lr):
+def optimizer_update(params, grads, opt, lr, only=None):
     """One step of `opt` (its name, hyper-parameters and state arrays m, v, t) at learning rate
-    lr."""
+    lr; `only`: the indexes of the parameters (and moments) it changes (a lazy step), None: all."""
     m, v, steps = opt.state_arrays()
     steps[0] += 1
-    t = int(steps[0])
+    if only is None:
+        _step(params, grads, m, v, opt, lr, int(steps[0]))
+        return
+    part = [a[only] if a.size else a for a in (params, grads, m, v)]
+    _step(*part, opt, lr, int(steps[0]))
+    for whole, changed in zip((params, m, v), (part[0], part[2], part[3])):
+        if whole.size:
+            whole[only] = changed
+
+
+def _step(params, grads, m, v, opt, lr, t):
     name = opt.name
     if name == "sgd":
         params -= lr * grads
@@ -276,7 +287,7 @@ class NumpyBackend:
             if gamma is not None:
                 dZ, dgamma[...], dbeta[...] = batchnorm_backward(dZ, H, var, gamma, spec.bn_eps)
             A_in = cache[l - 1][2] if l > 0 else X
-            dW[...], db[...], dA_in = dense_backward(dZ, A_in, W)
+            dW[...], db[...], dA_in = dense_backward(dZ, A_in, W, l > 0)
             if gamma is not None:
                 # after batch norm the dense bias has no effect (the mean is subtracted): its exact
                 # gradient is 0, where the computed sum is rounding noise that Adam would amplify
@@ -306,10 +317,21 @@ class NumpyBackend:
                 norm = np.sqrt(np.sum(grads.astype(np.float64) ** 2))
                 if norm > optimizer.clip_norm:
                     grads *= optimizer.clip_norm / norm
-            optimizer_update(params, grads, optimizer, float(lr))
+            lazy = optimizer.lazy and hasattr(X, "indices")   # scipy CSR: a sparse batch
+            optimizer_update(params, grads, optimizer, float(lr), self._touched(X[idx]) if lazy else None)
             counter[0] += 1
             total += loss * len(idx)
         return total
+
+    def _touched(self, Xb):
+        """The parameter indexes a lazy step on the sparse batch Xb changes: every one but the
+        rows of the first W that no column of the batch uses."""
+        index = np.arange(self.spec.n_params)
+        keep = np.ones(self.spec.n_params, dtype=bool)
+        W0 = self.spec.views(index)[0][0]
+        keep[W0.ravel()] = False
+        keep[W0[np.unique(Xb.indices)].ravel()] = True
+        return np.flatnonzero(keep)
 
     def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
         """Nothing to compile (the cpu backend compiles its drivers here)."""

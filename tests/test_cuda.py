@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _kernels():
     from fastbp.kernels.cuda import activations as a, common as c, dense as d, driver as dr, losses as lo
-    from fastbp.kernels.cuda import optim as o, regularize as r
+    from fastbp.kernels.cuda import optim as o, regularize as r, sparse as s
     M, V = "{t}[:, ::1]", "{t}[::1]"
     F, I, B, D = "float64", "int64", "boolean", "float64[::1]"
     return {
@@ -38,7 +38,13 @@ def _kernels():
         "penalty": (r._penalty, [D, V, V, I, I, F, F, B]),
         "sum of squares": (o._sum_squares, [D, V]),
         "clip": (o._clip, [V, D, F]),
-        "optimizer_update": (o._update, [V, V, V, V, I, F, D, I]),
+        "optimizer_update": (o._update, [V, V, V, V, I, F, D, I, I, I, I, "uint8[::1]"]),
+        "sparse forward": (s._forward, [M, M, V, "int64[::1]", "int64[::1]", "int32[::1]", V]),
+        "sparse scatter": (s._scatter, [M, M, "int64[::1]", "int64[::1]", "int32[::1]", V]),
+        "sparse column sums": (s._column_sums, [V, M]),
+        "sparse mark": (s._mark, ["uint8[::1]", "int64[::1]", I, "int64[::1]", "int32[::1]"]),
+        "batch rows": (s._take, ["int64[::1]", "int64[::1]", I, I]),
+        "evaluation rows": (s._count, ["int64[::1]", I, I]),
         "fill": (c.fill, [V, F]),
         "gather": (dr._gather, [M, M, V, M, M, V, "int64[::1]", I, I]),
         "add_scaled": (dr._add_scaled, [D, D, F]),
@@ -58,7 +64,7 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
         except Exception as exc:   # collect them all: one report names every broken kernel
             failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
     assert not failures, "\n".join(failures)
-    assert len(kernels) == 21
+    assert len(kernels) == 27
 
 
 def test_kernels_under_the_simulator():

@@ -25,7 +25,7 @@ def mpirun(n, case, tmp_path, timeout=300):
 def test_ranks_train_like_one_process_with_the_global_batch(ranks, tmp_path):
     out = mpirun(ranks, "equivalence", tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("equivalence.json", "equivalence_l2.json"):
+    for name in ("equivalence.json", "equivalence_l2.json", "equivalence_sparse.json"):
         result = json.loads((tmp_path / name).read_text())
         assert result["identical"], "weights differ between ranks"
         assert result["max_diff"] < 1e-12, result

@@ -70,3 +70,48 @@ def load_digits(dtype="float32", scale=True):
     if scale:
         X /= 16
     return X, y.astype(np.int64)
+
+
+def make_bag_of_words(n_samples=20_000, n_features=50_000, nnz_per_row=150, n_classes=2, signal=0.1,
+                      seed=0, dtype="float32"):
+    """Bag-of-words documents as a scipy CSR matrix (needs scipy): (X (n, n_features), y (n,)).
+
+    Words follow a Zipf law (the k-th commonest has probability proportional to 1/(k + 2.7)^1.07,
+    as in English text); each document draws tokens until it holds about `nnz_per_row` distinct
+    words. Each class (2: sentiment-like; 20: topic-like) has its own 1% of the vocabulary,
+    drawn from the less common words, of which a document of that class takes a `signal` share
+    of its tokens: the label is learnable, not trivially. Values are log(1 + term count) (the
+    sublinear term frequency of TfidfVectorizer(sublinear_tf=True), without idf), in `dtype`.
+    """
+    from scipy import sparse
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(n_features)
+    zipf = 1.0 / (ranks + 2.7) ** 1.07
+    zipf /= zipf.sum()
+    vocab = rng.permutation(n_features)   # word id of each rank: frequent words spread over the columns
+    y = rng.integers(0, n_classes, n_samples)
+    per_class = max(1, n_features // 100)
+    tail = ranks[n_features // 20:]   # class words come from below the commonest 5%
+    words = [vocab[rng.choice(tail, per_class, replace=False)] for _ in range(n_classes)]
+
+    def draw(tokens):
+        """(rows, cols) of `tokens` tokens per document."""
+        rows = np.repeat(np.arange(n_samples), tokens)
+        cols = vocab[rng.choice(n_features, rows.size, p=zipf)]
+        own = rng.random(rows.size) < signal
+        cols[own] = [words[c][k] for c, k in zip(y[rows[own]], rng.integers(0, per_class, own.sum()))]
+        return rows, cols
+
+    # Zipf repeats common words: find how many tokens give nnz_per_row distinct ones, then draw
+    tokens = nnz_per_row
+    for _ in range(2):
+        rows, cols = draw(np.full(n_samples, tokens))
+        distinct = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), (n_samples, n_features)).tocsr().nnz
+        tokens = max(1, int(round(tokens * nnz_per_row * n_samples / max(distinct, 1))))
+    rows, cols = draw(rng.poisson(tokens, n_samples).clip(1))
+    X = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), (n_samples, n_features)).tocsr()
+    X.sum_duplicates()
+    X.data = np.log1p(X.data)
+    X = X.astype(dtype)
+    X.sort_indices()
+    return X, y.astype(np.int64)

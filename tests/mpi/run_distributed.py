@@ -1,7 +1,8 @@
 """Run under mpiexec by tests/test_distributed.py. Usage: run_distributed.py CASE OUTDIR
 
 equivalence: N ranks with batch b end with the weights of one process with batch N*b on the
-             same data order (uneven shards included), identical on every rank.
+             same data order (uneven shards included), identical on every rank; also with
+             an l2 penalty, and on sparse (CSR) shards.
 output:      only rank 0 prints epoch lines and saves.
 failure:     rank 1 gets NaN data: the job must end with an error, not hang.
 """
@@ -23,9 +24,11 @@ shards = np.array_split(np.arange(len(y)), size)
 mine = shards[rank]
 
 if case == "equivalence":
-    for features in ({}, dict(l2=1e-3)):
+    from scipy import sparse
+    Xs = np.where(np.random.default_rng(1).random(X.shape) < 0.3, X, 0.0)   # 70 % zeros
+    for name, features, data in (("", {}, X), ("_l2", dict(l2=1e-3), X), ("_sparse", {}, sparse.csr_matrix(Xs))):
         net = fastbp.Network([8, 16, 3], seed=0, dtype="float64", **features)
-        net.fit(X[mine], y[mine], epochs=3, batch_size=b, shuffle=False, comm=comm, lr=0.1,
+        net.fit(data[mine], y[mine], epochs=3, batch_size=b, shuffle=False, comm=comm, lr=0.1,
                 optimizer="momentum")
         flat = np.concatenate([np.r_[w.ravel(), c] for w, c in net.get_weights()])
         everyone = comm.gather(flat, root=0)
@@ -37,12 +40,12 @@ if case == "equivalence":
             for e in range(3):
                 for i, rows in enumerate(batches):
                     # partial_fit: a batch may hold a single class; one batch, so its order is moot
-                    ref.partial_fit(X[rows], y[rows], batch_size=len(rows), lr=0.1,
+                    ref.partial_fit(data[rows], y[rows], batch_size=len(rows), lr=0.1,
                                     optimizer=ref.optimizer or "momentum")
             want = np.concatenate([np.r_[w.ravel(), c] for w, c in ref.get_weights()])
             result = {"identical": all(np.array_equal(everyone[0], f) for f in everyone),
                       "max_diff": float(np.abs(everyone[0] - want).max())}
-            (out / f"equivalence{'_l2' if features else ''}.json").write_text(json.dumps(result))
+            (out / f"equivalence{name}.json").write_text(json.dumps(result))
 elif case == "output":
     net = fastbp.Network([8, 16, 3], seed=0)
     net.fit(X[mine], y[mine], epochs=4, batch_size=b, comm=comm, verbose=2,

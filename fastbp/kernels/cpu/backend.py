@@ -5,6 +5,9 @@ Each call picks the parallel drivers or their single-threaded twins by the float
 of one batch (or evaluation block): below config.PARALLEL_MIN_FLOP, starting threads costs more
 than they save. Either is the variant compiled for what the call needs (needs.py): this
 network's activations, loss, features and dense paths, and for training its optimizer.
+
+X is a dense array or a scipy CSR matrix (fastbp.data checked both). A sparse X reaches the
+drivers as its CSR arrays in the workspace (driver.with_csr) and an (n, 0) placeholder for X.
 """
 import functools
 import os
@@ -15,6 +18,8 @@ import numba
 import numpy as np
 
 from ... import aligned, config
+from ...data import is_sparse
+from ...spec import N_IN, N_UNITS, PIECES, W_OFF
 from .. import args, blas_library
 from ..compile import notice, variant
 from . import driver
@@ -104,25 +109,36 @@ class CpuBackend:
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
         self._needs = {}
         self._drivers = {}
+        self._first_dw_zero = True   # the first layer's rows of grads are all zero (rows-only steps)
 
-    def threaded(self, rows, passes=3):
-        """Whether `rows` rows of `passes` matrix products (3 for a training step, 1 for
+    def macs(self, X):
+        """Multiply-adds per row of X: a sparse first layer costs its non-zeros, not its width,
+        each weighted by config.SPARSE_MAC_WEIGHT."""
+        if not is_sparse(X):
+            return self.weights
+        first = self.spec.layers[0]
+        dense_first = int(first[N_IN] * first[N_UNITS] * first[PIECES])
+        per_row = X.nnz / max(X.shape[0], 1)
+        return self.weights - dense_first + config.SPARSE_MAC_WEIGHT * per_row * int(first[N_UNITS] * first[PIECES])
+
+    def threaded(self, rows, passes=3, X=None):
+        """Whether `rows` rows (of X) of `passes` matrix products (3 for a training step, 1 for
         inference) are worth Numba's threads."""
-        flop = 2 * passes * rows * self.weights
+        flop = 2 * passes * rows * self.macs(X)
         return flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1 and _PARALLEL_OK
 
-    def needs(self, threaded, rows, optimizer=None):
+    def needs(self, threaded, rows, optimizer=None, sparse=False):
         """needs.needs for this network, remembered (evaluation calls come often)."""
-        slot = (threaded, rows, None if optimizer is None else (optimizer.code, bool(optimizer.clip_norm)))
+        slot = (threaded, rows, None if optimizer is None else (optimizer.code, bool(optimizer.clip_norm)), sparse)
         if slot not in self._needs:
-            self._needs[slot] = needs(self.spec, self.dtype, threaded, rows, optimizer)
+            self._needs[slot] = needs(self.spec, self.dtype, threaded, rows, optimizer, sparse)
         return self._needs[slot]
 
-    def drivers(self, rows, passes=3, optimizer=None, key_rows=None):
-        """The drivers for batches of `rows` rows (parallel or single-threaded, see `threaded`),
-        compiled for what they need at up to `key_rows` rows (default `rows`) and, when
-        training, with `optimizer`."""
-        key = self.needs(self.threaded(rows, passes), key_rows or rows, optimizer)
+    def drivers(self, rows, passes=3, optimizer=None, key_rows=None, X=None):
+        """The drivers for batches of `rows` rows of X (parallel or single-threaded, see
+        `threaded`), compiled for what they need at up to `key_rows` rows (default `rows`), on X's
+        kind (dense or sparse) and, when training, with `optimizer`."""
+        key = self.needs(self.threaded(rows, passes, X), key_rows or rows, optimizer, is_sparse(X))
         if key not in self._drivers:
             wrap = _one_at_a_time if dict(key)["THREADED"] else _blas_on_one_thread
             what = (f"the {self.dtype.name} {'training' if optimizer is not None else 'evaluation'} kernels "
@@ -131,40 +147,65 @@ class CpuBackend:
                                                                   what) for k in _DRIVERS})
         return self._drivers[key]
 
-    def workspace(self, cap, training=True):
-        key = (cap, training)
+    def workspace(self, cap, training=True, X=None):
+        """The workspace for batches of up to `cap` rows of X, reading X if it is sparse."""
+        sparse = is_sparse(X)
+        key = (cap, training, sparse)
         ws = self._workspaces.get(key)
         if ws is None:
             if len(self._workspaces) >= 2:   # keep a training and an evaluation workspace
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[key] = driver.workspace(self.spec, cap, self.dtype, training)
-        return ws
+            ws = self._workspaces[key] = driver.workspace(self.spec, cap, self.dtype, training, sparse)
+        return self._reading(ws, X)
+
+    def _reading(self, ws, X):
+        if not is_sparse(X):
+            return ws
+        indices = X.indices if X.indices.dtype == np.int32 else X.indices.astype(np.int32)
+        return driver.with_csr(ws, X.indptr.astype(np.int64), indices, X.data)
+
+    def _dense(self, X):
+        """What the drivers take for X: X itself, or for sparse X a placeholder of its row count."""
+        return np.empty((X.shape[0], 0), self.dtype) if is_sparse(X) else X
+
+    def _rows_only(self, X, optimizer):
+        """Opt for a training call on X; before a rows-only call, the first layer's gradient rows
+        are made zero where an earlier call left them otherwise (rows-only steps update and zero
+        just the rows they touch, which keeps them zero, unless a penalty writes every row)."""
+        opt = args.opt(optimizer, self.spec)
+        rows_only = opt.rows_only and is_sparse(X)
+        if rows_only and not self._first_dw_zero:
+            first = self.spec.layers[0]
+            w = int(first[W_OFF])
+            self.grads[w:w + int(first[N_IN] * first[N_UNITS] * first[PIECES])] = 0
+        self._first_dw_zero = rows_only and self.spec.l1 == 0 and self.spec.l2 == 0
+        return opt._replace(rows_only=rows_only)
 
     def _net(self, params, state, grads=None):
         return args.Net(params, self.grads if grads is None else grads, state, self.layers, self.layer_f,
                         self.ranges)
 
-    def _eval_ws(self, n):
-        return self.workspace(max(1, min(n, config.EVAL_CHUNK)), training=False)
+    def _eval_ws(self, X):
+        return self.workspace(max(1, min(X.shape[0], config.EVAL_CHUNK)), training=False, X=X)
 
-    def _eval_drivers(self, ws):
+    def _eval_drivers(self, ws, X):
         # compiled for every block size up to EVAL_CHUNK, so that predicting on any number of
         # rows compiles nothing new
-        return self.drivers(ws.xb.shape[0], 1, key_rows=config.EVAL_CHUNK)
+        return self.drivers(ws.xb.shape[0], 1, key_rows=config.EVAL_CHUNK, X=X)
 
     # ---- evaluation (inference mode: running statistics, no dropout) ----
     def predict(self, params, state, X):
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
-        ws = self._eval_ws(X.shape[0])
-        self._eval_drivers(ws).predict_into(out, X, self._net(params, state), self.hp, ws)
+        ws = self._eval_ws(X)
+        self._eval_drivers(ws, X).predict_into(out, self._dense(X), self._net(params, state), self.hp, ws)
         return out
 
     def loss(self, params, state, X, Y):
         spec = self.spec
         net = self._net(params, state)
-        ws = self._eval_ws(X.shape[0])
-        drv = self._eval_drivers(ws)
-        total = drv.loss_total(X, Y, net, self.hp, ws)
+        ws = self._eval_ws(X)
+        drv = self._eval_drivers(ws, X)
+        total = drv.loss_total(self._dense(X), Y, net, self.hp, ws)
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
         return float(data_loss + drv.penalties(False, net, self.hp, ws))
@@ -177,13 +218,14 @@ class CpuBackend:
         n = X.shape[0]
         blocks = not any(self.spec.batch_norm) and self.spec.loss != "rmse" and dropout_step is None
         cap = max(1, min(n, config.EVAL_CHUNK)) if blocks else max(1, n)
-        ws = self.workspace(cap) if blocks else driver.workspace(self.spec, cap, self.dtype)
+        ws = (self.workspace(cap, X=X) if blocks
+              else self._reading(driver.workspace(self.spec, cap, self.dtype, sparse=is_sparse(X)), X))
         grads = aligned.zeros(params.shape, params.dtype)   # the caller's to keep
         if cap < n and self._total is None:
             self._total = aligned.zeros(params.shape, params.dtype)   # scratch kept between calls
         total = self._total if cap < n else grads
         SW = np.ones(n, dtype=self.dtype) if SW is None else np.ascontiguousarray(SW, dtype=self.dtype)
-        value = self.drivers(cap).loss_and_gradients(X, Y, SW, dropout_step is not None, int(dropout_step or 0),
+        value = self.drivers(cap, X=X).loss_and_gradients(self._dense(X), Y, SW, dropout_step is not None, int(dropout_step or 0),
                                                      self._net(params, state, grads), self.hp, ws, total)
         return float(value), grads
 
@@ -192,16 +234,17 @@ class CpuBackend:
         """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
         fewer than asked when an epoch's loss was not finite."""
         losses = np.full(orders.shape[0], np.nan)
-        train = self.drivers(batch_size, optimizer=optimizer).train_epochs
-        ran = train(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, counter,
-                    self._net(params, state), self.hp, args.opt(optimizer), self.workspace(batch_size), losses)
+        train = self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs
+        ran = train(self._dense(X), Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, counter,
+                    self._net(params, state), self.hp, self._rows_only(X, optimizer),
+                    self.workspace(batch_size, X=X), losses)
         return losses, ran
 
     def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
         """Compile (or load) the drivers `train` (or, by_batch, `train_rows`) will run for these
         arguments, by calling them on no rows (only before their first call: a call costs
         microseconds)."""
-        drivers = self.drivers(batch_size, optimizer=optimizer)
+        drivers = self.drivers(batch_size, optimizer=optimizer, X=X)
         if (drivers.train_rows if by_batch else drivers.train_epochs).ran():
             return
         if by_batch:
@@ -215,7 +258,10 @@ class CpuBackend:
         """Epochs with one gradient all-reduce per step over MPI (kernels/cpu/distributed.py);
         returns this rank's per-epoch sums of batch loss times batch size."""
         from . import distributed
-        key = dict(self.needs(self.threaded(batch_size), batch_size, optimizer))
+        if optimizer.lazy and is_sparse(X):
+            raise ValueError("lazy updates are not available with MPI (comm=...): each rank's batch touches "
+                             "other rows; use an optimizer with lazy=False")
+        key = dict(self.needs(self.threaded(batch_size, X=X), batch_size, optimizer, is_sparse(X)))
         run = (_one_at_a_time if key["THREADED"] else _blas_on_one_thread)(
             variant(distributed.train_epochs_mpi, **key))
         totals = np.zeros(orders.shape[0])
@@ -223,12 +269,15 @@ class CpuBackend:
         if buffers is None or buffers[0].size != self.spec.n_params + 1:
             buffers = self._mpi_buffers = (np.zeros(self.spec.n_params + 1), np.zeros(self.spec.n_params + 1))
         hp = self.hp._replace(drop_key=np.uint64(drop_key))
-        run(X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, steps, counter,
-            self._net(params, state), hp, args.opt(optimizer), self.workspace(batch_size), totals, *buffers)
+        self._first_dw_zero = False
+        run(self._dense(X), Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, steps, counter,
+            self._net(params, state), hp, args.opt(optimizer, self.spec)._replace(rows_only=False),
+            self.workspace(batch_size, X=X), totals, *buffers)
         return totals
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
-        train = self.drivers(batch_size, optimizer=optimizer).train_rows
-        return train(start, stop, order, X, Y, SW, batch_size, float(lr), counter, self._net(params, state),
-                     self.hp, args.opt(optimizer), self.workspace(batch_size))
+        train = self.drivers(batch_size, optimizer=optimizer, X=X).train_rows
+        return train(start, stop, order, self._dense(X), Y, SW, batch_size, float(lr), counter,
+                     self._net(params, state), self.hp, self._rows_only(X, optimizer),
+                     self.workspace(batch_size, X=X))

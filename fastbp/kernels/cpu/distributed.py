@@ -16,7 +16,8 @@ import numpy as np
 from numba.core.errors import NumbaWarning
 
 from ..compile import serial
-from .driver import apply_update, backward, forward, gather_rows, output_loss, penalties
+from .driver import apply_update, backward, forward, gather_rows, output_loss, penalties, sparse_rows
+from .sparse import FULL
 from .views import borrow
 
 # numba-mpi's calls hold ctypes pointers, so these drivers compile in each process (about a
@@ -70,6 +71,7 @@ def train_epochs_mpi(X, Y, SW, orders, lrs, batch_size, steps, counter, net, hp,
             b = max(0, min(batch_size, n - start))
             if b > 0:
                 gather_rows(ws.xb, ws.yb, ws.wb, X, Y, SW, orders[e], start, b)
+                sparse_rows(b, orders[e], start, FULL, ws)   # every rank updates every row
             total += train_step_mpi(b, counter[0], lrs[e], net, hp, opt, ws, send, recv) * b
             counter[0] += 1
         totals[e] = total

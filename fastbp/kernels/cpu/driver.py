@@ -17,6 +17,16 @@ below, allocated once per network and batch size:
   zpart          the partial products of layers a training step splits by inputs (all threads
                  but the first: dense.dense_forward_split)
 
+A sparse X (kernels/cpu/sparse.py) is not gathered: xb has no columns, and the batch is the rows
+xrow[:b] of the CSR arrays xptr, xcol, xval, which the backend sets per call (empty for dense X):
+
+  xrow           the batch's row numbers in X
+  xptr, xcol, xval   X's indptr (int64), indices (int32) and data
+  touched        the columns (rows of the first W) the batch uses, each once, ntouched[0] of them;
+                 ntouched[0] < 0: the step writes and updates every row of the first layer's dW
+                 (Opt.rows_only says which)
+  mark           one zero flag per input column (list_touched's scratch)
+
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
 from collections import namedtuple
@@ -27,12 +37,14 @@ from numba import prange
 
 from ... import aligned, config
 from ..compile import THREADED, kernel, serial, switch
+from ...optim import OPT_SGD as SGD
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split,
                     dense_forward, dense_forward_split, split_by_inputs)
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import coefficients, grad_norm, scale, update_range
+from .sparse import FULL, FUSED, list_touched, sgd_step, sparse_backward, sparse_forward
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
                          dropout_forward, penalty_backward, penalty_value)
 from .threads import even_part, thread_count
@@ -43,19 +55,22 @@ USE_BATCH_NORM = switch("USE_BATCH_NORM", True)
 USE_DROPOUT = switch("USE_DROPOUT", True)
 USE_PENALTY = switch("USE_PENALTY", True)     # l1 / l2
 USE_CLIP = switch("USE_CLIP", True)           # clip_norm
+USE_SPARSE = switch("USE_SPARSE", True)       # sparse (CSR) X: the first layer's sparse kernels
 
 Workspace = namedtuple("Workspace", ["xb", "yb", "wb", "zbuf", "hbuf", "abuf", "dbuf", "dzbuf", "dabuf",
                                      "stats", "z_off", "a_off", "rows", "partials", "wt", "at", "dzt",
-                                     "zpart"])
+                                     "zpart", "xrow", "xptr", "xcol", "xval", "touched", "ntouched", "mark"])
 
 
-def workspace(spec, cap, dtype, training=True):
+def workspace(spec, cap, dtype, training=True, sparse=False):
     """A Workspace for batches of up to `cap` rows, allocated once and reused for every batch.
     Inference (training=False) needs no gradients, batch-norm and dropout outputs or backward
-    scratch, which halves an evaluation block's memory on a wide network."""
+    scratch, which halves an evaluation block's memory on a wide network. `sparse`: for sparse
+    X, with no dense batch and no dense-kernel scratch for the first layer."""
     nz = spec.layers[:, N_UNITS] * spec.layers[:, PIECES]
     units = spec.layers[:, N_UNITS]
     n_in = spec.layers[:, N_IN]
+    dense = slice(1 if sparse else 0, None)   # the layers the dense kernels serve
     z_off = np.zeros(spec.n_layers, dtype=np.int64)
     a_off = np.zeros(spec.n_layers, dtype=np.int64)
     z_off[1:] = np.cumsum(cap * nz)[:-1]
@@ -66,20 +81,30 @@ def workspace(spec, cap, dtype, training=True):
     # SPLIT_MIN_WEIGHTS), but never more than zbuf: with more threads than that allows,
     # dense.split_by_inputs says no and the step cuts by batch rows
     can_split = ((n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES)
-                 & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))
-    widest = int(nz[can_split].max()) if can_split.any() else 0
+                 & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))[dense]
+    widest = int(nz[dense][can_split].max()) if can_split.any() else 0
     zeros = lambda size: aligned.zeros(size, dtype=dtype)   # noqa: E731
+    scratch = lambda v: int(v[dense].max()) if spec.n_layers > int(sparse) else 0   # noqa: E731
+    n_sparse = spec.n_in if sparse else 0
     return Workspace(
-        xb=aligned.zeros((cap, spec.n_in), dtype=dtype), yb=aligned.zeros((cap, spec.n_out), dtype=dtype),
+        xb=aligned.zeros((cap, 0 if sparse else spec.n_in), dtype=dtype), yb=aligned.zeros((cap, spec.n_out), dtype=dtype),
         wb=aligned.ones(cap, dtype=dtype),
         zbuf=zeros(z_size), hbuf=zeros(z_size * grad if any(spec.batch_norm) else 0),
         abuf=zeros(a_size), dbuf=zeros(a_size * grad if any(spec.dropout) else 0),
         dzbuf=zeros(z_size * grad), dabuf=zeros(a_size * grad),
         stats=zeros(spec.n_state), z_off=z_off, a_off=a_off, rows=zeros(cap),
         partials=aligned.zeros(config.REDUCE_CHUNKS, dtype=np.float64),
-        wt=zeros(int((n_in * nz).max())), at=zeros(int(cap * n_in.max()) * grad),
-        dzt=zeros(int(cap * nz.max()) * grad),
-        zpart=zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad))
+        wt=zeros(scratch(n_in * nz)), at=zeros(cap * scratch(n_in) * grad),
+        dzt=zeros(cap * scratch(nz) * grad),
+        zpart=zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad),
+        xrow=np.zeros(cap if sparse else 0, np.int64), xptr=np.zeros(0, np.int64), xcol=np.zeros(0, np.int32),
+        xval=zeros(0), touched=np.zeros(n_sparse * grad, np.int64), ntouched=np.full(1, -1, np.int64),
+        mark=np.zeros(n_sparse * grad, np.uint8))
+
+
+def with_csr(ws, indptr, indices, data):
+    """The workspace reading the sparse X whose CSR arrays these are (int64, int32, its dtype)."""
+    return ws._replace(xptr=indptr, xcol=indices, xval=data)
 
 
 # ---- views into the flat buffers ----
@@ -153,6 +178,28 @@ def copy_rows(dst, src, start, b):
             dst[i, j] = src[start + i, j]
 
 
+@serial
+def sparse_rows(b, order, start, mode, ws):
+    """For sparse X: the batch is X's rows order[start:start + b] (order None: start onwards),
+    stepped in `mode` (sparse.py: FULL, FUSED, or >= 0: rows only, whose list this makes)."""
+    if not USE_SPARSE or ws.xptr.shape[0] == 0:
+        return
+    rows = view1d(ws.xrow, 0, b)
+    for i in range(b):
+        rows[i] = start + i if order is None else order[start + i]
+    ws.ntouched[0] = list_touched(ws.touched, ws.mark, rows, ws.xptr, ws.xcol) if mode >= 0 else mode
+
+
+@serial
+def sparse_mode(hp, opt):
+    """How a training step on sparse X treats the first W (sparse.py's modes; 0: rows only)."""
+    if not opt.rows_only:
+        return FULL
+    if opt.code == SGD and opt.clip_norm == 0 and hp.l1 == 0 and hp.l2 == 0:
+        return FUSED
+    return 0
+
+
 # ---- the network ----
 
 @serial
@@ -171,7 +218,9 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         A = _block(ws.abuf, ws.a_off, layers, l, b, False)
         A_in = _layer_input(l, b, dropout, net, ws)
         activated = False
-        if THREADED and TILED in FORWARD_PATHS and update_stats and split_by_inputs(b, W, ws.zpart):
+        if USE_SPARSE and l == 0 and ws.xptr.shape[0] > 0:
+            sparse_forward(Z, W, bias, view1d(ws.xrow, 0, b), ws.xptr, ws.xcol, ws.xval)
+        elif THREADED and TILED in FORWARD_PATHS and update_stats and split_by_inputs(b, W, ws.zpart):
             dense_forward_split(Z, A_in, W, bias, ws.zpart)
             activated = not layers[l, BN]   # batch norm comes between: activate below
             add_partials(Z, ws.zpart, A, layers[l, ACT], layer_f[l, ACT_PARAM], activated)
@@ -225,7 +274,13 @@ def backward(b, dropout, step, net, hp, ws):
         dW, db = _weights(net.grads, layers, l)
         A_in = _layer_input(l, b, dropout, net, ws)
         dA_prev = _block(ws.dabuf, a_off, layers, l - 1, b, False) if l > 0 else _rows(ws.xb, b)  # unused
-        if THREADED and TILED in BACKWARD_PATHS and split_by_inputs(b, W, ws.zpart):
+        if USE_SPARSE and l == 0 and ws.xptr.shape[0] > 0:
+            # with a penalty every row of dW changes each step: zero them all
+            penalised = USE_PENALTY and (hp.l1 != 0 or hp.l2 != 0)
+            mode = ws.ntouched[0]
+            sparse_backward(dW, db, dZ, view1d(ws.xrow, 0, b), ws.xptr, ws.xcol, ws.xval, ws.touched,
+                            FULL if penalised and mode >= 0 else mode)
+        elif THREADED and TILED in BACKWARD_PATHS and split_by_inputs(b, W, ws.zpart):
             dense_backward_split(dA_prev, dW, db, dZ, A_in, W, l > 0, ws.wt)
         else:
             dense_backward(dA_prev, dW, db, dZ, A_in, W, l > 0, _scratch(ws.wt, W.shape[1], W.shape[0]),
@@ -271,25 +326,56 @@ def apply_update(b, lr, net, opt, ws):
         if norm > opt.clip_norm:
             scale(net.grads, opt.clip_norm / norm)
     opt.t[0] += 1
+    if USE_SPARSE and ws.ntouched[0] == FUSED:
+        W, _ = _weights(net.params, net.layers, 0)
+        sgd_step(W, _block(ws.dzbuf, ws.z_off, net.layers, 0, b, True), view1d(ws.xrow, 0, b), ws.xptr, ws.xcol,
+                 ws.xval, lr)
     update_by_owner(net.params, net.grads, opt.m, opt.v, opt.code, lr, opt.hyper, opt.t[0], net.layers, b,
-                    ws.zpart)
+                    ws.zpart, ws.touched, ws.ntouched[0] if USE_SPARSE else -1)
+
+
+@serial
+def update_rows(params, grads, m, v, code, coef, w, nz, touched, ntouched, k, threads):
+    """The update of thread k's rows (c % threads == k, as sparse.py's kernels own them) among
+    touched[:ntouched] of the weight matrix at w (nz columns), whose gradient rows are then
+    zeroed: a sparse first layer's rows-only step."""
+    zero = grads.dtype.type(0)
+    for u in range(ntouched):
+        if touched[u] % threads == k:
+            o = w + touched[u] * nz
+            update_range(params, grads, m, v, code, coef, o, o + nz)
+            for i in range(o, o + nz):
+                grads[i] = zero
 
 
 @kernel
-def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials):
+def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials, touched, ntouched):
     """The optimizer step, thread k on the rows of W it owns in the layers split by inputs (so
     that W, dW and the optimizer state stay in its core's cache), and on its k-th part of every
-    other weight matrix, bias and batch-norm vector."""
+    other weight matrix, bias and batch-norm vector. ntouched >= 0: of the first W only the rows
+    touched[:ntouched] (a sparse batch's columns) are updated, each by the thread that owns it in
+    sparse.py's kernels; ntouched FUSED:
+    none (sgd_step did)."""
     coef = coefficients(code, lr, hyper, t, params.dtype.type)
+    rows_only = USE_SPARSE and (ntouched >= 0 or ntouched == FUSED)
     if not THREADED:   # one thread owns all of it: one loop over the vector, and less to compile
-        update_range(params, grads, m, v, code, coef, 0, params.shape[0])
+        if not rows_only:
+            update_range(params, grads, m, v, code, coef, 0, params.shape[0])
+            return
+        w, nz = layers[0, W_OFF], layers[0, N_UNITS] * layers[0, PIECES]
+        update_range(params, grads, m, v, code, coef, 0, w)
+        update_range(params, grads, m, v, code, coef, w + layers[0, N_IN] * nz, params.shape[0])
+        update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), 0, 1)
         return
     threads = thread_count()
     for k in prange(threads):
         for l in range(layers.shape[0]):
             n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
             w = layers[l, W_OFF]
-            if split_by_inputs(b, view2d(params, w, n_in, nz), partials):
+            if rows_only and l == 0:
+                update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), k, threads)
+                i0 = i1 = 0
+            elif split_by_inputs(b, view2d(params, w, n_in, nz), partials):
                 r0, r1 = even_part(n_in, k, threads)
                 i0, i1 = w + r0 * nz, w + r1 * nz
             else:
@@ -315,6 +401,7 @@ def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, o
     for s in range(start, stop, batch_size):
         b = min(batch_size, stop - s)
         gather_rows(ws.xb, ws.yb, ws.wb, X, Y, SW, order, s, b)
+        sparse_rows(b, order, s, sparse_mode(hp, opt), ws)
         total += train_step(b, counter[0], lr, net, hp, opt, ws) * b
         counter[0] += 1
     return total
@@ -346,6 +433,7 @@ def predict_into(out, X, net, hp, ws):
     for start in range(0, X.shape[0], cap):
         b = min(cap, X.shape[0] - start)
         copy_rows(ws.xb, X, start, b)
+        sparse_rows(b, None, start, FULL, ws)
         forward(b, False, False, False, 0, net, hp, ws)
         copy_rows(out[start:start + b], _block(ws.abuf, ws.a_off, net.layers, L, b, False), 0, b)
 
@@ -361,6 +449,7 @@ def loss_total(X, Y, net, hp, ws):
     for start in range(0, X.shape[0], cap):
         b = min(cap, X.shape[0] - start)
         copy_rows(ws.xb, X, start, b)
+        sparse_rows(b, None, start, FULL, ws)
         copy_rows(ws.yb, Y, start, b)
         ws.wb[:b] = 1
         forward(b, False, False, False, 0, net, hp, ws)
@@ -398,6 +487,7 @@ def loss_and_gradients(X, Y, SW, dropout, step, net, hp, ws, total):
     for start in range(0, n, cap):
         b = min(cap, n - start)
         copy_rows(ws.xb, X, start, b)
+        sparse_rows(b, None, start, FULL, ws)
         copy_rows(ws.yb, Y, start, b)
         for i in range(b):
             ws.wb[i] = SW[start + i]

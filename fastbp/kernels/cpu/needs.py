@@ -16,16 +16,17 @@ from ...spec import ACT, N_IN, N_UNITS, PIECES
 from .dense import NAIVE, paths_over
 
 
-def needs(spec, dtype, threaded, rows, optimizer=None):
+def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     """The switches for a call on `spec` in `dtype`: on Numba's threads or not, over batches of at
-    most `rows` rows, training with `optimizer` (None: evaluation or gradients only).
+    most `rows` rows, training with `optimizer` (None: evaluation or gradients only), on sparse
+    X or dense.
 
     Returns the keyword arguments of compile.variant, in a canonical order (usable as a key):
     only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
     built it)."""
     layers = spec.layers
     forward, backward = {NAIVE}, {NAIVE}
-    for l in range(layers.shape[0]):
+    for l in range(1 if sparse else 0, layers.shape[0]):   # a sparse first layer has its own kernels
         # the path rules read only W's shape, size and itemsize: a broadcast view allocates nothing
         W = np.broadcast_to(np.zeros(1, dtype), (int(layers[l, N_IN]), int(layers[l, N_UNITS] * layers[l, PIECES])))
         f, b = paths_over(rows, W)
@@ -42,6 +43,7 @@ def needs(spec, dtype, threaded, rows, optimizer=None):
         USE_PENALTY=spec.l1 > 0 or spec.l2 > 0,
         USED_OPTIMIZERS=(int(optimizer.code),) if optimizer is not None else (),
         USE_CLIP=optimizer is not None and bool(optimizer.clip_norm),
+        USE_SPARSE=bool(sparse),
     )
     if not config.SPECIALIZE or general_built(np.dtype(dtype)):
         values = {"THREADED": values["THREADED"]}

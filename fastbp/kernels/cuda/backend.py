@@ -4,17 +4,20 @@ A call to `train` uploads the data (kept on the device across calls while it is 
 the parameters, running statistics and optimizer state once, runs every batch of every epoch
 on the device (the gather included), and reads back one number per epoch (its loss, which the
 caller needs to report and to stop on divergence); the parameters and state come back at the
-end of the call.
+end of the call. A sparse X (a scipy CSR matrix) goes up as its CSR arrays; its batches are row
+numbers into them (kernels/cuda/sparse.py).
 """
 import numpy as np
 from numba import cuda
 
 from ... import config
+from ...data import is_sparse
 from .. import args
 from ..cpu.losses import RMSE, loss_divisor   # host-side arithmetic, shared with the cpu backend
 from . import driver
 from .common import fill, grid1
 from .driver import Workspace, gather_rows, penalties
+from .sparse import batch_rows
 
 
 def gpu_status():
@@ -53,19 +56,42 @@ class CudaBackend:
             net.state.copy_to_device(state)
         return net
 
-    def _workspace(self, cap):
-        ws = self._workspaces.get(cap)
+    def _workspace(self, cap, X=None):
+        """The workspace for batches of up to `cap` rows of X, reading X (csr) if it is sparse."""
+        key = (cap, is_sparse(X))
+        ws = self._workspaces.get(key)
         if ws is None:
             if len(self._workspaces) >= 2:   # keep a training and an evaluation workspace
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[cap] = Workspace(self.spec, self.dtype, cap)
+            ws = self._workspaces[key] = Workspace(self.spec, self.dtype, cap, key[1])
         return ws
 
+    @staticmethod
+    def _csr(X):
+        """The device (indptr, indices, data) of a sparse X."""
+        return (cuda.to_device(X.indptr.astype(np.int64)), cuda.to_device(X.indices.astype(np.int32)),
+                cuda.to_device(X.data))
+
     def _upload(self, X, Y, SW):
+        """Device copies of (X, Y, SW): X a dense array, or for sparse X a placeholder without
+        columns and its CSR arrays, which go into ws.csr."""
         d = self._data
         if d is None or d[0] is not X or d[1] is not Y or d[2] is not SW:
-            self._data = d = (X, Y, SW, cuda.to_device(X), cuda.to_device(Y), cuda.to_device(SW))
-        return d[3:]
+            if is_sparse(X):
+                X_d, csr = cuda.device_array((X.shape[0], 0), self.dtype), self._csr(X)
+            else:
+                X_d, csr = cuda.to_device(X), None
+            self._data = d = (X, Y, SW, (X_d, cuda.to_device(Y), cuda.to_device(SW)), csr)
+        return d[3], d[4]
+
+    def _block_input(self, ws, X, csr, start, stop):
+        """Rows start:stop of X into the workspace: copied, or for sparse X their row numbers."""
+        b = stop - start
+        ws.csr = csr
+        if csr is None:
+            ws.xb[:b].copy_to_device(np.ascontiguousarray(X[start:stop]))
+        else:
+            batch_rows(ws.xrow, None, start, b)
 
     def _download(self, net, params, state):
         net.params.copy_to_host(params)
@@ -83,10 +109,11 @@ class CudaBackend:
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
         L = self.spec.n_layers - 1
         net = self._upload_net(params, state)
+        csr = self._csr(X) if is_sparse(X) else None
         for start, stop, cap in self._blocks(X):
-            ws = self._workspace(cap)
+            ws = self._workspace(cap, X)
             b = stop - start
-            ws.xb[:b].copy_to_device(np.ascontiguousarray(X[start:stop]))
+            self._block_input(ws, X, csr, start, stop)
             driver.forward(b, False, False, False, 0, net, self.hp, ws)
             out[start:stop] = ws.A[L][:b].copy_to_host()
         return out
@@ -97,10 +124,11 @@ class CudaBackend:
         total = 0.0
         net = self._upload_net(params, state)
         ws = None
+        csr = self._csr(X) if is_sparse(X) else None
         for start, stop, cap in self._blocks(X):
-            ws = self._workspace(cap)
+            ws = self._workspace(cap, X)
             b = stop - start
-            ws.xb[:b].copy_to_device(np.ascontiguousarray(X[start:stop]))
+            self._block_input(ws, X, csr, start, stop)
             ws.yb[:b].copy_to_device(np.ascontiguousarray(Y[start:stop]))
             fill[grid1(b)](ws.wb, 1.0)
             driver.forward(b, False, False, False, 0, net, self.hp, ws)
@@ -118,8 +146,8 @@ class CudaBackend:
         is large), sample weights SW (n,) scaling each row."""
         b = X.shape[0]
         net = self._upload_net(params, state)
-        ws = Workspace(self.spec, self.dtype, b)   # one batch of all rows
-        ws.xb.copy_to_device(np.ascontiguousarray(X))
+        ws = Workspace(self.spec, self.dtype, b, is_sparse(X))   # one batch of all rows
+        self._block_input(ws, X, self._csr(X) if is_sparse(X) else None, 0, b)
         ws.yb.copy_to_device(np.ascontiguousarray(Y))
         if SW is None:
             fill[grid1(b)](ws.wb, 1.0)
@@ -136,9 +164,11 @@ class CudaBackend:
         return float(ws.total.copy_to_host()[0]), net.grads.copy_to_host()
 
     # ---- training ----
-    def _opt(self, optimizer):
-        """The optimizer's Opt with its moments on the device (the step count stays on the host)."""
-        host = args.opt(optimizer)
+    def _opt(self, optimizer, X):
+        """The optimizer's Opt with its moments on the device (the step count stays on the host);
+        rows_only only for a lazy optimizer on sparse X (the GPU steps every row otherwise, which
+        is exact for plain SGD too)."""
+        host = args.opt(optimizer, self.spec)._replace(rows_only=bool(optimizer.lazy and is_sparse(X)))
         on_device = lambda a: cuda.to_device(a) if a.size else cuda.device_array(1, self.dtype)   # noqa: E731
         return host._replace(hyper=cuda.to_device(host.hyper), m=on_device(host.m), v=on_device(host.v))
 
@@ -151,10 +181,12 @@ class CudaBackend:
             opt.v.copy_to_host(v)
 
     def _rows(self, net, ws, dev, order_d, start, stop, batch_size, lr, counter, opt):
-        X_d, Y_d, SW_d = dev
+        (X_d, Y_d, SW_d), ws.csr = dev
         for s in range(start, stop, batch_size):
             b = min(batch_size, stop - s)
             gather_rows(ws.xb, ws.yb, ws.wb, X_d, Y_d, SW_d, order_d, s, b)
+            if ws.csr is not None:
+                batch_rows(ws.xrow, order_d, s, b)
             opt.t[0] += 1
             driver.train_step(b, int(counter[0]), float(lr), float(b), net, self.hp, opt._replace(t=int(opt.t[0])),
                               ws)
@@ -167,9 +199,9 @@ class CudaBackend:
         """Epochs over `orders`; returns (losses, epochs run), stopping after a non-finite loss."""
         n = X.shape[0]
         net = self._upload_net(params, state)
-        ws = self._workspace(batch_size)
+        ws = self._workspace(batch_size, X)
         dev = self._upload(X, Y, SW)
-        opt = self._opt(optimizer)
+        opt = self._opt(optimizer, X)
         orders_d = cuda.to_device(np.ascontiguousarray(orders))
         losses = np.full(orders.shape[0], np.nan)
         ran = orders.shape[0]
@@ -186,9 +218,9 @@ class CudaBackend:
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
         net = self._upload_net(params, state)
-        ws = self._workspace(batch_size)
+        ws = self._workspace(batch_size, X)
         dev = self._upload(X, Y, SW)
-        opt = self._opt(optimizer)
+        opt = self._opt(optimizer, X)
         fill[1, 1](ws.total, 0.0)
         self._rows(net, ws, dev, cuda.to_device(np.ascontiguousarray(order)), start, stop, batch_size, lr,
                    counter, opt)

@@ -16,6 +16,7 @@ from .common import fill, grid1
 from .dense import dense_backward, dense_forward
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import grad_norm, optimizer_update, scale
+from .sparse import mark_rows, sparse_backward, sparse_forward
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference, dropout_forward,
                          penalty)
 
@@ -40,14 +41,21 @@ def gather_rows(xb, yb, wb, X, Y, SW, order, start, b):
 class Workspace:
     """A network's device buffers for batches of up to `cap` rows: per-layer blocks (allocated
     once, sliced per batch), batch statistics, per-row losses and device scalars. The cpu
-    driver's Workspace, as lists of per-layer arrays."""
+    driver's Workspace, as lists of per-layer arrays.
 
-    def __init__(self, spec, dtype, cap):
+    sparse: for sparse X, whose batch is not gathered: xb has no columns, xrow holds the batch's
+    row numbers in X, `csr` the device (indptr, indices, data) of the X being read (set per
+    call), and `mask` one flag per input column for lazy steps."""
+
+    def __init__(self, spec, dtype, cap, sparse=False):
         L = spec.layers
         dev = lambda *shape: cuda.device_array(shape, dtype=dtype)   # noqa: E731
         self.cap = cap
         self.stats = dev(max(spec.n_state, 1))
-        self.xb, self.yb, self.wb = dev(cap, spec.n_in), dev(cap, spec.n_out), dev(cap)
+        self.xb, self.yb, self.wb = dev(cap, 0 if sparse else spec.n_in), dev(cap, spec.n_out), dev(cap)
+        self.xrow = cuda.device_array(cap if sparse else 1, dtype=np.int64)
+        self.mask = cuda.to_device(np.zeros(spec.n_in if sparse else 1, dtype=np.uint8))
+        self.csr = None
         nz = [int(r[N_UNITS] * r[PIECES]) for r in L]
         units = [int(r[N_UNITS]) for r in L]
         self.Z = [dev(cap, w) for w in nz]
@@ -100,8 +108,12 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
         W, bias = _weights(net.params, layers, l)
         Z, A = ws.Z[l][:b], ws.A[l][:b]
         fuse = fusable(code) and not layers[l, BN]
-        dense_forward(Z, _layer_input(l, b, dropout, net, ws), W, bias, A if fuse else None,
-                      code if fuse else -1, param)
+        if l == 0 and ws.csr is not None:
+            sparse_forward(Z, W, bias, ws.xrow[:b], ws.csr)
+            fuse = False
+        else:
+            dense_forward(Z, _layer_input(l, b, dropout, net, ws), W, bias, A if fuse else None,
+                          code if fuse else -1, param)
         if layers[l, BN]:
             gamma, beta = _pair(net.params, layers, l, G_OFF)
             run_mean, run_var = _pair(net.state, layers, l, S_OFF)
@@ -140,7 +152,10 @@ def backward(b, dropout, step, net, hp, ws):
         W, _ = _weights(net.params, layers, l)
         dW, db = _weights(net.grads, layers, l)
         dA_prev = ws.dA[l - 1][:b] if l > 0 else None
-        dense_backward(dA_prev, dW, db, dZ, _layer_input(l, b, dropout, net, ws), W, l > 0)
+        if l == 0 and ws.csr is not None:
+            sparse_backward(dW, db, dZ, ws.xrow[:b], ws.csr)
+        else:
+            dense_backward(dA_prev, dW, db, dZ, _layer_input(l, b, dropout, net, ws), W, l > 0)
         if layers[l, BN]:
             fill[grid1(db.size)](db, 0.0)   # batch norm subtracts the mean: the bias has no effect
         if l > 0:
@@ -170,7 +185,15 @@ def train_step(b, step, lr, weight, net, hp, opt, ws):
     if opt.clip_norm > 0:
         grad_norm(ws.scalar, net.grads)
         scale(net.grads, ws.scalar, opt.clip_norm)
-    optimizer_update(net.params, net.grads, opt.m, opt.v, opt.code, lr, opt.hyper, opt.t)
+    lazy = None
+    if opt.rows_only and ws.csr is not None:   # lazy: only the rows of the first W the batch uses
+        mark_rows(ws.mask, ws.xrow, b, ws.csr)
+        first = net.layers[0]
+        w0, nz = int(first[W_OFF]), int(first[N_UNITS] * first[PIECES])
+        lazy = (w0, w0 + int(first[N_IN]) * nz, nz, ws.mask)
+    optimizer_update(net.params, net.grads, opt.m, opt.v, opt.code, lr, opt.hyper, opt.t, lazy)
+    if lazy is not None:
+        fill[grid1(ws.mask.size)](ws.mask, 0)
 
 
 @cuda.jit

@@ -2,6 +2,7 @@
 hyper-parameter slots from fastbp.optim), and the gradient norm for clipping."""
 import math
 
+import numpy as np
 from numba import cuda
 
 from ...optim import (H_BETA1, H_BETA2, H_DECAY, H_EPS, H_MOMENTUM, OPT_ADAM as ADAM,
@@ -36,10 +37,12 @@ def scale(x, sumsq, clip):
 
 
 @cuda.jit
-def _update(params, grads, m, v, code, lr, hyper, t):
+def _update(params, grads, m, v, code, lr, hyper, t, w0, w1, nz, mask):
     i = cuda.grid(1)
     if i >= params.size:
         return
+    if w0 <= i < w1 and mask[(i - w0) // nz] == 0:
+        return   # a lazy step: a row of the first W that the sparse batch did not use
     g = grads[i]
     if code == MOMENTUM or code == NESTEROV:
         mu = hyper[H_MOMENTUM]
@@ -63,6 +66,14 @@ def _update(params, grads, m, v, code, lr, hyper, t):
         params[i] -= lr * g
 
 
-def optimizer_update(params, grads, m, v, code, lr, hyper, t):
-    """One step at learning rate lr; t is the step number (from 1)."""
-    _update[grid1(params.size)](params, grads, m, v, code, lr, hyper, t)
+_NO_MASK = []
+
+
+def optimizer_update(params, grads, m, v, code, lr, hyper, t, lazy=None):
+    """One step at learning rate lr; t is the step number (from 1). lazy = (w0, w1, nz, mask):
+    of the weights params[w0:w1] (rows of nz) only the rows whose mask is set change."""
+    if lazy is None:
+        if not _NO_MASK:
+            _NO_MASK.append(cuda.to_device(np.zeros(1, np.uint8)))
+        lazy = (0, 0, 1, _NO_MASK[0])
+    _update[grid1(params.size)](params, grads, m, v, code, lr, hyper, t, *lazy)

@@ -28,7 +28,16 @@ def test_a_plain_network_needs_only_its_own_branches():
     key = dict(needs(spec, "float32", False, 4, SGD(0.1)))
     assert key == dict(THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,), USED_LOSSES=(losses.BCE,),
                        FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False,
-                       USE_DROPOUT=False, USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False)
+                       USE_DROPOUT=False, USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False,
+                       USE_SPARSE=False)
+
+
+def test_sparse_input_adds_its_kernels_and_drops_the_first_layers_dense_paths():
+    spec = make_spec([50_000, 8, 3])
+    dense, sparse = (dict(needs(spec, "float32", False, 64, SGD(0.1), s)) for s in (False, True))
+    assert sparse["USE_SPARSE"] and not dense["USE_SPARSE"]
+    # the 50,000 x 8 layer's dense path (BLAS or blocked) is not compiled for sparse input
+    assert set(sparse["FORWARD_PATHS"]) < set(dense["FORWARD_PATHS"])
 
 
 def test_every_feature_in_use_is_compiled_in():
