@@ -106,13 +106,35 @@ def _cases(B, n_in, n_out, dtype):
                   lambda: ref.optimizer_update(flat, gflat, opt, 1e-6),
                   lambda k: k["optim"].optimizer_update(flat, gflat, *opt.state_arrays()[:2], opt.code, 1e-6,
                                                           opt.hyper(), 3)))
-    return cases
+    return cases + _sparse_cases(B, n_in, n_out, dtype, W, b, Z, dZ, dW, db)
+
+
+def _sparse_cases(B, n_in, n_out, dtype, W, b, Z, dZ, dW, db):
+    """The first layer on a CSR batch of 5 % non-zeros (kernels/cpu/sparse.py) against scipy's
+    products; none without scipy."""
+    try:
+        from scipy import sparse
+    except ImportError:
+        return []
+    from .kernels.cpu.sparse import FULL
+    X = sparse.random(B, n_in, density=0.05, format="csr", random_state=0, dtype=dtype)
+    ptr, idx, rows = X.indptr.astype(np.int64), X.indices.astype(np.int32), np.arange(B, dtype=np.int64)
+    touched = np.zeros(n_in, np.int64)
+    flop = 2 * X.nnz * n_out
+    return [
+        ("sparse_forward", flop, lambda: X @ W + b,
+         lambda k: k["sparse"].sparse_forward(Z, W, b, rows, ptr, idx, X.data)),
+        ("sparse_backward", flop, lambda: X.T @ dZ,
+         lambda k: k["sparse"].sparse_backward(dW, db, dZ, rows, ptr, idx, X.data, touched, FULL)),
+        ("sparse_sgd_step", flop, lambda: W.__isub__(1e-9 * (X.T @ dZ)),
+         lambda k: k["sparse"].sgd_step(W, dZ, rows, ptr, idx, X.data, 1e-9)),
+    ]
 
 
 def kernel_modules(one_thread=False):
     """The kernel modules by short name, or views of them whose kernels are the twins."""
-    from .kernels.cpu import activations, dense, losses, optim
-    modules = {"dense": dense, "act": activations, "loss": losses, "optim": optim}
+    from .kernels.cpu import activations, dense, losses, optim, sparse
+    modules = {"dense": dense, "act": activations, "loss": losses, "optim": optim, "sparse": sparse}
     return {k: _Twins(m) for k, m in modules.items()} if one_thread else modules
 
 

@@ -46,12 +46,77 @@ def _npz_rows(path, name, part):
             return np.frombuffer(f.read((hi - lo) * row), dtype=dtype).reshape((hi - lo,) + tuple(shape[1:]))
 
 
-def read_table(path, target=None, part=None):
-    """(X float64 (n, d), y or None, feature names, target name) from a CSV with a header row or
-    an NPZ holding X (and y). CSV target columns may hold class names; features must be numbers.
-    part = (rank, ranks): only that contiguous slice of the rows is kept (or read, for .npz)."""
+SVMLIGHT = (".svm", ".svmlight", ".libsvm")
+
+
+def _sparse_npz(path):
+    """Whether an .npz file is a matrix saved by scipy.sparse.save_npz."""
+    with np.load(path, allow_pickle=False) as z:
+        return {"indptr", "indices", "data", "shape", "format"} <= set(z.files)
+
+
+def _read_sparse(path, target, n_features):
+    """(X CSR float64, y or None, feature names, target name) from an svmlight / libsvm text
+    file (its first field the target) or a scipy.sparse.save_npz file, whose targets are read
+    from `target` (a .npy file, or a text file of one per line) or else <name>.y.npy beside it."""
+    try:
+        from scipy import sparse
+    except ImportError:
+        raise UsageError(f"{path}: sparse data needs scipy: pip install scipy") from None
+    if path.endswith(SVMLIGHT):
+        try:
+            from sklearn.datasets import load_svmlight_file
+        except ImportError:
+            raise UsageError(f"{path}: reading svmlight / libsvm files needs scikit-learn: "
+                             f"pip install 'fastbp[sklearn]'") from None
+        try:
+            X, y = load_svmlight_file(path, n_features=n_features, dtype=np.float64)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"{path}: cannot read it as svmlight / libsvm ({exc})") from None
+        return X.tocsr(), y, [f"x{i}" for i in range(X.shape[1])], "y"
+    try:
+        X = sparse.load_npz(path).tocsr().astype(np.float64)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path}: cannot read it as a scipy.sparse .npz ({exc})") from None
+    if n_features is not None and X.shape[1] < n_features:   # columns past the last one saved are empty
+        X = sparse.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], n_features))
+    beside = path[:-len(".npz")] + ".y.npy"
+    ypath = target or (beside if os.path.exists(beside) else None)
+    y = None
+    if ypath is not None:
+        if not os.path.exists(ypath):
+            raise UsageError(f"{ypath}: no such targets file (give --target a .npy file or a text file with "
+                             f"one target per line)")
+        try:
+            y = np.load(ypath, allow_pickle=False) if ypath.endswith(".npy") else np.loadtxt(ypath, dtype=str)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"{ypath}: cannot read the targets ({exc})") from None
+        if y.dtype.kind == "U":
+            try:
+                y = y.astype(np.float64)
+            except ValueError:
+                pass   # class names
+        if y.shape != (X.shape[0],):
+            raise UsageError(f"{ypath}: {y.shape[0] if y.ndim else 0} targets for the {X.shape[0]} rows of {path}")
+    return X, y, [f"x{i}" for i in range(X.shape[1])], os.path.basename(ypath) if ypath else "y"
+
+
+def read_table(path, target=None, part=None, n_features=None):
+    """(X float64 (n, d), y or None, feature names, target name) from a CSV with a header row,
+    an NPZ holding X (and y), or sparse data (X a scipy CSR matrix): an svmlight / libsvm file
+    (.svm, .svmlight, .libsvm) or a scipy.sparse.save_npz file (targets: _read_sparse). CSV
+    target columns may hold class names; features must be numbers. part = (rank, ranks): only
+    that contiguous slice of the rows is kept (or read, for .npz). n_features: the columns a
+    model expects, for sparse files whose last columns may be empty."""
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
+    if path.endswith(SVMLIGHT) or path.endswith(".npz") and _sparse_npz(path):
+        X, y, names, target = _read_sparse(path, target, n_features)
+        if part is not None:
+            bounds = np.linspace(0, X.shape[0], part[1] + 1).astype(int)
+            rows = slice(bounds[part[0]], bounds[part[0] + 1])
+            X, y = X[rows], None if y is None else y[rows]
+        return X, y, names, target
     if path.endswith(".npz"):
         key = target or "y"
         try:
@@ -145,7 +210,7 @@ def _world(args):
 
 
 def cmd_train(args):
-    if args.target is None and not args.data.endswith(".npz"):
+    if args.target is None and not args.data.endswith((".npz", *SVMLIGHT)):
         raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")
     comm, rank, size = _world(args)
     X, y, features, target = read_table(args.data, args.target, (rank, size) if comm else None)
@@ -172,7 +237,10 @@ def cmd_train(args):
     if args.val_split:   # the held-out rows are the last ones: shuffle first (files are often sorted)
         order = np.random.default_rng(args.seed).permutation(X.shape[0])
         X, y_fit = X[order], y_fit[order]
-    if args.scale:   # standardise inputs; the statistics travel with the model
+    sparse = not isinstance(X, np.ndarray)
+    if args.scale and sparse:
+        say("sparse features are used as they are (standardising would make them dense)")
+    elif args.scale:   # standardise inputs; the statistics travel with the model
         if comm is not None:
             sums = comm.allreduce(np.r_[X.shape[0], X.sum(axis=0), (X * X).sum(axis=0)].astype(np.float64))
             d = X.shape[1]
@@ -224,8 +292,12 @@ def _model_inputs(net, args, need_target):
     meta = net.metadata
     target = meta.get("target") if need_target or args.target is None else args.target
     target = args.target or target
-    X, y, features, _ = read_table(args.data, target if (need_target or (target and _has_column(args.data, target)))
-                                   else None)
+    sparse = args.data.endswith(SVMLIGHT) or args.data.endswith(".npz") and _sparse_npz(args.data)
+    if sparse:   # the targets come from the file (svmlight) or a file beside it, not a column
+        target = args.target
+    X, y, features, _ = read_table(args.data, target if (sparse or need_target
+                                                         or (target and _has_column(args.data, target)))
+                                   else None, n_features=net.sizes[0])
     if X.shape[1] != net.sizes[0]:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns but the model expects {net.sizes[0]}"
                          + (f" ({', '.join(meta['features'])})" if meta.get("features") else ""))

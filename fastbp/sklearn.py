@@ -207,17 +207,15 @@ class _BaseMLP(BaseEstimator):
 
     # ---- data ----
     def _validate_X(self, X, reset, y=None, *, with_y=False, **kw):
-        """X (and y) as scikit-learn checks them; X dense, C-ordered, of the estimator's dtype."""
+        """X (and y) as scikit-learn checks them, of the estimator's dtype: dense C-ordered, or a
+        CSR matrix (CSC and others convert), which the network's sparse kernels read as is."""
         dtype = (np.float64, np.float32) if self.dtype is None else np.dtype(self.dtype)
         if not with_y:
             X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"], dtype=dtype)
         else:
             X, y = validate_data(self, X, y, reset=reset, accept_sparse=["csr", "csc"], multi_output=True,
                                  dtype=dtype, **kw)
-        # fastbp's kernels read dense rows (CSR kernels are their own work): densified once
-        if scipy.sparse.issparse(X):
-            X = X.toarray()
-        X = np.ascontiguousarray(X)
+        X = scipy.sparse.csr_matrix(X) if scipy.sparse.issparse(X) else np.ascontiguousarray(X)
         return (X, y) if with_y else X
 
     def _batch(self, n):
@@ -505,10 +503,11 @@ class _BaseMLP(BaseEstimator):
         binarised targets y."""
         dtype = np.dtype(self.coefs_[0].dtype)
         self._set_packed(packed_coef_inter, dtype)
-        X = np.ascontiguousarray(X.toarray() if scipy.sparse.issparse(X) else X, dtype=dtype)
+        X = (scipy.sparse.csr_matrix(X, dtype=dtype) if scipy.sparse.issparse(X)
+             else np.ascontiguousarray(X, dtype=dtype))
         units = [X.shape[1]] + [c.shape[1] for c in self.coefs_]
         sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        fun = self._lbfgs_function(X, np.asarray(y).reshape(len(X), -1), sw, units, dtype, None)
+        fun = self._lbfgs_function(X, np.asarray(y).reshape(X.shape[0], -1), sw, units, dtype, None)
         return fun(_pack(self.coefs_, self.intercepts_))
 
     def __sklearn_tags__(self):

@@ -3,6 +3,8 @@
 Each is a network, its data and its fit arguments. Data are made from a fixed seed (standard-
 normal features, labels = argmax of the features times a fixed random matrix), so every backend
 trains on the same problem. "digits" trains on the bundled UCI digits (1,797 x 64, 10 classes).
+"text" is the sparse workload: bag-of-words rows (datasets.make_bag_of_words, a scipy CSR matrix)
+in 20 topics.
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ class Workload:
     batch_size: int
     n_samples: int
     epochs: int
+    nnz_per_row: int = 0   # sparse X with about this many non-zeros per row; 0: dense X
+
+    @property
+    def sparse(self):
+        return self.nnz_per_row > 0
 
     def data(self, dtype="float32"):
         if self.name == "seed":
@@ -30,6 +37,9 @@ class Workload:
             return X.astype(dtype), y
         if self.name == "digits":
             return datasets.load_digits(dtype)
+        if self.sparse:
+            return datasets.make_bag_of_words(self.n_samples, self.sizes[0], self.nnz_per_row,
+                                              n_classes=self.sizes[-1], seed=0, dtype=dtype)
         return datasets.make_synthetic(self.n_samples, self.sizes[0], max(self.sizes[-1], 1),
                                        seed=0, dtype=dtype)
 
@@ -48,8 +58,11 @@ class Workload:
 
     @property
     def gflop(self):
-        """6 x samples x epochs x weights: forward plus both halves of backward."""
+        """6 x samples x epochs x weights: forward plus both halves of backward (a sparse first
+        layer counts the weights its non-zeros select)."""
         weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        if self.sparse:
+            weights += (self.nnz_per_row - self.sizes[0]) * self.sizes[1]
         return 6 * self.n_samples * self.epochs * weights / 1e9
 
 
@@ -59,6 +72,7 @@ WORKLOADS = {w.name: w for w in [
     Workload("digits", (64, 128, 10), "relu", 32, 1_797, 20),
     Workload("mid", (256, 256, 256, 10), "relu", 64, 20_000, 3),
     Workload("wide", (784, 1024, 1024, 10), "relu", 256, 20_000, 1),
+    Workload("text", (50_000, 256, 20), "relu", 64, 20_000, 2, nnz_per_row=150),
 ]}
 
 
@@ -98,7 +112,7 @@ def fit_peak_memory(workload, backend, dtype="float32", features=False):
         return None
     X, y = workload.data(dtype)
     fit = workload.fit_args(features)
-    rows = min(len(X), 2 * workload.batch_size)
+    rows = min(X.shape[0], 2 * workload.batch_size)
     workload.network(backend, dtype, features=features).fit(X[:rows], y[:rows], **dict(fit, epochs=1))
     net = workload.network(backend, dtype, features=features)
     gc.collect()

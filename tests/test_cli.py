@@ -130,3 +130,33 @@ def test_a_first_fit_says_once_that_it_compiles(tmp_path):
     quiet = subprocess.run([sys.executable, "-c", code.replace("elu", "sigmoid")], cwd=tmp_path,
                            env=dict(env, FASTBP_QUIET="1"), capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0 and "compiling" not in quiet.stderr, quiet.stderr
+
+
+def test_sparse_data_from_svmlight_and_save_npz(tmp_path):
+    sp = pytest.importorskip("scipy.sparse")
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import dump_svmlight_file
+    from fastbp.datasets import make_bag_of_words
+    X, y = make_bag_of_words(n_samples=600, n_features=400, nnz_per_row=20, n_classes=3, seed=0)
+    names = np.array(["news", "sport", "tech"])
+    dump_svmlight_file(X[:500], y[:500], str(tmp_path / "train.svm"))
+    dump_svmlight_file(X[500:, :300], y[500:], str(tmp_path / "test.svm"))   # the last columns empty: omitted
+    sp.save_npz(tmp_path / "train.npz", X[:500])
+    np.save(tmp_path / "train.y.npy", names[y[:500]])                   # the targets beside the matrix
+    sp.save_npz(tmp_path / "test.npz", X[500:])
+    np.savetxt(tmp_path / "test.labels.txt", names[y[500:]], fmt="%s")
+    out = cli("train", "train.svm", "--layers", "16", "--epochs", "20", "--lr", "0.1", "--optimizer", "sgd",
+              "--save", "s.npz", "--quiet", cwd=tmp_path)
+    assert "500 rows, 400 features" in out.stdout and "as they are" in out.stdout
+    acc = float(cli("evaluate", "s.npz", "train.svm", cwd=tmp_path).stdout.split()[1])
+    assert acc > 0.8
+    # a file whose last columns are all empty still reads with the model's width
+    assert len(cli("predict", "s.npz", "test.svm", cwd=tmp_path).stdout.split()) == 101
+    out = cli("train", "train.npz", "--layers", "16", "--epochs", "20", "--lr", "0.1", "--optimizer", "sgd",
+              "--save", "n.npz", "--quiet", cwd=tmp_path)
+    assert "3 classes" in out.stdout
+    preds = cli("predict", "n.npz", "test.npz", cwd=tmp_path).stdout.split()[1:]
+    assert set(preds) <= set(names) and np.mean(np.array(preds) == names[y[500:]]) > 0.6
+    acc = float(cli("evaluate", "n.npz", "test.npz", "--target", "test.labels.txt", cwd=tmp_path).stdout.split()[1])
+    assert acc == pytest.approx(np.mean(np.array(preds) == names[y[500:]]), abs=1e-6)
+    cli("train", "test.npz", cwd=tmp_path, code=2)   # no targets beside it: one line, status 2
