@@ -1,4 +1,4 @@
-"""Time the five workloads of WORKLOADS.md on each backend, side by side in one run.
+"""Time the six workloads of WORKLOADS.md (text: sparse) on each backend, side by side in one run.
 
     python scripts/workloads.py                 # all workloads, float32, numpy vs cpu
     python scripts/workloads.py --dtype float64 --repeats 5 mid wide
