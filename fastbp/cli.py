@@ -413,7 +413,15 @@ def cmd_compile(args):
         raise UsageError("--all builds the general drivers, which serve every model: give it or --model, not both")
     from .kernels.compile import CACHE_DIR
     print(f"building into {CACHE_DIR}", flush=True)
-    for what, seconds in prebuild.compile(networks, dtypes, general=args.all, batch_size=args.batch_size):
+    if args.all and args.sparse:
+        raise UsageError("--all builds the general drivers, which serve sparse X too: give it or --sparse, not both")
+    if args.sparse:
+        try:
+            import scipy.sparse  # noqa: F401
+        except ImportError:
+            raise UsageError("--sparse needs scipy: pip install scipy") from None
+    for what, seconds in prebuild.compile(networks, dtypes, general=args.all, batch_size=args.batch_size,
+                                          sparse=args.sparse):
         print(f"  {what}: {seconds:.1f} s", flush=True)
     print(f"kernel cache: {prebuild.cache_summary()}")
     return 0
@@ -562,6 +570,7 @@ def build_parser():
     p.add_argument("--model", action="append", default=[], metavar="MODEL.npz",
                    help="a saved model whose kernels to build (repeatable)")
     p.add_argument("--batch-size", type=int, default=32, help="the batch size the models will train with (default 32)")
+    p.add_argument("--sparse", action="store_true", help="the models will read sparse (scipy CSR) data")
     p.set_defaults(func=cmd_compile)
 
     sub.add_parser("bench", help="time every kernel on each backend against the sgemm limit "

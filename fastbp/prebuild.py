@@ -28,7 +28,7 @@ DEMO = ((dict(sizes=[2, 4, 1], hidden="sigmoid", output="sigmoid"), 4),
 _EVERYTHING = dict(sizes=[6, 8, 4], hidden="relu", output="softmax", dropout=0.1, batch_norm=True, l2=1e-4)
 
 
-def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, optimizer="sgd"):
+def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, optimizer="sgd", sparse=False):
     """Build the kernel cache ahead of time; returns [(what, seconds)].
 
     networks: Network objects (their architecture; each is built in every dtype of `dtypes`),
@@ -39,6 +39,8 @@ def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, op
         dtypes, of any network and in any process, loads them instead of compiling a variant.
     batch_size, optimizer: those the given networks will be trained with (the variant compiled
         for a fit depends on both).
+    sparse: the networks will read sparse (scipy CSR) X, whose variants differ (needs scipy).
+        The general build serves sparse X as it is.
     """
     dtypes = [np.dtype(d).name for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
     done = []
@@ -52,18 +54,24 @@ def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, op
         for spec, batch in todo:
             t0 = time.perf_counter()
             for progress in (False, True):   # fit(verbose=1) trains batch by batch: other drivers
-                _exercise(Network(dtype=dtype, seed=0, **spec), batch, optimizer, progress)
+                _exercise(Network(dtype=dtype, seed=0, **spec), batch, optimizer, progress, sparse)
             hidden = spec.get("hidden", "relu")
             hidden = "/".join(dict.fromkeys(map(str, hidden))) if isinstance(hidden, list) else hidden
-            done.append((f"{spec['sizes']} {hidden}, {dtype}, batch {batch}", time.perf_counter() - t0))
+            done.append((f"{spec['sizes']} {hidden}, {dtype}, batch {batch}{', sparse X' if sparse else ''}",
+                         time.perf_counter() - t0))
     return done
 
 
-def _exercise(net, batch_size, optimizer, progress=False):
+def _exercise(net, batch_size, optimizer, progress=False, sparse=False):
     """Every compiled call a user makes of `net`: a fit (per batch as well, for verbose=1),
-    predictions of one row and of a full evaluation block, the loss and the gradients."""
+    predictions of one row and of a full evaluation block, the loss and the gradients, on
+    dense X or (sparse) a scipy CSR matrix."""
     n_in, n_out = net.sizes[0], net.sizes[-1]
     X = np.zeros((batch_size, n_in), dtype=net.dtype)
+    block = np.zeros((config.EVAL_CHUNK, n_in), dtype=net.dtype)
+    if sparse:
+        from scipy import sparse as sp
+        X, block = sp.csr_matrix(X), sp.csr_matrix(block)
     labels = np.arange(batch_size) % (n_out if net.spec.output == "softmax" else 2)   # (every class twice)
     if net.spec.output == "softmax":
         y = labels
@@ -74,7 +82,7 @@ def _exercise(net, batch_size, optimizer, progress=False):
     with contextlib.redirect_stderr(io.StringIO()):   # verbose=1's bar
         net.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, verbose=1 if progress else 0)
     net.predict(X[:1])
-    net.predict(np.zeros((config.EVAL_CHUNK, n_in), dtype=net.dtype))
+    net.predict(block)
     net.loss(X, y)
     net.gradients(X, y)
 
