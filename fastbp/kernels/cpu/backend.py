@@ -168,18 +168,19 @@ class CpuBackend:
         """What the drivers take for X: X itself, or for sparse X a placeholder of its row count."""
         return np.empty((X.shape[0], 0), self.dtype) if is_sparse(X) else X
 
-    def _rows_only(self, X, optimizer):
-        """Opt for a training call on X; before a rows-only call, the first layer's gradient rows
-        are made zero where an earlier call left them otherwise (rows-only steps update and zero
-        just the rows they touch, which keeps them zero, unless a penalty writes every row)."""
-        opt = args.opt(optimizer, self.spec)
-        rows_only = opt.rows_only and is_sparse(X)
-        if rows_only and not self._first_dw_zero:
+    def _opt(self, X, optimizer):
+        """The Opt of a training call on X. Before a call that steps only some rows of the first
+        W, its gradient rows are made zero where an earlier call left them otherwise: such steps
+        zero the rows they touch (or never write them), which keeps them zero, unless a penalty
+        writes every row."""
+        opt = args.opt(optimizer, self.spec, is_sparse(X))
+        some_rows = opt.sparse_mode != args.SPARSE_FULL
+        if some_rows and not self._first_dw_zero:
             first = self.spec.layers[0]
             w = int(first[W_OFF])
             self.grads[w:w + int(first[N_IN] * first[N_UNITS] * first[PIECES])] = 0
-        self._first_dw_zero = rows_only and self.spec.l1 == 0 and self.spec.l2 == 0
-        return opt._replace(rows_only=rows_only)
+        self._first_dw_zero = some_rows and self.spec.l1 == 0 and self.spec.l2 == 0
+        return opt
 
     def _net(self, params, state, grads=None):
         return args.Net(params, self.grads if grads is None else grads, state, self.layers, self.layer_f,
@@ -236,7 +237,7 @@ class CpuBackend:
         losses = np.full(orders.shape[0], np.nan)
         train = self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs
         ran = train(self._dense(X), Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, counter,
-                    self._net(params, state), self.hp, self._rows_only(X, optimizer),
+                    self._net(params, state), self.hp, self._opt(X, optimizer),
                     self.workspace(batch_size, X=X), losses)
         return losses, ran
 
@@ -271,7 +272,7 @@ class CpuBackend:
         hp = self.hp._replace(drop_key=np.uint64(drop_key))
         self._first_dw_zero = False
         run(self._dense(X), Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, steps, counter,
-            self._net(params, state), hp, args.opt(optimizer, self.spec)._replace(rows_only=False),
+            self._net(params, state), hp, args.opt(optimizer, self.spec),   # every rank steps every row
             self.workspace(batch_size, X=X), totals, *buffers)
         return totals
 
@@ -279,5 +280,5 @@ class CpuBackend:
         """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
         train = self.drivers(batch_size, optimizer=optimizer, X=X).train_rows
         return train(start, stop, order, self._dense(X), Y, SW, batch_size, float(lr), counter,
-                     self._net(params, state), self.hp, self._rows_only(X, optimizer),
+                     self._net(params, state), self.hp, self._opt(X, optimizer),
                      self.workspace(batch_size, X=X))

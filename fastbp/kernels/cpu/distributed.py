@@ -17,7 +17,7 @@ from numba.core.errors import NumbaWarning
 
 from ..compile import serial
 from .driver import apply_update, backward, forward, gather_rows, output_loss, penalties, sparse_rows
-from .sparse import FULL
+from ..args import SPARSE_FULL as FULL
 from .views import borrow
 
 # numba-mpi's calls hold ctypes pointers, so these drivers compile in each process (about a

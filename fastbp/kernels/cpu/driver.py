@@ -22,9 +22,9 @@ xrow[:b] of the CSR arrays xptr, xcol, xval, which the backend sets per call (em
 
   xrow           the batch's row numbers in X
   xptr, xcol, xval   X's indptr (int64), indices (int32) and data
-  touched        the columns (rows of the first W) the batch uses, each once, ntouched[0] of them;
-                 ntouched[0] < 0: the step writes and updates every row of the first layer's dW
-                 (Opt.rows_only says which)
+  ntouched       [0]: how the step treats the first W (Opt.sparse_mode: FULL, FUSED, or for
+                 SPARSE_ROWS the number n >= 0 of rows in `touched`)
+  touched        the columns (rows of the first W) the batch uses, each once
   mark           one zero flag per input column (list_touched's scratch)
 
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
@@ -37,7 +37,6 @@ from numba import prange
 
 from ... import aligned, config
 from ..compile import THREADED, kernel, serial, switch
-from ...optim import OPT_SGD as SGD
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split,
@@ -87,7 +86,8 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
     scratch = lambda v: int(v[dense].max()) if spec.n_layers > int(sparse) else 0   # noqa: E731
     n_sparse = spec.n_in if sparse else 0
     return Workspace(
-        xb=aligned.zeros((cap, 0 if sparse else spec.n_in), dtype=dtype), yb=aligned.zeros((cap, spec.n_out), dtype=dtype),
+        xb=aligned.zeros((cap, 0 if sparse else spec.n_in), dtype=dtype),
+        yb=aligned.zeros((cap, spec.n_out), dtype=dtype),
         wb=aligned.ones(cap, dtype=dtype),
         zbuf=zeros(z_size), hbuf=zeros(z_size * grad if any(spec.batch_norm) else 0),
         abuf=zeros(a_size), dbuf=zeros(a_size * grad if any(spec.dropout) else 0),
@@ -181,23 +181,13 @@ def copy_rows(dst, src, start, b):
 @serial
 def sparse_rows(b, order, start, mode, ws):
     """For sparse X: the batch is X's rows order[start:start + b] (order None: start onwards),
-    stepped in `mode` (sparse.py: FULL, FUSED, or >= 0: rows only, whose list this makes)."""
+    stepped in `mode` (args.SPARSE_*: FULL, FUSED, or ROWS, whose list of rows this makes)."""
     if not USE_SPARSE or ws.xptr.shape[0] == 0:
         return
     rows = view1d(ws.xrow, 0, b)
     for i in range(b):
         rows[i] = start + i if order is None else order[start + i]
     ws.ntouched[0] = list_touched(ws.touched, ws.mark, rows, ws.xptr, ws.xcol) if mode >= 0 else mode
-
-
-@serial
-def sparse_mode(hp, opt):
-    """How a training step on sparse X treats the first W (sparse.py's modes; 0: rows only)."""
-    if not opt.rows_only:
-        return FULL
-    if opt.code == SGD and opt.clip_norm == 0 and hp.l1 == 0 and hp.l2 == 0:
-        return FUSED
-    return 0
 
 
 # ---- the network ----
@@ -354,8 +344,7 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
     that W, dW and the optimizer state stay in its core's cache), and on its k-th part of every
     other weight matrix, bias and batch-norm vector. ntouched >= 0: of the first W only the rows
     touched[:ntouched] (a sparse batch's columns) are updated, each by the thread that owns it in
-    sparse.py's kernels; ntouched FUSED:
-    none (sgd_step did)."""
+    sparse.py's kernels; ntouched FUSED: none of them (sgd_step did)."""
     coef = coefficients(code, lr, hyper, t, params.dtype.type)
     rows_only = USE_SPARSE and (ntouched >= 0 or ntouched == FUSED)
     if not THREADED:   # one thread owns all of it: one loop over the vector, and less to compile
@@ -401,7 +390,7 @@ def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, o
     for s in range(start, stop, batch_size):
         b = min(batch_size, stop - s)
         gather_rows(ws.xb, ws.yb, ws.wb, X, Y, SW, order, s, b)
-        sparse_rows(b, order, s, sparse_mode(hp, opt), ws)
+        sparse_rows(b, order, s, opt.sparse_mode, ws)
         total += train_step(b, counter[0], lr, net, hp, opt, ws) * b
         counter[0] += 1
     return total

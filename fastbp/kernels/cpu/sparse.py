@@ -15,12 +15,13 @@ order for every thread count. (Splitting dW by columns instead, each thread on a
 row, was measured several times slower: loops over a slice whose bounds are only known at run
 time did not vectorise.)
 
-How a step treats the first W (the driver's ws.ntouched[0] holds the mode):
+How a step treats the first W (args.SPARSE_*, chosen by args.sparse_mode; the driver keeps the
+step's mode in ws.ntouched[0]):
   FULL (-1)   dW is written whole (zeroed, then summed) and the optimizer updates every row: the
               dense fit's step, for every optimizer.
-  FUSED (-2)  plain SGD without penalty or clipping: a row no column of the batch uses keeps its
-              value, so sgd_step subtracts lr v dZ from the rows used, straight from dZ; dW is
-              never formed (one pass over the rows the batch uses instead of three).
+  FUSED (-2)  plain SGD without penalty or clipping: sgd_step subtracts lr v dZ from the rows
+              used, straight from dZ; dW is never formed (one pass over the rows the batch uses
+              instead of three).
   n >= 0      rows only (lazy): dW and the update cover the n rows listed in `touched`.
 
 Rows are indexed as M[c, j], never taken as views M[c]: a view per non-zero would cost a
@@ -28,10 +29,9 @@ reference count's atomic increment and decrement each.
 """
 from numba import prange
 
+from ..args import SPARSE_FULL as FULL, SPARSE_FUSED as FUSED
 from ..compile import kernel, serial_kernel
 from .threads import thread_count
-
-FULL, FUSED = -1, -2
 
 
 @kernel

@@ -165,10 +165,9 @@ class CudaBackend:
 
     # ---- training ----
     def _opt(self, optimizer, X):
-        """The optimizer's Opt with its moments on the device (the step count stays on the host);
-        rows_only only for a lazy optimizer on sparse X (the GPU steps every row otherwise, which
-        is exact for plain SGD too)."""
-        host = args.opt(optimizer, self.spec)._replace(rows_only=bool(optimizer.lazy and is_sparse(X)))
+        """The optimizer's Opt with its moments on the device (the step count stays on the host).
+        The GPU has no fused step: SPARSE_FUSED steps every row, which is exact for it too."""
+        host = args.opt(optimizer, self.spec, is_sparse(X))
         on_device = lambda a: cuda.to_device(a) if a.size else cuda.device_array(1, self.dtype)   # noqa: E731
         return host._replace(hyper=cuda.to_device(host.hyper), m=on_device(host.m), v=on_device(host.v))
 

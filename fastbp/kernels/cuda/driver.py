@@ -186,7 +186,7 @@ def train_step(b, step, lr, weight, net, hp, opt, ws):
         grad_norm(ws.scalar, net.grads)
         scale(net.grads, ws.scalar, opt.clip_norm)
     lazy = None
-    if opt.rows_only and ws.csr is not None:   # lazy: only the rows of the first W the batch uses
+    if opt.sparse_mode == args.SPARSE_ROWS and ws.csr is not None:   # lazy: the rows the batch uses
         mark_rows(ws.mask, ws.xrow, b, ws.csr)
         first = net.layers[0]
         w0, nz = int(first[W_OFF]), int(first[N_UNITS] * first[PIECES])
