@@ -69,7 +69,7 @@ def test_regression_from_npz(files):
     (["frobnicate"], "invalid choice"),
     (["compile", "--dtype", "float16"], "--dtype takes float32, float64"),
     (["compile", "--all", "--model", "m.npz"], "not both"),
-    (["compile", "--all", "--sparse"], "serve sparse X too"),
+    (["compile", "--all", "--sparse"], "serve sparse x too"),
     (["compile", "--model", "missing.npz"], "no such model file"),
     (["compile", "--model", "m.npz", "--batch-size", "0"], "batch_size must be a positive integer"),
 ])
