@@ -163,6 +163,7 @@ def crossover(args):
     and batch sizes, on one thread and on all (config.PARALLEL_MIN_FLOP pushed to either side),
     beside the weighted work fastbp's choice reads (config.SPARSE_MAC_WEIGHT)."""
     from fastbp import Network, config
+    from fastbp.kernels.cpu.backend import CpuBackend
     from fastbp.datasets import make_bag_of_words
     X, y = make_bag_of_words(n_samples=min(args.rows, 10_000), n_classes=20)
     default = config.PARALLEL_MIN_FLOP
@@ -182,7 +183,7 @@ def crossover(args):
                 times.append(time.perf_counter() - t0)
             best[name] = min(times)
         config.PARALLEL_MIN_FLOP = default
-        backend = Network([X.shape[1], hidden, 20], seed=0)._backend
+        backend = CpuBackend(Network([X.shape[1], hidden, 20], seed=0).spec, "float32", 0)
         weighted = 2 * 3 * batch * backend.macs(X)
         print(f"{hidden:6d} {batch:5d} {weighted / 1e6:14.1f} {best['one']:10.4f} {best['all']:10.4f} "
               f"{'threads' if backend.threaded(batch, 3, X) else 'one':>8s}", flush=True)
