@@ -15,6 +15,7 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_SPLIT_INPUTS=0   multi-threaded training steps cut layers by batch rows, as inference does
   FASTBP_VECTOR_BYTES     the tiles' vector width (32: AVX2, 64: AVX-512), instead of the CPU's
   FASTBP_PARALLEL_MIN_FLOP  the work below which a batch runs on one thread
+  FASTBP_PACE=0           threaded fits always use every thread, even on a busy machine
   FASTBP_CUDA_TILE, FASTBP_CUDA_BLOCK  CUDA launch geometry
 """
 import os
@@ -50,6 +51,15 @@ TRANSPOSE_SERIAL = 16384   # transposes of up to this many elements (L1-resident
 # A training batch (or evaluation block) of fewer floating-point operations runs on one thread,
 # through the single-threaded twins of the kernels (the crossover of scripts/crossover.py).
 PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
+# Pacing (kernels/cpu/pace.py): a threaded fit times windows of at least PACE_WINDOW seconds;
+# when the process got less than PACE_SHARE of a CPU per thread in one, the threads waited for
+# cores (a busy machine), and the next window tries one thread. A lost trial doubles the wait
+# before the next, from PACE_FIRST_WAIT up to PACE_MAX_WAIT seconds. FASTBP_PACE=0: no pacing.
+PACE = os.environ.get("FASTBP_PACE", "1") != "0"
+PACE_WINDOW = 0.01
+PACE_SHARE = 0.8
+PACE_FIRST_WAIT = 0.04
+PACE_MAX_WAIT = 2.0
 # A multiply-add of a sparse first layer counts as this many toward PARALLEL_MIN_FLOP: it reads a
 # row of W that the data picks, mostly from memory, where threads pay off at about an eighth of
 # the dense work (scripts/sparse_peers.py --crossover).

@@ -27,6 +27,9 @@ xrow[:b] of the CSR arrays xptr, xcol, xval, which the backend sets per call (em
   touched        the columns (rows of the first W) the batch uses, each once
   mark           one zero flag per input column (list_touched's scratch)
 
+  pace           pace.STATE, the process's one pacing state (how many threads a threaded
+                 training call runs on; kernels/cpu/pace.py)
+
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
 from collections import namedtuple
@@ -46,6 +49,7 @@ from .optim import coefficients, grad_norm, scale, update_range
 from .sparse import FULL, FUSED, list_touched, sgd_step, sparse_backward, sparse_forward
 from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_inference,
                          dropout_forward, penalty_backward, penalty_value)
+from . import pace
 from .threads import even_part, thread_count
 from .views import borrow, view1d, view2d
 
@@ -58,7 +62,8 @@ USE_SPARSE = switch("USE_SPARSE", True)       # sparse (CSR) X: the first layer'
 
 Workspace = namedtuple("Workspace", ["xb", "yb", "wb", "zbuf", "hbuf", "abuf", "dbuf", "dzbuf", "dabuf",
                                      "stats", "z_off", "a_off", "rows", "partials", "wt", "at", "dzt",
-                                     "zpart", "xrow", "xptr", "xcol", "xval", "touched", "ntouched", "mark"])
+                                     "zpart", "xrow", "xptr", "xcol", "xval", "touched", "ntouched", "mark",
+                                     "pace"])
 
 
 def workspace(spec, cap, dtype, training=True, sparse=False):
@@ -99,7 +104,7 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
         zpart=zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad),
         xrow=np.zeros(cap if sparse else 0, np.int64), xptr=np.zeros(0, np.int64), xcol=np.zeros(0, np.int32),
         xval=zeros(0), touched=np.zeros(n_sparse * grad, np.int64), ntouched=np.full(1, -1, np.int64),
-        mark=np.zeros(n_sparse * grad, np.uint8))
+        mark=np.zeros(n_sparse * grad, np.uint8), pace=pace.STATE)
 
 
 def with_csr(ws, indptr, indices, data):
@@ -387,12 +392,19 @@ def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, o
     net, opt, ws = borrow(net), borrow(opt), borrow(ws)
     X, Y, SW, order, counter = borrow(X), borrow(Y), borrow(SW), borrow(order), borrow(counter)
     total = 0.0
+    pool = thread_count()
+    if THREADED:
+        pace.begin(ws.pace, pool)
     for s in range(start, stop, batch_size):
         b = min(batch_size, stop - s)
         gather_rows(ws.xb, ws.yb, ws.wb, X, Y, SW, order, s, b)
         sparse_rows(b, order, s, opt.sparse_mode, ws)
         total += train_step(b, counter[0], lr, net, hp, opt, ws) * b
         counter[0] += 1
+        if THREADED:
+            pace.after_batch(ws.pace, b, pool)
+    if THREADED:
+        pace.end(ws.pace, pool)
     return total
 
 

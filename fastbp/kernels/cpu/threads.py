@@ -40,6 +40,22 @@ def _numba_threads(typingctx):
     return types.intp(), codegen
 
 
+@intrinsic
+def _set_numba_threads(typingctx, n):
+    """Numba's set_num_threads(n) for the calling thread's later parallel regions, through the
+    same C entry points (numba.set_num_threads in compiled code is not cacheable either). Both are
+    declared with intp as Numba's own parallel lowering declares them: one module may hold both
+    declarations."""
+    numba_parallel._launch_threads()
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, lir.FunctionType(lir.VoidType(), [cgutils.intp_t]),
+                                            "set_num_threads")
+        builder.call(fn, [args[0]])
+        return context.get_dummy_value()
+    return types.void(types.intp), codegen
+
+
 @serial
 def _one():
     return 1
@@ -59,3 +75,16 @@ def even_part(n, k, parts):
     transpose blocks)."""
     blocks = (n + 15) // 16
     return min(n, blocks * k // parts * 16), min(n, blocks * (k + 1) // parts * 16)
+
+
+@serial
+def _keep(n):
+    pass
+
+
+@twin_is(_keep)
+@serial
+def set_thread_count(n):
+    """Run the calling thread's later parallel regions on n threads (1 <= n <= the pool's size);
+    nothing in the single-threaded twins."""
+    _set_numba_threads(n)

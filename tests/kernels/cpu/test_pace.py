@@ -1,0 +1,141 @@
+"""fastbp/kernels/cpu/pace.py: the pacing decisions on synthetic clocks, the clocks themselves, and
+fits whose thread count changes as they run (against the reference, and leaving Numba's thread
+count as it was)."""
+import time
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import config
+from fastbp.kernels.cpu import pace
+from fastbp.kernels.cpu.pace import (ENABLED, FIRST_WAIT, MAX_WAIT, NEXT, ONE, REF, ROWS, SHARE, START, CPU_START,
+                                     SWITCHES, TRIAL, TRIALS, WAIT, WINDOW)
+
+from conftest import problem, tol
+
+
+def window(state, start, cpu_start, rows):
+    state[START], state[CPU_START], state[ROWS] = start, cpu_start, rows
+
+
+@numba.njit
+def clocks():
+    """The two clocks read from compiled code, where the intrinsics live."""
+    return pace.wall_seconds(), pace.cpu_seconds()
+
+
+def test_clocks_read_seconds():
+    t0, c0 = clocks()
+    w0, p0 = time.monotonic(), time.process_time()
+    end = time.monotonic() + 0.05
+    while time.monotonic() < end:   # CPU time, not sleep
+        pass
+    t1, c1 = clocks()
+    w1, p1 = time.monotonic(), time.process_time()
+    assert abs((t1 - t0) - (w1 - w0)) < 0.01 and t1 - t0 >= 0.05
+    assert abs((c1 - c0) - (p1 - p0)) < 0.01 and c1 - c0 > 0.03
+
+
+def test_threads_that_waited_for_cores_start_a_trial_on_one_thread():
+    s = pace.new_state()
+    window(s, 10.0, 5.0, 100)
+    assert pace.judge(s, 10.02, 5.02, 2) == 1   # 0.02 s of CPU in 0.02 s on 2 threads: half
+    assert s[TRIAL] == 1 and s[TRIALS] == 1 and s[REF] == pytest.approx(0.02 / 100)
+    s = pace.new_state()
+    window(s, 10.0, 5.0, 100)
+    assert pace.judge(s, 10.02, 5.039, 2) == 2   # a CPU per thread: quiet, no trial
+    assert s[TRIAL] == 0 and s[TRIALS] == 0
+
+
+def test_a_faster_trial_switches_and_a_slower_one_doubles_the_wait():
+    s = pace.new_state()
+    window(s, 10.0, 5.0, 100)
+    pace.judge(s, 10.02, 5.02, 2)               # trial on one thread
+    window(s, 10.02, 5.02, 150)
+    assert pace.judge(s, 10.04, 5.04, 2) == 1   # 150 rows in 0.02 s beats 100: one thread
+    assert s[ONE] == 1 and s[SWITCHES] == 1 and s[WAIT] == config.PACE_FIRST_WAIT
+    assert s[NEXT] == pytest.approx(10.04 + config.PACE_FIRST_WAIT)
+    window(s, 10.04, 5.04, 150)
+    assert pace.judge(s, 10.06, 5.06, 2) == 1   # before NEXT: no trial of all threads
+    assert s[TRIAL] == 0
+    waits = []
+    now = s[NEXT]
+    for _ in range(12):   # every trial of all threads loses: the waits double up to MAX_WAIT
+        window(s, now, 0.0, 150)
+        assert pace.judge(s, now + 0.02, 0.02, 2) == 2 and s[TRIAL] == 1
+        window(s, now + 0.02, 0.0, 100)
+        assert pace.judge(s, now + 0.04, 0.08, 2) == 1 and s[TRIAL] == 0
+        waits.append(s[WAIT])
+        assert s[NEXT] == pytest.approx(now + 0.04 + s[WAIT])
+        now = s[NEXT]
+    assert waits[:3] == [2 * config.PACE_FIRST_WAIT, 4 * config.PACE_FIRST_WAIT, 8 * config.PACE_FIRST_WAIT]
+    assert waits[-1] == s[MAX_WAIT] == config.PACE_MAX_WAIT
+    assert s[ONE] == 1 and s[SWITCHES] == 1
+
+
+def test_all_threads_win_back_when_the_machine_is_quiet_again():
+    s = pace.new_state()
+    s[ONE], s[NEXT] = 1.0, 0.0
+    window(s, 1.0, 0.0, 100)
+    assert pace.judge(s, 1.02, 0.02, 4) == 4 and s[TRIAL] == 1   # on one thread a trial is due
+    window(s, 1.02, 0.02, 300)
+    assert pace.judge(s, 1.04, 0.1, 4) == 4 and s[ONE] == 0      # three times the rows: all threads
+
+
+def test_pool_of_one_and_pacing_off_change_nothing():
+    s = pace.new_state()
+    s[SHARE] = 2.0   # every window would start a trial
+    before = numba.get_num_threads()
+    pace.begin(s, 1)
+    pace.after_batch(s, 10, 1)
+    assert s[TRIALS] == 0 and numba.get_num_threads() == before
+    s[ENABLED], s[WINDOW] = 0.0, 0.0
+    pace.begin(s, before)
+    pace.after_batch(s, 10, before)
+    assert s[TRIALS] == 0 and s[ROWS] == 0
+
+
+@pytest.fixture
+def paced(monkeypatch):
+    """pace.STATE set to start a trial at every batch (any window is long enough, and any share
+    too small), given back as it was afterwards; every batch on the parallel drivers."""
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOP", 0)
+    saved = pace.STATE.copy()
+    pace.STATE[:] = pace.new_state()
+    pace.STATE[ENABLED], pace.STATE[WINDOW], pace.STATE[SHARE] = 1.0, 0.0, 2.0
+    pace.STATE[WAIT] = pace.STATE[FIRST_WAIT] = pace.STATE[MAX_WAIT] = 0.0
+    yield pace.STATE
+    pace.STATE[:] = saved
+
+
+@pytest.mark.skipif(numba.get_num_threads() < 2, reason="pacing chooses between one and several threads")
+def test_a_fit_whose_threads_change_as_it_runs_agrees_with_the_reference(paced, dtype):
+    sizes = [40, 64, 48, 3]
+    kw = dict(hidden="relu", dtype=dtype, seed=3, dropout=0.1, batch_norm=True)
+    cpu = fastbp.Network(sizes, backend="cpu", **kw)
+    ref = fastbp.Network(sizes, backend="numpy", **kw)
+    X, y = problem(sizes, "softmax", n=200, seed=3)
+    pool = numba.get_num_threads()
+    hc = cpu.fit(X, y, epochs=3, batch_size=16, optimizer="adam", lr=0.01)
+    hr = ref.fit(X, y, epochs=3, batch_size=16, optimizer="adam", lr=0.01)
+    assert paced[TRIALS] >= 20   # a trial every other batch at least: the count changed often
+    assert numba.get_num_threads() == pool   # the caller's thread count, as it was
+    t = {k: v * 20 for k, v in tol(dtype).items()}   # 39 dependent steps amplify rounding
+    np.testing.assert_allclose(hc.history["loss"], hr.history["loss"], **t)
+    for (w, b), (rw, rb) in zip(cpu.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(w, rw, **t)
+        np.testing.assert_allclose(b, rb, **t)
+
+
+@pytest.mark.skipif(numba.get_num_threads() < 2, reason="pacing chooses between one and several threads")
+def test_a_fit_on_one_thread_gives_back_the_callers_thread_count(paced):
+    paced[ONE], paced[SHARE], paced[NEXT] = 1.0, 0.0, 1e300   # one thread, no trial ever
+    X, y = problem([8, 16, 2], "softmax", n=64, seed=1)
+    numba.set_num_threads(2)
+    try:
+        fastbp.Network([8, 16, 2], seed=1).fit(X, y, epochs=2, batch_size=8)
+        assert numba.get_num_threads() == 2 and paced[TRIALS] == 0
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
