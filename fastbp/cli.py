@@ -388,6 +388,10 @@ def cmd_info(args):
     chosen = "set by NUMBA_NUM_THREADS" if "NUMBA_NUM_THREADS" in os.environ else f"{usable} usable CPUs: {why}"
     print(f"threads: {numba.get_num_threads()} ({chosen}; NUMBA_NUM_THREADS or fastbp.set_num_threads "
           f"to change)")
+    from . import config
+    from .kernels.cpu import pace
+    print(f"small batches: one thread below {config.PARALLEL_MIN_FLOP:,} flop a batch (FASTBP_PARALLEL_MIN_FLOP)")
+    print(f"pacing: {pace.describe()}")
     print(f"threading layer: {_threading_layer()}")
     print(f"kernel cache: {prebuild.cache_summary()}")
     from .kernels import blas_library

@@ -88,7 +88,7 @@ def test_help_everywhere(tmp_path, command):
 
 def test_info(tmp_path):
     out = cli("info", cwd=tmp_path).stdout
-    for field in ("fastbp", "numba", "threads", "threading layer", "kernel cache", "BLAS for the largest layers", "cuda"):
+    for field in ("fastbp", "numba", "threads", "small batches", "pacing: on", "threading layer", "kernel cache", "BLAS for the largest layers", "cuda"):
         assert field in out
 
 
