@@ -139,18 +139,26 @@ def kernel_modules(one_thread=False):
 
 
 def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
-    """Rows of {kernel, shape, dtype, backend, seconds, gflops} and the sgemm limit (GFLOP/s)."""
+    """Rows of {kernel, shape, dtype, backend, seconds, gflops, others} and the sgemm limit
+    (GFLOP/s); `others` is how many CPUs other processes held while the kernel was timed (busy.py),
+    None where the platform cannot say."""
+    from .busy import Watch
     parallel, twin = kernel_modules(), kernel_modules(one_thread=True)
     results = []
+    watch = Watch()
     for dtype in dtypes:
         for shape in shapes.split(","):
             B, n_in, n_out = (int(x) for x in shape.lower().split("x"))
             for name, flop, np_fn, k_fn in _cases(B, n_in, n_out, np.dtype(dtype)):
+                watch.restart()
+                rows = []
                 for backend, fn in (("numpy", np_fn), ("cpu", lambda: k_fn(parallel)),
                                     ("cpu-1thread", lambda: k_fn(twin))):
                     s = best_time(fn, min_seconds)
-                    results.append(dict(kernel=name, shape=shape, dtype=dtype, backend=backend,
-                                        seconds=s, gflops=flop / s / 1e9))
+                    rows.append(dict(kernel=name, shape=shape, dtype=dtype, backend=backend,
+                                     seconds=s, gflops=flop / s / 1e9))
+                others = watch.others()
+                results += [dict(r, others=others) for r in rows]
     return results, sgemm_gflops()
 
 
@@ -170,7 +178,7 @@ def table(results, limit):
     head = f"{'kernel':24s} {'shape':14s} {'dtype':8s}"
     backends = ["numpy", "cpu", "cpu-1thread"]
     lines.append(head + "".join(f" {b + ' us':>15s}" for b in backends)
-                 + f" {'cpu GFLOP/s':>12s} {'numpy/cpu':>10s}")
+                 + f" {'cpu GFLOP/s':>12s} {'numpy/cpu':>10s} {'others':>7s}")
     keyed = {}
     for r in results:
         keyed.setdefault((r["kernel"], r["shape"], r["dtype"]), {})[r["backend"]] = r
@@ -178,8 +186,24 @@ def table(results, limit):
         best_cpu = min(by["cpu"]["seconds"], by["cpu-1thread"]["seconds"])
         lines.append(f"{kernel:24s} {shape:14s} {dtype:8s}"
                      + "".join(f" {by[b]['seconds'] * 1e6:15.2f}" for b in backends)
-                     + f" {by['cpu']['gflops']:12.2f} {by['numpy']['seconds'] / best_cpu:9.2f}x")
-    return "\n".join(lines)
+                     + f" {by['cpu']['gflops']:12.2f} {by['numpy']['seconds'] / best_cpu:9.2f}x"
+                     + f" {_others(by['cpu'].get('others')):>7s}")
+    lines += ["", "others: CPUs that other processes held while the row was timed (* busy: its times are "
+              "not the kernels')"]
+    return "\n".join(lines + _busy_lines(r.get("others") for r in results))
+
+
+def _others(others):
+    from .busy import BUSY
+    return "?" if others is None else f"{others:.2f}" + ("*" if others >= BUSY else "")
+
+
+def _busy_lines(others):
+    """The warning for the worst of the rows' `others`, as lines to print under the figures."""
+    from .busy import Watch
+    known = [o for o in others if o is not None]
+    warning = Watch().warning(max(known) if known else None)
+    return [warning] if warning else []
 
 
 def plot(results, limit, path):

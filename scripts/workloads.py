@@ -11,6 +11,7 @@ import sys
 import numba
 
 from fastbp.bench import sgemm_gflops
+from fastbp.busy import BUSY, Watch
 from fastbp.workloads import WORKLOADS, fit_peak_memory, time_fit
 
 
@@ -33,15 +34,26 @@ def main(argv=None):
     print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads"
           + (", Adam + dropout + batch norm" if args.features else ", plain SGD"))
     head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
-    print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s} {'of limit':>8s}" if "numpy" in backends and "cpu" in backends else ""))
+    both = "numpy" in backends and "cpu" in backends
+    print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s} {'of limit':>8s}" if both else "") + f" {'others':>7s}")
+    watch, worst = Watch(), None
     for name in args.names:
         w = WORKLOADS[name]
+        watch.restart()
         times = {b: time_fit(w, b, args.dtype, args.repeats, args.features) for b in backends}
         line = f"{name:9s} {w.gflop:7.2f}" + "".join(f" {times[b]:10.4f}" for b in backends)
-        if "numpy" in times and "cpu" in times:
+        if both:
             gflops = w.gflop / times["cpu"]
             line += f" {times['numpy'] / times['cpu']:6.2f}x {gflops:8.1f} {gflops / limit:8.0%}"
-        print(line, flush=True)
+        others = watch.others()
+        worst = others if worst is None or (others is not None and others > worst) else worst
+        print(line + (f" {'?':>7s}" if others is None else f" {others:6.2f}" + ("*" if others >= BUSY else " ")),
+              flush=True)
+    print("others: CPUs that other processes held while the row was measured (* busy: its times are "
+          "the scheduler's, not fastbp's)")
+    warning = watch.warning(worst)
+    if warning:
+        print(warning)
     return 0
 
 
