@@ -43,3 +43,19 @@ def test_bench_command_json():
     names = {r["kernel"] for r in data["results"]}
     assert {"dense_forward", "dense_backward", "adam_update", "relu_forward"} <= names
     assert {r["backend"] for r in data["results"]} == {"numpy", "cpu", "cpu-1thread"}
+    assert all("others" in r for r in data["results"])   # the busy-machine check beside each row
+
+
+def test_contention_script_help_and_tiny_run():
+    script = str(ROOT / "scripts" / "contention.py")
+    out = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "--busy" in out.stdout and "--tiny" in out.stdout
+    out = subprocess.run([sys.executable, script, "--tiny"], capture_output=True, text=True, timeout=300, check=True)
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("seed")]
+    assert [r[1] for r in rows] == ["0", "1"]   # quiet, then one busy process that the script started
+    for r in rows:
+        times = [float(x) for x in r[2:6]]
+        assert all(t > 0 for t in times)
+        assert float(r[6].rstrip("x")) == pytest.approx(times[0] / min(times[1], times[2]), rel=0.01, abs=0.006)
+    assert float(rows[1][-1]) >= 0.5   # its busy process held about one CPU
+    assert "worst ratio" in out.stdout
