@@ -92,6 +92,12 @@ def new_state():
 STATE = new_state()
 
 
+def reset(state=STATE):
+    """Forget what this process has found: the next threaded call starts on all threads, as a new
+    process's first fit does (scripts/contention.py times every fit so)."""
+    state[:] = new_state()
+
+
 def describe(state=STATE):
     """A line for fastbp info: whether pacing is on, and what it has found in this process."""
     if not state[ENABLED]:

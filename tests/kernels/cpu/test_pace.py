@@ -84,6 +84,16 @@ def test_all_threads_win_back_when_the_machine_is_quiet_again():
     assert pace.judge(s, 1.04, 0.1, 4) == 4 and s[ONE] == 0      # three times the rows: all threads
 
 
+def test_reset_forgets_what_was_found():
+    s = pace.new_state()
+    window(s, 10.0, 5.0, 100)
+    pace.judge(s, 10.02, 5.02, 2)
+    s[ONE] = 1.0
+    pace.reset(s)
+    assert s[ONE] == s[TRIAL] == s[TRIALS] == 0 and s[WAIT] == config.PACE_FIRST_WAIT
+    assert np.array_equal(s, pace.new_state())
+
+
 def test_pool_of_one_and_pacing_off_change_nothing():
     s = pace.new_state()
     s[SHARE] = 2.0   # every window would start a trial
