@@ -16,6 +16,7 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_VECTOR_BYTES     the tiles' vector width (32: AVX2, 64: AVX-512), instead of the CPU's
   FASTBP_PARALLEL_MIN_FLOP  the work below which a batch runs on one thread
   FASTBP_PACE=0           threaded fits always use every thread, even on a busy machine
+  FASTBP_OMP_SPINCOUNT    an OpenMP thread's spins at a region's end before it sleeps (0: libgomp's)
   FASTBP_CUDA_TILE, FASTBP_CUDA_BLOCK  CUDA launch geometry
 """
 import os
@@ -54,12 +55,22 @@ PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
 # Pacing (kernels/cpu/pace.py): a threaded fit times windows of at least PACE_WINDOW seconds;
 # when the process got less than PACE_SHARE of a CPU per thread in one, the threads waited for
 # cores (a busy machine), and the next window tries one thread. A lost trial doubles the wait
-# before the next, from PACE_FIRST_WAIT up to PACE_MAX_WAIT seconds. FASTBP_PACE=0: no pacing.
+# before the next, from PACE_FIRST_WAIT up to PACE_MAX_WAIT seconds, and the wait is at least
+# PACE_COST times the time the slower thread count lost in its window: on a busy machine one
+# batch on all threads can take a hundred times one thread's (README, "On a busy machine").
+# FASTBP_PACE=0: no pacing.
 PACE = os.environ.get("FASTBP_PACE", "1") != "0"
-PACE_WINDOW = 0.01
+PACE_WINDOW = 0.004
 PACE_SHARE = 0.8
 PACE_FIRST_WAIT = 0.04
 PACE_MAX_WAIT = 2.0
+PACE_COST = 10.0
+# The spins of an OpenMP thread that waits at the end of a parallel region before it sleeps
+# (GOMP_SPINCOUNT, set for libgomp before Numba's pool starts; kernels/cpu/threads.py): enough for
+# the gaps between a step's regions on a quiet machine, few enough that a thread waiting for a
+# descheduled one soon gives up its core (scripts/contention.py, README "On a busy machine").
+# FASTBP_OMP_SPINCOUNT=0 leaves libgomp's default.
+OMP_SPINCOUNT = int(os.environ.get("FASTBP_OMP_SPINCOUNT", 3000))
 # A multiply-add of a sparse first layer counts as this many toward PARALLEL_MIN_FLOP: it reads a
 # row of W that the data picks, mostly from memory, where threads pay off at about an eighth of
 # the dense work (scripts/sparse_peers.py --crossover).

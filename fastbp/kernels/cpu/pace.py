@@ -12,7 +12,8 @@ No setting chosen before the fit can know this, so the training loop measures:
 - Then the next window is a *trial* on one thread. If its time per row beats the window before
   it, the fit goes on on one thread, and from time to time tries all threads again (when that
   wins, it goes back). A trial that loses doubles the wait before the next one (from
-  config.PACE_FIRST_WAIT up to config.PACE_MAX_WAIT seconds), which bounds what trials cost.
+  config.PACE_FIRST_WAIT up to config.PACE_MAX_WAIT seconds), and the wait is at least
+  config.PACE_COST times what the slower window lost, which bounds what trials cost.
 
 The state lives in one small array per process (STATE, in every workspace, so compiled code
 reads it as ws.pace): the machine's load is a fact about the process, not about one network, so
@@ -76,7 +77,9 @@ NEXT = 11        # wall clock before which no trial starts
 WAIT = 12        # seconds from a lost trial to the next one
 TRIALS = 13      # trials run, and ...
 SWITCHES = 14    # ... how many of them won (fastbp info and the tests read these)
-SLOTS = 15
+REF_ROWS = 15    # the rows of the window REF was measured on
+COST = 16        # config.PACE_COST
+SLOTS = 17
 
 
 def new_state():
@@ -86,6 +89,7 @@ def new_state():
     state[SHARE] = config.PACE_SHARE
     state[FIRST_WAIT] = state[WAIT] = config.PACE_FIRST_WAIT
     state[MAX_WAIT] = config.PACE_MAX_WAIT
+    state[COST] = config.PACE_COST
     return state
 
 
@@ -160,21 +164,32 @@ def judge(state, now, cpu, pool):
     """The end of a window at wall clock `now` with the process's CPU time at `cpu`: a trial
     switches the thread count if it was faster per row than the window before it; an ordinary
     window starts a trial when one is due (on one thread: any; on all threads: only if the
-    process got less than state[SHARE] of a CPU per thread). Returns the next window's threads."""
+    process got less than state[SHARE] of a CPU per thread). Returns the next window's threads.
+
+    The wait before the next trial is at least state[COST] times what the slower of the two
+    windows lost against the faster: on a busy machine a batch on all threads can take a hundred
+    times one thread's (the woken threads wait for a core), so trials must be rare enough that
+    they cost about 1/COST of the fit whatever one of them costs."""
     wall = now - state[START]
-    per_row = wall / max(state[ROWS], 1.0)
+    rows = max(state[ROWS], 1.0)
+    per_row = wall / rows
     if state[TRIAL] != 0:
         state[TRIAL] = 0.0
         if per_row < state[REF]:   # the other thread count is faster now: keep it
             state[ONE] = 1.0 - state[ONE]
             state[SWITCHES] += 1
+            lost = (state[REF] - per_row) * state[REF_ROWS]
             state[WAIT] = state[FIRST_WAIT]
             state[REF] = per_row
+            state[REF_ROWS] = rows
         else:
-            state[WAIT] = min(2 * state[WAIT], state[MAX_WAIT])
+            lost = (per_row - state[REF]) * rows
+            state[WAIT] = 2 * state[WAIT]
+        state[WAIT] = min(max(state[WAIT], state[COST] * lost), state[MAX_WAIT])
         state[NEXT] = now + state[WAIT]
     else:
         state[REF] = per_row
+        state[REF_ROWS] = rows
         share = (cpu - state[CPU_START]) / (max(wall, 1e-9) * _threads(state, pool))
         if now >= state[NEXT] and (state[ONE] != 0 or share < state[SHARE]):
             state[TRIAL] = 1.0

@@ -9,7 +9,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.ufunc import parallel as numba_parallel
 
-from ... import cpus
+from ... import config, cpus
 from ..compile import serial, twin_is
 
 # One thread per CPU this process may use (its affinity mask, its cgroup's quota), not per core
@@ -20,6 +20,14 @@ if "NUMBA_NUM_THREADS" not in os.environ and USABLE[0] < numba.config.NUMBA_NUM_
         numba.config.NUMBA_NUM_THREADS = USABLE[0]   # the pool starts with that many
     else:   # someone started the pool first: use fewer of its threads
         numba.set_num_threads(USABLE[0])
+
+# libgomp (Numba's OpenMP layer on Linux) reads its spin count when it loads, as the pool starts
+# below: a thread that waits at a region's end spins that many times before it sleeps. Its default
+# (300,000, milliseconds of spinning) keeps a waiting thread on a core that, on a busy machine, the
+# thread it waits for needs; config.OMP_SPINCOUNT spins long enough for the gaps between a quiet
+# step's regions. GOMP_SPINCOUNT or OMP_WAIT_POLICY set by the user wins.
+if config.OMP_SPINCOUNT and not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ):
+    os.environ["GOMP_SPINCOUNT"] = str(config.OMP_SPINCOUNT)
 
 # Start Numba's thread pool now (milliseconds), which registers the entry point _numba_threads
 # calls: code loaded from the disk cache does not start it before it runs (a serial driver that

@@ -10,7 +10,7 @@ import pytest
 import fastbp
 from fastbp import config
 from fastbp.kernels.cpu import pace
-from fastbp.kernels.cpu.pace import (ENABLED, FIRST_WAIT, MAX_WAIT, NEXT, ONE, REF, ROWS, SHARE, START, CPU_START,
+from fastbp.kernels.cpu.pace import (COST, ENABLED, FIRST_WAIT, MAX_WAIT, NEXT, ONE, REF, ROWS, SHARE, START, CPU_START,
                                      SWITCHES, TRIAL, TRIALS, WAIT, WINDOW)
 
 from conftest import problem, tol
@@ -54,6 +54,7 @@ def test_a_faster_trial_switches_and_a_slower_one_doubles_the_wait():
     window(s, 10.0, 5.0, 100)
     pace.judge(s, 10.02, 5.02, 2)               # trial on one thread
     window(s, 10.02, 5.02, 150)
+    s[COST] = 0.0   # the doubling alone here; the wait by cost has its own test
     assert pace.judge(s, 10.04, 5.04, 2) == 1   # 150 rows in 0.02 s beats 100: one thread
     assert s[ONE] == 1 and s[SWITCHES] == 1 and s[WAIT] == config.PACE_FIRST_WAIT
     assert s[NEXT] == pytest.approx(10.04 + config.PACE_FIRST_WAIT)
@@ -73,6 +74,35 @@ def test_a_faster_trial_switches_and_a_slower_one_doubles_the_wait():
     assert waits[:3] == [2 * config.PACE_FIRST_WAIT, 4 * config.PACE_FIRST_WAIT, 8 * config.PACE_FIRST_WAIT]
     assert waits[-1] == s[MAX_WAIT] == config.PACE_MAX_WAIT
     assert s[ONE] == 1 and s[SWITCHES] == 1
+
+
+def lose_a_trial_of_all_threads(s, seconds, rows):
+    """From one thread (1600 rows in 10 ms a window): a trial on all threads, `rows` in `seconds`."""
+    window(s, s[NEXT], 0.0, 1600)
+    assert pace.judge(s, s[NEXT] + 0.01, 0.01, 2) == 2 and s[TRIAL] == 1
+    start = s[START] + 0.01
+    window(s, start, 0.0, rows)
+    assert pace.judge(s, start + seconds, seconds, 2) == 1 and s[ONE] == 1
+
+
+def test_the_wait_is_at_least_cost_times_what_the_slower_window_lost():
+    one = 0.01 / 1600   # seconds per row on one thread
+    s = pace.new_state()
+    window(s, 10.0, 5.0, 64)
+    pace.judge(s, 10.1, 5.1, 2)                 # 64 rows in 0.1 s on 2 threads, half a CPU each
+    window(s, 10.1, 5.1, 1600)
+    assert pace.judge(s, 10.11, 5.11, 2) == 1   # 1600 rows in 0.01 s: one thread
+    lost = (0.1 / 64 - one) * 64                # what the window on all threads lost
+    assert s[WAIT] == pytest.approx(config.PACE_COST * lost)
+    assert s[NEXT] == pytest.approx(10.11 + config.PACE_COST * lost)
+    lose_a_trial_of_all_threads(s, 0.3, 64)     # 10 x 0.3 s: the cap
+    assert s[WAIT] == config.PACE_MAX_WAIT
+    s[MAX_WAIT] = 100.0
+    lose_a_trial_of_all_threads(s, 0.5, 64)     # 10 x 0.5 s beats twice the last wait
+    assert s[WAIT] == pytest.approx(config.PACE_COST * (0.5 / 64 - one) * 64)
+    before = s[WAIT]
+    lose_a_trial_of_all_threads(s, 0.041, 6400)  # lost by little: twice the last wait
+    assert s[WAIT] == pytest.approx(2 * before)
 
 
 def test_all_threads_win_back_when_the_machine_is_quiet_again():
@@ -109,13 +139,13 @@ def test_pool_of_one_and_pacing_off_change_nothing():
 
 @pytest.fixture
 def paced(monkeypatch):
-    """pace.STATE set to start a trial at every batch (any window is long enough, and any share
-    too small), given back as it was afterwards; every batch on the parallel drivers."""
+    """pace.STATE set to start a trial at every batch (any window is long enough, any share
+    too small, no wait), given back as it was afterwards; every batch on the parallel drivers."""
     monkeypatch.setattr(config, "PARALLEL_MIN_FLOP", 0)
     saved = pace.STATE.copy()
     pace.STATE[:] = pace.new_state()
     pace.STATE[ENABLED], pace.STATE[WINDOW], pace.STATE[SHARE] = 1.0, 0.0, 2.0
-    pace.STATE[WAIT] = pace.STATE[FIRST_WAIT] = pace.STATE[MAX_WAIT] = 0.0
+    pace.STATE[WAIT] = pace.STATE[FIRST_WAIT] = pace.STATE[MAX_WAIT] = pace.STATE[COST] = 0.0
     yield pace.STATE
     pace.STATE[:] = saved
 
