@@ -6,9 +6,11 @@ small regions into a wait for the scheduler: two threads then run several times 
 No setting chosen before the fit can know this, so the training loop measures:
 
 - It times windows of whole batches (at least config.PACE_WINDOW seconds each) on the wall clock,
-  and the CPU time the process got in them. On a quiet machine every thread runs all the time
-  (Numba's threads spin between regions), so the process gets about one CPU per thread; a share
-  below config.PACE_SHARE says that some thread waited for a core.
+  and the CPU time the process got in them. On a quiet machine every thread runs nearly all the
+  time (OpenMP's threads spin through the short gaps between a step's regions), so the process
+  gets about one CPU per thread; a share below config.PACE_SHARE says that some thread waited
+  for a core (or, now and then on a quiet machine, slept through a longer gap: that trial loses
+  and costs one short window).
 - Then the next window is a *trial* on one thread. If its time per row beats the window before
   it, the fit goes on on one thread, and from time to time tries all threads again (when that
   wins, it goes back). A trial that loses doubles the wait before the next one (from
