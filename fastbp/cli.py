@@ -162,14 +162,26 @@ def read_table(path, target=None, part=None, n_features=None):
         header = header[:t] + header[t + 1:]
     try:
         X = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64).reshape(len(rows) - 1, -1)
-    except ValueError as exc:
-        raise UsageError(f"{path}: every feature must be a number ({exc}); drop or encode that column") from None
+    except ValueError:
+        line, col, value = next((i, j, v) for i, r in enumerate(rows[1:], start=2) for j, v in enumerate(r)
+                                if not _is_number(v))
+        what = "is empty (a missing value)" if not value.strip() else f"holds {value.strip()!r}, not a number"
+        raise UsageError(f"{path}: line {line}, column {header[col]!r} {what}; every feature must be a number: "
+                         f"fill in missing values, or drop or encode that column") from None
     if y is not None:
         try:
             y = y.astype(np.float64)
         except ValueError:
             pass   # class names
     return X, y, header, target
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def infer_task(y, task):
@@ -187,9 +199,12 @@ def infer_task(y, task):
 
 def _network(args, n_in, n_out, task):
     from .network import Network
-    layers = [int(v) for v in args.layers.split(",") if v.strip()] if args.layers else []
+    try:
+        layers = [int(v) for v in args.layers.split(",") if v.strip()] if args.layers else []
+    except ValueError:
+        layers = [0]
     if any(v < 1 for v in layers):
-        raise UsageError(f"--layers must be positive integers separated by commas, got {args.layers!r}")
+        raise UsageError(f"--layers must be positive integers separated by commas (e.g. 64,32), got {args.layers!r}")
     if task == "classification":
         output = "softmax" if n_out > 2 else "sigmoid"
     else:
@@ -209,7 +224,21 @@ def _world(args):
     return MPI.COMM_WORLD, MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
 
 
+def _check_output(path, option):
+    """A file the command will write must have a folder to go to: said before any work, not after
+    the training it would hold is lost."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist; create it first or choose another path")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {os.path.join(path, 'model.npz')}")
+
+
 def cmd_train(args):
+    _check_output(args.save, "--save")
+    _check_output(args.plot, "--plot")
     if args.target is None and not args.data.endswith((".npz", *SVMLIGHT)):
         raise UsageError("train needs a target: --target COLUMN (CSV) or an array y in the .npz")
     comm, rank, size = _world(args)
@@ -271,6 +300,8 @@ def cmd_train(args):
     if args.save:
         net.save(args.save)   # rank 0 only, after a distributed fit
         say(f"saved {args.save}")
+    else:
+        say("the model was not saved: --save MODEL.npz keeps it")
     if args.plot and rank == 0:
         from .plots import plot_history
         plot_history(hist.history, args.plot, title=f"{os.path.basename(args.data)}: {net.sizes}")
@@ -325,6 +356,7 @@ def _decode(net, P):
 
 
 def cmd_predict(args):
+    _check_output(args.out, "--out")
     net = _load_model(args.model)
     X, _ = _model_inputs(net, args, need_target=False)
     P = net.predict(X).astype(np.float64)
@@ -539,7 +571,8 @@ def build_parser():
     p.add_argument("--val-split", type=float, default=0.0, help="fraction of rows held out for validation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--backend", default="cpu", choices=["cpu", "numpy"])
+    p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda", "auto"],
+                   help="cpu (default), numpy (the reference), cuda (an NVIDIA GPU), auto (cuda if there is one)")
     p.add_argument("--no-scale", dest="scale", action="store_false",
                    help="do not standardise the features (default: standardise, stored with the model)")
     p.add_argument("--save", metavar="MODEL.npz", help="where to save the trained model")

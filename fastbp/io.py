@@ -26,6 +26,28 @@ def invalid(path, why):
     return ValueError(f"{path!r} is not a valid fastbp model file: {why}")
 
 
+def _umask():
+    try:   # Linux says it without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)   # elsewhere: set and put back (another thread creating a file meanwhile
+    os.umask(mask)           # would get 022, the common default)
+    return mask
+
+
+def _mode_for(path):
+    """The permissions the saved file gets: those of the file it replaces, else what the umask
+    gives a new file (0644 under the usual 022), as open() would."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def write(path, config, arrays):
     """Write `arrays` (name -> ndarray) and the JSON-able dict `config` to `path`, atomically.
     The format, its version and the fastbp version are added to the config."""
@@ -42,6 +64,7 @@ def write(path, config, arrays):
             np.savez(f, config=np.array(config_json), **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path))   # mkstemp's 0600 is for the temporary file only
         os.replace(tmp, path)
     except BaseException:
         try:

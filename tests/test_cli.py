@@ -72,12 +72,48 @@ def test_regression_from_npz(files):
     (["compile", "--all", "--sparse"], "serve sparse x too"),
     (["compile", "--model", "missing.npz"], "no such model file"),
     (["compile", "--model", "m.npz", "--batch-size", "0"], "batch_size must be a positive integer"),
+    (["train", "animals.csv", "--target", "kind", "--layers", "32,x"], "--layers must be positive integers"),
+    (["train", "animals.csv", "--target", "kind", "--save", "nodir/m.npz"], "--save nodir/m.npz: the folder"),
+    (["train", "animals.csv", "--target", "kind", "--plot", "nodir/c.png"], "--plot nodir/c.png: the folder"),
+    (["train", "animals.csv", "--target", "kind", "--save", "."], "is a folder"),
+    (["predict", "m.npz", "animals.csv", "--out", "nodir/p.csv"], "--out nodir/p.csv: the folder"),
+    (["train", "holes.csv", "--target", "y"], "line 3, column 'b' is empty (a missing value)"),
+    (["train", "words.csv", "--target", "y"], "line 2, column 'a' holds 'red', not a number"),
 ])
 def test_user_mistakes_exit_2_with_one_line(files, args, message):
     if "m.npz" in args and not (files / "m.npz").exists():
         cli("train", "animals.csv", "--target", "kind", "--epochs", "1", "--save", "m.npz", "--quiet", cwd=files)
+    (files / "holes.csv").write_text("a,b,y\n1,2,0\n3,,1\n")
+    (files / "words.csv").write_text("a,b,y\nred,2,0\n3,4,1\n")
     out = cli(*args, cwd=files, code=2)
-    assert message in out.stderr.lower()
+    assert message.lower() in out.stderr.lower()
+    assert not (files / "nodir").exists()   # checked before training, nothing half-written
+
+
+def test_train_saves_with_the_umask_s_permissions_and_says_when_it_does_not_save(tmp_path, files):
+    import os
+    import stat
+    env = dict(os.environ)
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(mask)   # the child inherits it
+        try:
+            cli("train", files / "animals.csv", "--target", "kind", "--epochs", "1", "--quiet", "--save",
+                f"m{mask:o}.npz", cwd=tmp_path, env=env)
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(os.stat(tmp_path / f"m{mask:o}.npz").st_mode) == mode
+    os.chmod(tmp_path / "m22.npz", 0o640)   # a file it replaces keeps its permissions
+    cli("train", files / "animals.csv", "--target", "kind", "--epochs", "1", "--quiet", "--save", "m22.npz",
+        cwd=tmp_path)
+    assert stat.S_IMODE(os.stat(tmp_path / "m22.npz").st_mode) == 0o640
+    out = cli("train", files / "animals.csv", "--target", "kind", "--epochs", "1", "--quiet", cwd=tmp_path)
+    assert "not saved: --save MODEL.npz keeps it" in out.stdout
+
+
+def test_train_offers_every_backend():
+    out = subprocess.run([sys.executable, "-m", "fastbp", "train", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "{cpu,numpy,cuda,auto}" in out
 
 
 @pytest.mark.parametrize("command", ["", "demo", "train", "predict", "evaluate", "bench", "info", "compile"])
