@@ -213,6 +213,24 @@ def _network(args, n_in, n_out, task):
                    output=output, dtype=args.dtype, seed=args.seed, backend=args.backend)
 
 
+def _interrupted(net, args, rank):
+    """Ctrl-C during `train`: the network holds the weights of its last finished epoch (fit
+    rolls an unfinished one back); save those where --save said, and stop with status 130."""
+    done = len(net.history.history.get("loss", [])) if getattr(net, "history", None) is not None else 0
+    if rank != 0:
+        return 130
+    if done and args.save:
+        net.save(args.save)
+        what = f"saved {args.save} as of that epoch"
+    elif done:
+        what = "nothing saved (--save MODEL.npz keeps the epochs finished before an interruption)"
+    else:
+        what = "nothing to save"
+    print(f"fastbp train: interrupted after {done} finished epoch{'s' if done != 1 else ''}; {what}",
+          file=sys.stderr)
+    return 130
+
+
 def _world(args):
     """(comm, rank, size) for --distributed, else (None, 0, 1)."""
     if not args.distributed:
@@ -287,9 +305,12 @@ def cmd_train(args):
     say(f"network {net.sizes}, hidden {args.hidden}, {net.spec.output} output, loss {net.spec.loss}, "
         f"{args.optimizer}, {args.dtype}, backend {args.backend}")
     t0 = time.perf_counter()
-    hist = net.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   optimizer=args.optimizer, validation_split=args.val_split,
-                   verbose=0 if args.quiet else 1, comm=comm)
+    try:
+        hist = net.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       optimizer=args.optimizer, validation_split=args.val_split,
+                       verbose=0 if args.quiet else 1, comm=comm)
+    except KeyboardInterrupt:
+        return _interrupted(net, args, rank)
     seconds = time.perf_counter() - t0
     h = hist.history
     line = f"trained {len(h['loss'])} epochs in {seconds:.2f} s: loss {h['loss'][-1]:.4f}"

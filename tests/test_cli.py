@@ -197,3 +197,28 @@ def test_sparse_data_from_svmlight_and_save_npz(tmp_path):
     acc = float(cli("evaluate", "n.npz", "test.npz", "--target", "test.labels.txt", cwd=tmp_path).stdout.split()[1])
     assert acc == pytest.approx(np.mean(np.array(preds) == names[y[500:]]), abs=1e-6)
     cli("train", "test.npz", cwd=tmp_path, code=2)   # no targets beside it: one line, status 2
+
+
+def test_ctrl_c_during_train_saves_the_finished_epochs_and_exits_130(tmp_path, files):
+    import os
+    import signal
+    import time
+    import fastbp
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "fastbp", "train", str(files / "animals.csv"), "--target", "kind",
+                             "--epochs", "1000000", "--save", "m.npz"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:   # the network line comes just before the fit starts
+            if line.startswith("network"):
+                break
+        time.sleep(2.0)   # epochs of 300 rows take milliseconds: several have finished
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted after" in err and "saved m.npz" in err
+    net = fastbp.load(tmp_path / "m.npz")
+    done = int(err.split("interrupted after ")[1].split()[0])
+    assert done >= 1 and net.epochs_done == done
