@@ -279,6 +279,13 @@ def cmd_train(args):
         if y.dtype.kind not in "biuf":
             raise UsageError(f"--task regression needs a numeric target; {target!r} holds text")
         y_fit, n_out = y.astype(np.float64), 1
+        if args.scale:   # a target of any size trains at the rates a standardised one does
+            n, total, squares = (comm.allreduce(v) for v in (y_fit.size, y_fit.sum(), (y_fit ** 2).sum())) \
+                if comm is not None else (y_fit.size, y_fit.sum(), (y_fit ** 2).sum())
+            mean = total / n
+            std = float(np.sqrt(max(squares / n - mean ** 2, 0.0))) or 1.0
+            meta["target_scale"] = {"mean": float(mean), "std": std}
+            y_fit = (y_fit - mean) / std
     net = _network(args, X.shape[1], n_out, task)
     net.metadata = meta
     if args.val_split:   # the held-out rows are the last ones: shuffle first (files are often sorted)
@@ -314,6 +321,8 @@ def cmd_train(args):
     seconds = time.perf_counter() - t0
     h = hist.history
     line = f"trained {len(h['loss'])} epochs in {seconds:.2f} s: loss {h['loss'][-1]:.4f}"
+    if "target_scale" in meta:
+        line += " (on the standardised target)"
     if "val_loss" in h:
         kind = "accuracy" if task == "classification" else "R^2"
         line += f", validation loss {h['val_loss'][-1]:.4f}, validation {kind} {h['val_score'][-1]:.4f}"
@@ -367,6 +376,14 @@ def _has_column(path, name):
     return name in [h.strip() for h in header]
 
 
+def _outputs(net, X):
+    """The network's outputs for X in the target's own units (a regression target standardised
+    for training is scaled back)."""
+    P = net.predict(X).astype(np.float64)
+    scale = net.metadata.get("target_scale")
+    return P * scale["std"] + scale["mean"] if scale else P
+
+
 def _decode(net, P):
     meta = net.metadata
     if meta.get("task") == "classification" and "classes" in meta:
@@ -380,7 +397,7 @@ def cmd_predict(args):
     _check_output(args.out, "--out")
     net = _load_model(args.model)
     X, _ = _model_inputs(net, args, need_target=False)
-    P = net.predict(X).astype(np.float64)
+    P = _outputs(net, X)
     classes = net.metadata.get("classes")
     if args.proba:
         if classes is None:
@@ -421,7 +438,7 @@ def cmd_evaluate(args):
         print(f"accuracy {np.mean(pred == truth):.4f} on {len(y)} rows; loss {net.loss(X, codes):.4f}")
     else:
         yf = y.astype(np.float64)
-        pred = net.predict(X)[:, 0].astype(np.float64)
+        pred = _outputs(net, X)[:, 0]
         ss = ((yf - yf.mean()) ** 2).sum()
         r2 = 1 - ((yf - pred) ** 2).sum() / ss if ss > 0 else float("nan")
         print(f"R^2 {r2:.4f}, RMSE {np.sqrt(np.mean((yf - pred) ** 2)):.4g} on {len(y)} rows")
@@ -595,7 +612,7 @@ def build_parser():
     p.add_argument("--backend", default="cpu", choices=["cpu", "numpy", "cuda", "auto"],
                    help="cpu (default), numpy (the reference), cuda (an NVIDIA GPU), auto (cuda if there is one)")
     p.add_argument("--no-scale", dest="scale", action="store_false",
-                   help="do not standardise the features (default: standardise, stored with the model)")
+                   help="do not standardise the features and a regression target (default: standardise, stored with the model)")
     p.add_argument("--save", metavar="MODEL.npz", help="where to save the trained model")
     p.add_argument("--plot", metavar="PNG", help="draw the loss and score curves (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
