@@ -239,3 +239,17 @@ def test_a_regression_target_is_standardised_for_training_and_scaled_back(tmp_pa
     cli("train", "big.npz", "--quiet", "--save", "m.npz", cwd=tmp_path)
     pred = np.array(cli("predict", "m.npz", "big.npz", cwd=tmp_path).stdout.split()[1:], dtype=float)
     assert abs(pred.mean() - y.mean()) < 0.05 * y.std() and abs(pred.std() / y.std() - 1) < 0.1
+
+
+@pytest.mark.parametrize("text", [
+    'a,"b",kind,c\n1.5,2,cat,3\n-4, 5e-1 ,dog,6\n\n7,8, cat ,9\n',      # quotes, spaces, a blank line
+    "a,b,kind,c\r\n1,2,0,3\r\n4,5,1,6\r\n",                            # CRLF, numeric classes
+])
+def test_csv_through_numpy_s_parser_reads_as_the_careful_reader_does(tmp_path, text):
+    from fastbp.cli import read_table
+    (tmp_path / "t.csv").write_bytes(text.encode())
+    fast = read_table(str(tmp_path / "t.csv"), "kind")
+    careful = read_table(str(tmp_path / "t.csv"), "kind", part=(0, 1))   # one rank's slice: every row
+    np.testing.assert_array_equal(fast[0], careful[0])
+    np.testing.assert_array_equal(fast[1], careful[1])
+    assert fast[2:] == careful[2:] == (["a", "b", "c"], "kind")
