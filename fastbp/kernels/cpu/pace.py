@@ -30,7 +30,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ... import config
+from ... import aligned, config
 from ..compile import serial
 from .threads import set_thread_count
 
@@ -85,7 +85,7 @@ SLOTS = 17
 
 
 def new_state():
-    state = np.zeros(SLOTS)
+    state = aligned.zeros(SLOTS, np.float64)   # on its own cache line, as every array kernels write
     state[ENABLED] = float(config.PACE and _CLOCKS is not None)
     state[WINDOW] = config.PACE_WINDOW
     state[SHARE] = config.PACE_SHARE
