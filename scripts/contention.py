@@ -11,9 +11,9 @@ Each (workload, setting) runs in a fresh process (the thread settings must be ma
 starts its pool), which first fits once untimed (compiling or loading the kernels) and then
 reports the minimum of at least --repeats warm fits, more for short fits (until they add up
 to --least seconds): a fit of milliseconds is easily split by the scheduler's time slices. Each
-fit starts with pacing's state reset, as the first fit of a new process. The column `others` says how many CPUs other
-processes held meanwhile (fastbp/busy.py): about the number of busy processes this script
-started, more if something else was running.
+fit starts with pacing's state reset, as the first fit of a new process. The column `others`
+says how many CPUs other processes held meanwhile (fastbp/busy.py): about the number of busy
+processes this script started, more if something else was running.
 """
 import argparse
 import dataclasses
