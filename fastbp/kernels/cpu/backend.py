@@ -90,7 +90,7 @@ def _announced(wrap, dispatcher, what):
     return call
 
 
-_DRIVERS = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "train_rows", "penalties")
+_DRIVERS = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "penalties")
 
 
 class CpuBackend:
@@ -110,6 +110,7 @@ class CpuBackend:
         self._needs = {}
         self._drivers = {}
         self._first_dw_zero = True   # the first layer's rows of grads are all zero (rows-only steps)
+        self._one_epoch = np.zeros((2, 1))   # train_rows' rate and total
 
     def macs(self, X):
         """Multiply-adds per row of X: a sparse first layer costs its non-zeros, not its width,
@@ -234,25 +235,23 @@ class CpuBackend:
     def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):
         """Epochs over `orders` (one row each) at rates `lrs`. Returns (losses, epochs run):
         fewer than asked when an epoch's loss was not finite."""
-        losses = np.full(orders.shape[0], np.nan)
+        totals = np.full(orders.shape[0], np.nan)
+        ran = self._train(params, state, X, Y, SW, orders, np.asarray(lrs, dtype=np.float64), 0, X.shape[0],
+                          batch_size, counter, optimizer, totals)
+        return totals / max(X.shape[0], 1), ran
+
+    def _train(self, params, state, X, Y, SW, orders, lrs, start, stop, batch_size, counter, optimizer, totals):
         train = self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs
-        ran = train(self._dense(X), Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, counter,
-                    self._net(params, state), self.hp, self._opt(X, optimizer),
-                    self.workspace(batch_size, X=X), losses)
-        return losses, ran
+        return train(self._dense(X), Y, SW, orders, lrs, start, stop, batch_size, counter, self._net(params, state),
+                     self.hp, self._opt(X, optimizer), self.workspace(batch_size, X=X), totals)
 
     def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
-        """Compile (or load) the drivers `train` (or, by_batch, `train_rows`) will run for these
-        arguments, by calling them on no rows (only before their first call: a call costs
-        microseconds)."""
-        drivers = self.drivers(batch_size, optimizer=optimizer, X=X)
-        if (drivers.train_rows if by_batch else drivers.train_epochs).ran():
+        """Compile (or load) the driver `train` and `train_rows` run for these arguments, by
+        calling it on no epochs (only before its first call: a call costs microseconds).
+        by_batch: kept for the other backends' signature; both calls run the same driver."""
+        if self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs.ran():
             return
-        if by_batch:
-            self.train_rows(params, state, X, Y, SW, np.arange(0), 0, 0, batch_size, 0.0, counter, optimizer)
-        else:
-            self.train(params, state, X, Y, SW, np.empty((0, X.shape[0]), np.int64), [], batch_size, counter,
-                       optimizer)
+        self.train(params, state, X, Y, SW, np.empty((0, X.shape[0]), np.int64), [], batch_size, counter, optimizer)
 
     def train_distributed(self, params, state, X, Y, SW, orders, lrs, batch_size, steps, counter, optimizer,
                           drop_key):
@@ -277,8 +276,10 @@ class CpuBackend:
         return totals
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
-        """Batches over order[start:stop]; the sum of batch losses times batch sizes."""
-        train = self.drivers(batch_size, optimizer=optimizer, X=X).train_rows
-        return train(start, stop, order, self._dense(X), Y, SW, batch_size, float(lr), counter,
-                     self._net(params, state), self.hp, self._opt(X, optimizer),
-                     self.workspace(batch_size, X=X))
+        """Batches over order[start:stop]; the sum of batch losses times batch sizes. The driver
+        of whole epochs, on one epoch's rows (its scratch, one rate and one total, is kept)."""
+        one = self._one_epoch
+        one[0, 0] = lr
+        self._train(params, state, X, Y, SW, order[None, :], one[0], start, stop, batch_size, counter, optimizer,
+                    one[1])
+        return float(one[1, 0])

@@ -409,16 +409,17 @@ def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, o
 
 
 @serial
-def train_epochs(X, Y, SW, orders, lrs, batch_size, counter, net, hp, opt, ws, epoch_losses):
-    """One epoch per row of `orders` at learning rate lrs[e]; epoch_losses[e] is the mean of
-    the epoch's batch losses weighted by batch size."""
+def train_epochs(X, Y, SW, orders, lrs, start, stop, batch_size, counter, net, hp, opt, ws, epoch_totals):
+    """One epoch per row of `orders`, over its rows orders[e, start:stop], at learning rate
+    lrs[e]; epoch_totals[e] is the sum of the epoch's batch losses times batch sizes (the caller
+    divides by the rows). Whole epochs (start 0, stop n) and the pieces of one epoch that a
+    progress bar draws between (one row of orders) are the same compiled function: one compile,
+    not two."""
     net, opt, ws = borrow(net), borrow(opt), borrow(ws)
     X, Y, SW, orders, lrs, counter = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs), borrow(counter)
-    n = X.shape[0]
     for e in range(orders.shape[0]):
-        total = train_rows(0, n, orders[e], X, Y, SW, batch_size, lrs[e], counter, net, hp, opt, ws)
-        epoch_losses[e] = total / n
-        if not np.isfinite(epoch_losses[e]):
+        epoch_totals[e] = train_rows(start, stop, orders[e], X, Y, SW, batch_size, lrs[e], counter, net, hp, opt, ws)
+        if not np.isfinite(epoch_totals[e]):
             return e + 1   # diverged: stop here, the caller restores and reports
     return orders.shape[0]
 
