@@ -4,13 +4,14 @@
     net = fastbp.Network([64, 128, 10], hidden="relu", output="softmax", seed=0)
     history = net.fit(X, y, epochs=20, batch_size=32, lr=0.1)
 """
-from . import callbacks, datasets, optim
+from . import callbacks, datasets, metrics, optim
 from ._version import __version__
-from .callbacks import History
+from .callbacks import EarlyStopping, History, ModelCheckpoint
 from .network import Network, load
 from .prebuild import compile
 
-__all__ = ["Network", "History", "load", "compile", "datasets", "optim", "callbacks", "set_num_threads",
+__all__ = ["Network", "History", "EarlyStopping", "ModelCheckpoint", "load", "compile", "datasets", "optim",
+           "callbacks", "metrics", "set_num_threads",
            "get_num_threads", "__version__"]
 
 

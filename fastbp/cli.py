@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from . import metrics
+
 
 class UsageError(Exception):
     """A mistake in the arguments or the data: reported in one line, exit status 2."""
@@ -471,13 +473,21 @@ def cmd_evaluate(args):
         if unknown.size:
             raise UsageError(f"the data has classes the model never saw: {unknown[:5].tolist()}")
         codes = np.searchsorted(classes, truth)
-        print(f"accuracy {np.mean(pred == truth):.4f} on {len(y)} rows; loss {net.loss(X, codes):.4f}")
+        report = net.evaluate(X, codes)
+        print(f"accuracy {report['accuracy']:.4f} on {len(y)} rows; loss {report['loss']:.4f}")
+        print(f"precision {report['precision']:.4f}, recall {report['recall']:.4f}, F1 {report['f1']:.4f} "
+              f"(macro averages over {len(classes)} classes)")
+        names = [str(c) for c in classes]
+        width = max(len(n) for n in names + [str(report["confusion_matrix"].max())])
+        print("confusion matrix (rows: true class, columns: predicted)")
+        print(" " * width + "".join(f" {n:>{width}s}" for n in names))
+        for name, row in zip(names, report["confusion_matrix"]):
+            print(f"{name:>{width}s}" + "".join(f" {v:>{width}d}" for v in row))
     else:
-        yf = y.astype(np.float64)
-        pred = _outputs(net, X)[:, 0]
-        ss = ((yf - yf.mean()) ** 2).sum()
-        r2 = 1 - ((yf - pred) ** 2).sum() / ss if ss > 0 else float("nan")
-        print(f"R^2 {r2:.4f}, RMSE {np.sqrt(np.mean((yf - pred) ** 2)):.4g} on {len(y)} rows")
+        yf = y.astype(np.float64)[:, None]
+        pred = _outputs(net, X)[:, :1]
+        r2 = metrics.r2(yf, pred) if np.ptp(yf) > 0 else float("nan")
+        print(f"R^2 {r2:.4f}, MAE {metrics.mae(yf, pred):.4g}, RMSE {metrics.rmse(yf, pred):.4g} on {len(y)} rows")
     return 0
 
 
@@ -684,7 +694,7 @@ def build_parser():
     p.add_argument("--sparse", action="store_true", help="the models will read sparse (scipy CSR) data")
     p.set_defaults(func=cmd_compile)
 
-    sub.add_parser("bench", help="time every kernel on each backend against the sgemm limit "
+    sub.add_parser("bench", help="time every kernel on each backend against the GEMM limit "
                    "(options: fastbp bench --help)")
     p = sub.add_parser("info", help="versions, threads, threading layer, OpenBLAS, CUDA, kernel cache")
     p.set_defaults(func=cmd_info)

@@ -22,8 +22,37 @@ def _as_real_array(a, name):
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be array-like of numbers: {exc}") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}; convert it first, "
-                        f"e.g. {name}.astype(np.float32)")
+        hint = (" (text class labels are taken by classifiers: output='softmax', or 'sigmoid' with one unit)"
+                if arr.dtype.kind in "USO" else f", e.g. {name}.astype(np.float32)")
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}; convert it first{hint}")
+    return arr
+
+
+def text_labels(y):
+    """y as a 1-D array of labels when it holds text or other non-numeric values (strings,
+    Python objects such as pandas' categories), else None: numbers are left to the checks of
+    encode_targets."""
+    if not hasattr(y, "dtype"):
+        try:
+            y = np.asarray(y)
+        except Exception:   # ragged lists: encode_targets says so
+            return None
+    kind = np.dtype(y.dtype).kind if isinstance(getattr(y, "dtype", None), np.dtype) else "O"
+    if kind in "biufc":
+        return None
+    arr = np.asarray(y, dtype=object) if kind == "O" else np.asarray(y)
+    if arr.ndim != 1 and not (arr.ndim == 2 and arr.shape[1] == 1):
+        return None
+    arr = arr.reshape(-1)
+    if kind == "O":
+        try:   # objects that are all numbers are numbers
+            arr.astype(np.float64)
+            return None
+        except (TypeError, ValueError):
+            pass
+        if any(v is None or (isinstance(v, float) and v != v) for v in arr):
+            raise ValueError("y holds missing labels (None or NaN); drop or fill those rows first")
+        return arr.astype(str) if all(isinstance(v, str) for v in arr) else arr
     return arr
 
 

@@ -5,6 +5,7 @@ reference) and to an optimizer. No math here.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import aligned, data, io
+from .metrics import CLASSIFIER, check_names, confusion_matrix, for_output, r2
 from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
 from .optim import get_optimizer, optimizer_from_config
 from .spec import did_you_mean, init_params, make_spec, set_flat
@@ -97,6 +99,7 @@ class Network:
         self.optimizer = None
         self.stop_training = False
         self.metadata = {}   # JSON-able notes saved with the model (the CLI keeps class names here)
+        self.classes_ = None   # a classifier's labels when fit was given text labels (codes are their order)
         self._rank = 0           # this process's MPI rank in a distributed fit (only rank 0 saves)
         self._rank_rng = None    # (rank, shuffle generator) of distributed fits: continued by later ones
         self.backend = backend
@@ -118,6 +121,33 @@ class Network:
                                                       ("l1", s.l1), ("l2", s.l2)) if any(np.atleast_1d(v)))
         return (f"Network({list(s.sizes)}, hidden={list(s.activations[:-1])}, output={s.output!r}, "
                 f"loss={s.loss!r}, dtype={self.dtype.name!r}, backend={self.backend!r}{extras})")
+
+    def summary(self, file=None):
+        """Print a table of the layers (units, output shape, activation, batch norm, dropout,
+        parameter counts) and the network's totals, dtype, backend, loss and optimizer, as
+        Keras's model.summary() does; to `file` (default stdout)."""
+        print(self._summary_text(), file=file or sys.stdout)
+
+    def _summary_text(self):
+        s = self.spec
+        head = ("layer", "units", "output shape", "activation", "batch norm", "dropout", "parameters")
+        rows = [("input", str(s.sizes[0]), f"(None, {s.sizes[0]})", "", "", "", "0")]
+        for l, ((W, b), act) in enumerate(zip(s.views(self._params), s.activations)):
+            n_bn = 2 * W.shape[1] if s.batch_norm[l] else 0
+            name = f"dense {l + 1}" + (" (output)" if l == len(s.activations) - 1 else "")
+            rows.append((name, str(s.sizes[l + 1]), f"(None, {s.sizes[l + 1]})", str(act),
+                         "yes" if s.batch_norm[l] else "", f"{s.dropout[l]:g}" if s.dropout[l] else "",
+                         f"{W.size + b.size + n_bn:,}"))
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+        line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()   # noqa: E731
+        rule = "-" * len(line(head))
+        opt = self.optimizer.get_config()["name"] if self.optimizer is not None else "none yet (sgd at the first fit)"
+        tail = [f"parameters: {self.n_params:,} trainable ({self.n_params * self.dtype.itemsize / 1024:,.1f} KiB in "
+                f"{self.dtype.name}), {s.n_state:,} batch-norm statistics",
+                f"loss: {s.loss}; backend: {self.backend}; optimizer: {opt}; epochs trained: {self.epochs_done}"]
+        if self.classes_ is not None:
+            tail.append(f"classes: {', '.join(map(str, self.classes_.tolist()))}")
+        return "\n".join([line(head), rule, *map(line, rows), rule, *tail])
 
     # ---- parameters ----
     def get_weights(self):
@@ -154,9 +184,80 @@ class Network:
     def _X(self, X, name="X"):
         return data.check_X(X, self.spec.n_in, self.dtype, name)
 
-    def _XY(self, X, y, xname="X", yname="y"):
+    def _XY(self, X, y, xname="X", yname="y", learn=False):
         X = self._X(X, xname)
-        return X, data.encode_targets(y, self.spec, self.dtype, X.shape[0], yname)
+        return X, data.encode_targets(self._codes(y, yname, learn), self.spec, self.dtype, X.shape[0], yname)
+
+    def _is_classifier(self):
+        return self.spec.output == "softmax" or (self.spec.output == "sigmoid" and self.spec.n_out == 1)
+
+    def _codes(self, y, name, learn):
+        """Text (or other non-numeric) class labels as codes 0..k-1 in the order of classes_,
+        which a fit learns (learn=True) when the network has none yet; numbers pass through."""
+        labels = data.text_labels(y)
+        if labels is None:
+            return y
+        if not self._is_classifier():
+            raise TypeError(f"{name} holds text labels ({labels[:3].tolist()}...), which only a classifier takes "
+                            f"(output='softmax', or 'sigmoid' with one unit); this network's output is "
+                            f"{self.spec.output!r} with {self.spec.n_out} unit(s): convert {name} to numbers")
+        if self.classes_ is None:
+            if not learn:
+                raise ValueError(f"{name} holds text labels but the network was never fit on text labels, so "
+                                 f"it has no classes_ to map them to; fit it on such labels first")
+            classes = np.unique(labels)
+            room = self.spec.n_out if self.spec.output == "softmax" else 2
+            if len(classes) > room:
+                raise ValueError(f"{name} holds {len(classes)} classes but the output layer can tell {room}; "
+                                 f"make it {len(classes)} units wide (softmax)")
+            self.classes_ = classes
+        codes = np.searchsorted(self.classes_, labels)
+        unknown = (codes >= len(self.classes_)) | (self.classes_[np.minimum(codes, len(self.classes_) - 1)] != labels)
+        if unknown.any():
+            raise ValueError(f"{name} holds labels the network was not fit on: {np.unique(labels[unknown])[:5].tolist()} "
+                             f"(it knows {self.classes_.tolist()})")
+        return codes
+
+    def predict_proba(self, X):
+        """A classifier's class probabilities: (n, n_out) for a softmax output, (n, 2) for one
+        sigmoid unit (P(class 0), P(class 1)), as scikit-learn's predict_proba; (n, n_out)
+        per-label probabilities for several sigmoid units."""
+        self._need_classifier("predict_proba", multilabel=True)
+        P = self.predict(X)
+        if self.spec.output == "sigmoid" and self.spec.n_out == 1:
+            return np.hstack([1 - P, P])
+        return P
+
+    def predict_classes(self, X):
+        """A classifier's predicted labels: the most probable class (from classes_ when fit on
+        text labels, else its index); 0/1 per label for several sigmoid units."""
+        self._need_classifier("predict_classes", multilabel=True)
+        P = self.predict(X)
+        if self.spec.output == "sigmoid":
+            codes = (P > 0.5).astype(np.int64)
+            if self.spec.n_out > 1:
+                return codes
+            codes = codes[:, 0]
+        else:
+            codes = P.argmax(axis=1)
+        return self.classes_[codes] if self.classes_ is not None else codes
+
+    def _need_classifier(self, what, multilabel=False):
+        if not (self._is_classifier() or (multilabel and self.spec.output == "sigmoid")):
+            raise TypeError(f"{what} is for classifiers (output 'softmax' or 'sigmoid'); this network's output is "
+                            f"{self.spec.output!r}: use predict for its values")
+
+    def evaluate(self, X, y):
+        """Every figure of how well the network fits X, y (inference mode), as a dict: the loss
+        and, for a classifier, accuracy, macro precision, recall and F1 and the confusion matrix
+        (rows: true class, columns: predicted); for a regressor R^2, MAE and RMSE."""
+        X, Y = self._XY(X, y)
+        P = self._backend.predict(self._params, self._state, X)
+        out = {"loss": self._backend.loss(self._params, self._state, X, Y)}
+        out.update((name, fn(Y, P)) for name, fn in for_output(self.spec.output).items())
+        if for_output(self.spec.output) is CLASSIFIER:
+            out["confusion_matrix"] = confusion_matrix(Y, P)
+        return out
 
     def predict(self, X):
         """Output-layer activations, shape (n, n_out), in the network's dtype (inference mode:
@@ -172,17 +273,13 @@ class Network:
         X, Y = self._XY(X, y)
         return self._score(X, Y)
 
-    def _score(self, X, Y):
-        P = self._backend.predict(self._params, self._state, X)
+    def _score(self, X, Y, P=None):
+        P = self._backend.predict(self._params, self._state, X) if P is None else P
         if self.spec.output == "softmax":
             return float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
         if self.spec.output == "sigmoid":
             return float(np.mean(np.all((P > 0.5) == (Y > 0.5), axis=1)))
-        ss_res = ((Y - P) ** 2).sum(axis=0, dtype=np.float64)
-        ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0, dtype=np.float64)
-        # a constant target: R^2 is 1 if predicted exactly, else 0 (scikit-learn's convention)
-        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), (ss_res == 0) * 1.0)
-        return float(r2.mean())
+        return r2(Y, P)
 
     def gradients(self, X, y):
         """[(dW, db), ...]: the gradient of the loss of X taken as one training batch (batch
@@ -221,7 +318,7 @@ class Network:
             validation_data=None, verbose=0, optimizer=None, sample_weight=None, class_weight=None,
             callbacks=None, early_stopping=False, patience=10, min_delta=0.0, monitor="val_loss",
             restore_best_weights=True, initial_epoch=0, on_divergence="raise", comm=None,
-            allow_one_class=False):
+            allow_one_class=False, metrics=None):
         """Train by mini-batch gradient descent; returns a History.
 
         epochs: the epoch to stop at (with initial_epoch, the one to start from, as in Keras).
@@ -241,6 +338,12 @@ class Network:
             epoch are kept and "raise" raises FloatingPointError, "warn" warns and returns.
         allow_one_class: accept classifier targets holding a single class (refused by default: it
             is almost always a filtered or sorted-and-split data set).
+        metrics: names of figures to record after every epoch, on the training rows as `name`
+            and on the validation rows as `val_name` (inference mode, at the epoch's end): for
+            a classifier "accuracy", "precision", "recall", "f1" (macro averages); for a
+            regressor "r2", "mae", "rmse". Each costs a prediction over the rows per epoch.
+        y of a classifier may hold text labels (any non-numeric labels): the first fit learns
+            their sorted set as `classes_`, and predict_classes answers in them.
         `history.history["loss"]` has each epoch's mean training loss (batch losses before their
         update, weighted by batch size, with the penalty). The History is also `self.history`,
         kept up to date epoch by epoch: after an interruption (Ctrl-C, a callback raising) it
@@ -254,15 +357,23 @@ class Network:
                 optimizer=optimizer, sample_weight=sample_weight, class_weight=class_weight,
                 callbacks=callbacks, early_stopping=early_stopping, patience=patience, min_delta=min_delta,
                 monitor=monitor, restore_best_weights=restore_best_weights, initial_epoch=initial_epoch,
-                on_divergence=on_divergence, comm=comm, allow_one_class=allow_one_class))
+                on_divergence=on_divergence, comm=comm, allow_one_class=allow_one_class, metrics=metrics))
         if comm is None:
             return train()
         from .distributed import guarded
         return guarded(comm, train)
 
-    def _plan(self, X, y, *, epochs, batch_size, lr, shuffle, validation_split, validation_data, verbose,
+    def _plan(self, *args, **kwargs):
+        classes = self.classes_
+        try:
+            return self._check_plan(*args, **kwargs)
+        except BaseException:
+            self.classes_ = classes   # a refused fit learns no labels either
+            raise
+
+    def _check_plan(self, X, y, *, epochs, batch_size, lr, shuffle, validation_split, validation_data, verbose,
               optimizer, sample_weight, class_weight, callbacks, early_stopping, patience, min_delta, monitor,
-              restore_best_weights, initial_epoch, on_divergence, comm, allow_one_class=False):
+              restore_best_weights, initial_epoch, on_divergence, comm, allow_one_class=False, metrics=None):
         """Check every argument and lay out the run; nothing is trained or changed on refusal
         but the optimizer choice."""
         epochs = data.check_positive_int(epochs, "epochs")
@@ -283,7 +394,8 @@ class Network:
                 verbose = 0
             elif verbose == 1:
                 verbose = 2   # a progress bar within epochs would need Python between batches
-        X, Y = self._XY(X, y)
+        names = [] if metrics is None else check_names(metrics, self.spec.output)
+        X, Y = self._XY(X, y, learn=True)
         if not allow_one_class:
             data.check_two_classes(Y, self.spec)
         SW = data.sample_weights(sample_weight, class_weight, Y, self.spec, self.dtype)
@@ -310,7 +422,7 @@ class Network:
         return _Plan(X=X, Y=Y, SW=SW, Xv=Xv, Yv=Yv, epochs=epochs, initial_epoch=initial_epoch,
                      batch_size=batch_size, shuffle=shuffle, opt=opt, callbacks=cbs,
                      progress=next((cb for cb in cbs if isinstance(cb, ProgressBar)), None),
-                     on_divergence=on_divergence, dist=dist)
+                     on_divergence=on_divergence, dist=dist, metrics=names)
 
     def _run(self, plan):
         """Run the planned epochs: many in one compiled call unless Python has work between
@@ -325,7 +437,7 @@ class Network:
                                   opt, plan.progress is not None)
         for cb in cbs:   # plain objects need only on_epoch_end
             getattr(cb, "on_train_begin", lambda logs: None)({})
-        per_epoch = plan.Xv is not None or len(cbs) > 1 or opt.needs_logs or dist is not None
+        per_epoch = plan.Xv is not None or len(cbs) > 1 or opt.needs_logs or dist is not None or bool(plan.metrics)
         if dist is not None:
             self._rank_rng = dist.start(self._params, self._state, n, plan.batch_size, self.seed, self._drop_key,
                                         self._rank_rng)
@@ -393,9 +505,15 @@ class Network:
 
     def _epoch_logs(self, plan, loss, lr, seconds):
         logs = {"loss": float(loss), "lr": float(lr), "time": seconds}
+        table = for_output(self.spec.output)
+        if plan.metrics:
+            P = self._backend.predict(self._params, self._state, plan.X)
+            logs.update((name, table[name](plan.Y, P)) for name in plan.metrics)
         if plan.Xv is not None:
+            P = self._backend.predict(self._params, self._state, plan.Xv)
             logs["val_loss"] = self._backend.loss(self._params, self._state, plan.Xv, plan.Yv)
-            logs["val_score"] = self._score(plan.Xv, plan.Yv)
+            logs["val_score"] = self._score(plan.Xv, plan.Yv, P)
+            logs.update((f"val_{name}", table[name](plan.Yv, P)) for name in plan.metrics)
             if plan.dist is not None:   # every rank sees the figures of all validation rows
                 logs["val_loss"] = plan.dist.mean(logs["val_loss"], plan.Xv.shape[0])
                 logs["val_score"] = plan.dist.mean(logs["val_score"], plan.Xv.shape[0])
@@ -484,7 +602,8 @@ class Network:
         config = {"spec": self.spec.config(), "dtype": self.dtype.name, "backend": self.backend, "seed": self.seed,
                   "drop_key": str(self._drop_key), "rng_state": self._rng.bit_generator.state,
                   "epochs_done": self.epochs_done, "optimizer": opt.get_config() if opt is not None else None,
-                  "metadata": self.metadata}
+                  "metadata": self.metadata,
+                  "classes": None if self.classes_ is None else self.classes_.tolist()}
         arrays = {"params": self._params, "state": self._state, "counter": self._counter}
         if opt is not None and opt.get_state() is not None:
             arrays["opt_m"], arrays["opt_v"], _ = opt.state_arrays()
@@ -518,6 +637,8 @@ class Network:
             if not isinstance(metadata, dict):
                 raise io.invalid(path, "its metadata is not a JSON object")
             net.metadata = metadata
+            if cfg.get("classes") is not None:
+                net.classes_ = np.asarray(cfg["classes"])
             if cfg["optimizer"] is not None:
                 m, v = arrays.get("opt_m"), arrays.get("opt_v")
                 if m is None or v is None or m.dtype != net.dtype or v.dtype != net.dtype:
@@ -547,6 +668,7 @@ class _Plan:
     progress: ProgressBar | None
     on_divergence: str
     dist: object = None
+    metrics: list = None
 
 
 load = Network.load

@@ -64,3 +64,108 @@ def test_progress_bar_advances_within_an_epoch(capsys, monkeypatch):
     net._backend.train_rows = lambda *a: calls.append(a[7] - a[6]) or real(*a)
     net.fit(X, y, epochs=1, batch_size=8, verbose=1)
     assert sum(calls) == 64 and len(calls) > 1
+
+
+class _Terminal:
+    """A stand-in for stderr on a terminal: records what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_shows_the_epoch_time_left_and_a_steady_rate(monkeypatch):
+    import sys
+    import fastbp.network as network
+    monkeypatch.setattr(network, "PROGRESS_SECONDS", 0.0)   # redraw after every call
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)      # the plain bar, whether tqdm is installed or not
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    X, y = problem([3, 4, 2], "softmax", n=64)
+    fastbp.Network([3, 4, 2], seed=0).fit(X, y, epochs=3, batch_size=8, verbose=1)
+    draws = [d for d in screen.text.split("\r") if d]
+    for k in (1, 2, 3):
+        mine = [d for d in draws if d.startswith(f"epoch {k}/3 ")]
+        assert len(mine) > 1 and all("elapsed" in d and " left" in d for d in mine)
+        # the first piece of an epoch (which may compile or warm caches) gives no rate yet
+        assert "samples/s" not in mine[0] and "samples/s" in mine[-1]
+    assert "? left" not in draws[-1]
+
+
+def test_progress_to_a_file_or_pipe_is_one_line_per_epoch(capsys):
+    X, y = problem([3, 4, 2], "softmax", n=64)
+    fastbp.Network([3, 4, 2], seed=0).fit(X, y, epochs=3, batch_size=8, verbose=1, validation_split=0.25)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("val_loss" in line and "left" in line and "samples/s" in line for line in lines)
+
+
+def test_checkpoint_keeps_the_best_epoch(tmp_path):
+    X, y = fastbp.datasets.make_moons(200, noise=0.3, seed=0)
+    net = fastbp.Network([2, 32, 2], seed=0, dtype="float64")
+    seen = {}
+
+    class Keep(fastbp.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen[epoch] = (logs["val_loss"], self.network.predict(X))
+
+    best = fastbp.ModelCheckpoint(tmp_path / "best.npz", save_best_only=True)
+    net.fit(X, y, epochs=15, batch_size=8, lr=0.5, validation_split=0.3, callbacks=[Keep(), best])
+    b = min(seen, key=lambda e: seen[e][0])
+    assert best.saved[-1] == (b, str(tmp_path / "best.npz"))
+    assert all(seen[e][0] < seen[p][0] for (p, _), (e, _) in zip(best.saved, best.saved[1:]))   # each save improved
+    np.testing.assert_array_equal(fastbp.load(tmp_path / "best.npz").predict(X), seen[b][1])
+
+
+def test_checkpoint_every_epoch_names_files_by_epoch_and_figures(tmp_path):
+    X, y = problem([3, 4, 2], "softmax", n=40)
+    ck = fastbp.ModelCheckpoint(str(tmp_path / "m-{epoch:02d}-{loss:.3f}.npz"), every=2)
+    h = fastbp.Network([3, 4, 2], seed=0).fit(X, y, epochs=5, callbacks=[ck])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"m-{e:02d}-{h.history['loss'][e - 1]:.3f}.npz" for e in (2, 4)]
+    assert fastbp.load(tmp_path / names[-1]).epochs_done == 4
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """A save that fails half-way (here: the final rename) leaves the last good file as it was
+    and no temporary file behind."""
+    import os
+    X, y = problem([3, 4, 2], "softmax", n=40)
+    path = tmp_path / "m.npz"
+    net = fastbp.Network([3, 4, 2], seed=0)
+    net.fit(X, y, epochs=1, callbacks=[fastbp.ModelCheckpoint(path)])
+    good = path.read_bytes()
+
+    def broken(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        net.fit(X, y, epochs=3, initial_epoch=1, callbacks=[fastbp.ModelCheckpoint(path)])
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_checkpoint_refuses_a_missing_folder_and_an_unknown_figure(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fastbp.ModelCheckpoint(tmp_path / "nowhere" / "m.npz")
+    X, y = problem([3, 4, 2], "softmax", n=40)
+    with pytest.raises(ValueError, match="val_loss.*validation_split"):
+        fastbp.Network([3, 4, 2]).fit(X, y, epochs=2, callbacks=[
+            fastbp.ModelCheckpoint(tmp_path / "m.npz", save_best_only=True)])
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("monitor, upwards", [("val_loss", False), ("val_f1", True), ("val_score", True),
+                                              ("mae", False), ("r2", True), ("val_accuracy", True)])
+def test_which_figures_improve_upwards(monitor, upwards):
+    assert fastbp.callbacks.higher_is_better(monitor) is upwards
+    assert (fastbp.EarlyStopping(monitor).sign < 0) is upwards

@@ -112,7 +112,8 @@ def test_targets_labels_onehot_and_pm1():
     (np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1]]), "one-hot"),
     (np.array([0, 1]), "rows"),
     (np.array([0, 1, np.nan]), "NaN"),
-    (np.array(["a", "b", "c"]), "real numbers"),
+    (np.array(["a", "b", None], dtype=object), "missing labels"),
+    (np.array([[0.5, "b"], ["a", 1]], dtype=object)[[0, 1, 0]], "real numbers"),
 ])
 def test_bad_targets(y, match):
     net = fastbp.Network([2, 3], seed=0)
@@ -257,3 +258,87 @@ def test_snapshot_and_restore_the_training_state():
     net.restore(weights_only)
     assert net.optimizer.state_arrays()[2][0] == t   # the optimizer untouched
     assert not np.array_equal(net.predict(X), P)
+
+
+# ---- what a Keras or scikit-learn user reaches for ----
+
+def test_summary_lists_every_layer_and_counts_every_parameter(capsys):
+    net = fastbp.Network([5, 7, 3, 2], hidden=["relu", "tanh"], dropout=[0.2, 0.0], batch_norm=[True, False],
+                         dtype="float64", backend="numpy")
+    net.summary()
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("input", "dense"))]
+    assert len(rows) == 4
+    assert sum(int(r.split()[-1].replace(",", "")) for r in rows) == net.n_params
+    assert "tanh" in rows[2] and "yes" in rows[1] and "0.2" in rows[1] and "(None, 7)" in rows[1]
+    assert "float64" in out and "backend: numpy" in out and f"{net.n_params:,} trainable" in out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_labels_train_exactly_as_their_codes(backend, tmp_path):
+    X, codes = problem([4, 6, 3], "softmax", n=40)
+    names = np.array(["red", "green", "blue"])[codes]          # sorted: blue, green, red
+    order = np.searchsorted(["blue", "green", "red"], names)
+    a = fastbp.Network([4, 6, 3], seed=0, backend=backend, dtype="float64")
+    b = fastbp.Network([4, 6, 3], seed=0, backend=backend, dtype="float64")
+    a.fit(X, list(names), epochs=3, batch_size=8)
+    b.fit(X, order, epochs=3, batch_size=8)
+    assert a.classes_.tolist() == ["blue", "green", "red"] and b.classes_ is None
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert a.predict_classes(X).tolist() == a.classes_[b.predict_classes(X)].tolist()
+    assert a.score(X, names) == b.score(X, order)
+    a.save(tmp_path / "m.npz")
+    assert fastbp.load(tmp_path / "m.npz").predict_classes(X).tolist() == a.predict_classes(X).tolist()
+    with pytest.raises(ValueError, match=r"not fit on: \['purple'\]"):
+        a.score(X[:2], ["red", "purple"])
+
+
+def test_text_labels_refused_where_they_cannot_work():
+    X, _ = problem([4, 6, 2], "softmax", n=10)
+    words = ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"]
+    net = fastbp.Network([4, 6, 2], seed=0, backend="numpy")
+    with pytest.raises(ValueError, match="3 classes but the output layer can tell 2"):
+        net.fit(X, words)
+    assert net.classes_ is None                                   # a refused fit learns nothing
+    with pytest.raises(TypeError, match="only a classifier takes"):
+        fastbp.Network([4, 6, 1], output="linear", backend="numpy").fit(X, words)
+    with pytest.raises(ValueError, match="never fit on text labels"):
+        net.score(X, words)
+
+
+def test_predict_proba_and_predict_classes():
+    X, y = problem([4, 6, 3], "softmax", n=30)
+    net = fastbp.Network([4, 6, 3], seed=0, backend="numpy", dtype="float64")
+    net.fit(X, y, epochs=2)
+    P = net.predict_proba(X)
+    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-12)
+    np.testing.assert_array_equal(net.predict_classes(X), P.argmax(axis=1))
+    binary = fastbp.Network([4, 5, 1], output="sigmoid", seed=0, backend="numpy", dtype="float64")
+    binary.fit(X, y == 1, epochs=2)
+    P2 = binary.predict_proba(X)
+    assert P2.shape == (30, 2)
+    np.testing.assert_allclose(P2[:, 1], binary.predict(X)[:, 0])
+    np.testing.assert_array_equal(binary.predict_classes(X), (P2[:, 1] > 0.5).astype(int))
+    with pytest.raises(TypeError, match="predict_proba is for classifiers"):
+        fastbp.Network([4, 5, 1], output="linear", backend="numpy").predict_proba(X)
+
+
+def test_evaluate_and_fit_metrics_agree_with_scikit_learn():
+    skm = pytest.importorskip("sklearn.metrics")
+    X, y = fastbp.datasets.make_moons(300, noise=0.3, seed=0)
+    net = fastbp.Network([2, 16, 2], seed=0, dtype="float64")
+    h = net.fit(X, y, epochs=4, lr=0.1, validation_split=0.25, metrics=["precision", "f1"])
+    assert [len(h.history[k]) for k in ("precision", "f1", "val_precision", "val_f1")] == [4] * 4
+    report = net.evaluate(X[225:], y[225:])
+    assert report["f1"] == pytest.approx(h.history["val_f1"][-1])
+    pred = net.predict_classes(X[225:])
+    assert report["precision"] == pytest.approx(skm.precision_score(y[225:], pred, average="macro"))
+    np.testing.assert_array_equal(report["confusion_matrix"], skm.confusion_matrix(y[225:], pred))
+    assert report["loss"] == pytest.approx(h.history["val_loss"][-1])
+    reg = fastbp.Network([2, 8, 1], output="linear", seed=0, dtype="float64")
+    target = X[:, 0] - X[:, 1]
+    reg.fit(X, target, epochs=3, lr=0.05, metrics=["mae"])
+    r = reg.evaluate(X, target)
+    assert r["mae"] == pytest.approx(skm.mean_absolute_error(target, reg.predict(X)[:, 0]))
+    assert r["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(target, reg.predict(X)[:, 0])))
+    assert r["r2"] == pytest.approx(reg.score(X, target))
