@@ -1,6 +1,10 @@
 """Kernel comparison: each kernel's time and GFLOP/s on the numpy reference, the parallel cpu
-kernel and its single-threaded twin, side by side in one run, with the machine's sgemm GFLOP/s
-(NumPy's BLAS on a 2048-cube) measured in the same run as the limit line.
+kernel and its single-threaded twin, side by side in one run, with the machine's GEMM GFLOP/s
+(NumPy's BLAS on a 2048-cube, in each dtype) measured in the same run as the limit line.
+
+The limit is measured first, before any kernel runs, as scripts/workloads.py does, with how
+many CPUs other processes held meanwhile beside it: a limit measured while the machine was
+busy reads low (single-thread kernels then seem to beat it), and the line says so.
 
 Used by scripts/compare_kernels.py and `python -m fastbp bench`.
 """
@@ -31,10 +35,22 @@ def best_time(fn, min_seconds=0.05, repeats=5):
 
 
 def sgemm_gflops(n=2048, dtype=np.float32):
-    """NumPy's BLAS GEMM speed on an n-cube of `dtype`: the practical limit of the machine."""
+    """NumPy's BLAS GEMM speed on an n-cube of `dtype`: the practical limit of the machine.
+    Call it before any of fastbp's parallel kernels run in the process (see the module's note)."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     b = a.T.copy()
     return 2 * n ** 3 / best_time(lambda: a @ b, 0.2, 3) / 1e9
+
+
+def limits(dtypes):
+    """{dtype name: (GEMM GFLOP/s, CPUs other processes held meanwhile or None)}, each measured
+    by sgemm_gflops."""
+    from .busy import Watch
+    out = {}
+    for d in dtypes:
+        watch = Watch()
+        out[np.dtype(d).name] = (sgemm_gflops(dtype=np.dtype(d)), watch.others())
+    return out
 
 
 def _cases(B, n_in, n_out, dtype):
@@ -139,10 +155,11 @@ def kernel_modules(one_thread=False):
 
 
 def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
-    """Rows of {kernel, shape, dtype, backend, seconds, gflops, others} and the sgemm limit
-    (GFLOP/s); `others` is how many CPUs other processes held while the kernel was timed (busy.py),
-    None where the platform cannot say."""
+    """Rows of {kernel, shape, dtype, backend, seconds, gflops, others} and the GEMM limit per
+    dtype ({dtype: (GFLOP/s, others)}, measured first); `others` is how many CPUs other processes held while
+    the kernel was timed (busy.py), None where the platform cannot say."""
     from .busy import Watch
+    limit = limits(dtypes)
     parallel, twin = kernel_modules(), kernel_modules(one_thread=True)
     results = []
     watch = Watch()
@@ -159,7 +176,7 @@ def compare(shapes=DEFAULT_SHAPES, dtypes=("float32",), min_seconds=0.05):
                                      seconds=s, gflops=flop / s / 1e9))
                 others = watch.others()
                 results += [dict(r, others=others) for r in rows]
-    return results, sgemm_gflops()
+    return results, limit
 
 
 class _Twins:
@@ -174,23 +191,27 @@ class _Twins:
 
 
 def table(results, limit):
-    lines = [f"sgemm limit (NumPy BLAS, 2048-cube, float32, this run): {limit:.1f} GFLOP/s", ""]
+    """The rows side by side. "best cpu" is the faster of the parallel kernel and its twin (the
+    one a fit would choose), and both its GFLOP/s and the numpy/cpu ratio are of that one."""
+    lines = [f"{dtype} GEMM limit (NumPy's BLAS on a 2048-cube, measured first in this run): {gflops:.1f} GFLOP/s"
+             f" (others {_others(others)})" for dtype, (gflops, others) in limit.items()] + [""]
     head = f"{'kernel':24s} {'shape':14s} {'dtype':8s}"
     backends = ["numpy", "cpu", "cpu-1thread"]
     lines.append(head + "".join(f" {b + ' us':>15s}" for b in backends)
-                 + f" {'cpu GFLOP/s':>12s} {'numpy/cpu':>10s} {'others':>7s}")
+                 + f" {'best cpu GFLOP/s':>16s} {'of limit':>8s} {'numpy/best':>10s} {'others':>7s}")
     keyed = {}
     for r in results:
         keyed.setdefault((r["kernel"], r["shape"], r["dtype"]), {})[r["backend"]] = r
     for (kernel, shape, dtype), by in keyed.items():
-        best_cpu = min(by["cpu"]["seconds"], by["cpu-1thread"]["seconds"])
+        best = min(by["cpu"], by["cpu-1thread"], key=lambda r: r["seconds"])
         lines.append(f"{kernel:24s} {shape:14s} {dtype:8s}"
                      + "".join(f" {by[b]['seconds'] * 1e6:15.2f}" for b in backends)
-                     + f" {by['cpu']['gflops']:12.2f} {by['numpy']['seconds'] / best_cpu:9.2f}x"
+                     + f" {best['gflops']:16.2f} {best['gflops'] / limit[dtype][0]:8.0%}"
+                     + f" {by['numpy']['seconds'] / best['seconds']:9.2f}x"
                      + f" {_others(by['cpu'].get('others')):>7s}")
     lines += ["", "others: CPUs that other processes held while the row was timed (* busy: its times are "
               "not the kernels')"]
-    return "\n".join(lines + _busy_lines(r.get("others") for r in results))
+    return "\n".join(lines + _busy_lines([r.get("others") for r in results] + [o for _, o in limit.values()]))
 
 
 def _others(others):
@@ -221,7 +242,8 @@ def plot(results, limit, path):
         vals = [next(r["gflops"] for r in dense if (r["kernel"], r["shape"], r["dtype"]) == lab
                      and r["backend"] == backend) for lab in labels]
         ax.barh([j + i * width for j in range(len(labels))], vals, height=width, label=backend)
-    ax.axvline(limit, color="k", linestyle="--", label=f"sgemm limit {limit:.0f} GFLOP/s")
+    for dtype, (gflops, _) in limit.items():
+        ax.axvline(gflops, color="k", linestyle="--", label=f"{dtype} GEMM limit {gflops:.0f} GFLOP/s")
     ax.set_yticks([j + width for j in range(len(labels))])
     ax.set_yticklabels([f"{k} {s} {d}" for k, s, d in labels])
     ax.set_xlabel("GFLOP/s")
@@ -241,7 +263,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     results, limit = compare(args.shapes, args.dtype.split(","), args.seconds)
     if args.json:
-        print(json.dumps({"sgemm_gflops": limit, "results": results}, indent=1))
+        print(json.dumps({"gemm_limit_gflops": {d: g for d, (g, _) in limit.items()},
+                          "gemm_limit_others": {d: o for d, (_, o) in limit.items()}, "results": results}, indent=1))
     else:
         print(table(results, limit))
     if args.plot:

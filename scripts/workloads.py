@@ -10,7 +10,7 @@ import sys
 
 import numba
 
-from fastbp.bench import sgemm_gflops
+from fastbp.bench import limits
 from fastbp.busy import BUSY, Watch
 from fastbp.workloads import WORKLOADS, fit_peak_memory, time_fit
 
@@ -29,14 +29,15 @@ def main(argv=None):
     backends = args.backends.split(",")
     if args.memory:
         return memory_table(args, backends)
-    limit = sgemm_gflops(dtype=args.dtype)
-    print(f"{args.dtype} gemm limit (NumPy's BLAS on a 2048-cube, this run): {limit:.0f} GFLOP/s")
+    limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any kernel
+    print(f"{args.dtype} GEMM limit (NumPy's BLAS on a 2048-cube, measured first in this run): {limit:.0f} GFLOP/s"
+          + ("" if limit_others is None else f" (others {limit_others:.2f}{'*' if limit_others >= BUSY else ''})"))
     print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads"
           + (", Adam + dropout + batch norm" if args.features else ", plain SGD"))
     head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
     both = "numpy" in backends and "cpu" in backends
     print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s} {'of limit':>8s}" if both else "") + f" {'others':>7s}")
-    watch, worst = Watch(), None
+    watch, worst = Watch(), limit_others
     for name in args.names:
         w = WORKLOADS[name]
         watch.restart()

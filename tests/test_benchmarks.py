@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +40,38 @@ def test_bench_command_json():
     out = subprocess.run([sys.executable, "-m", "fastbp", "bench", "--shapes", "8x16x16", "--seconds",
                           "0.001", "--json"], capture_output=True, text=True, timeout=300, check=True)
     data = json.loads(out.stdout)
-    assert data["sgemm_gflops"] > 0
+    assert list(data["gemm_limit_gflops"]) == ["float32"] and data["gemm_limit_gflops"]["float32"] > 0
     names = {r["kernel"] for r in data["results"]}
     assert {"dense_forward", "dense_backward", "adam_update", "relu_forward"} <= names
     assert {r["backend"] for r in data["results"]} == {"numpy", "cpu", "cpu-1thread"}
     assert all("others" in r for r in data["results"])   # the busy-machine check beside each row
+
+
+def test_bench_limit_comes_first_and_every_column_takes_the_faster_cpu_kernel(monkeypatch):
+    """The limit is measured before any kernel (after them, Numba's spinning threads share the
+    cores with BLAS and the limit reads low); GFLOP/s, share of the limit and numpy/cpu are all
+    of the faster of the parallel kernel and its twin."""
+    from fastbp import bench
+    order = []
+    monkeypatch.setattr(bench, "sgemm_gflops", lambda dtype: order.append(("limit", np.dtype(dtype).name)) or 100.0)
+    real = bench.best_time
+    monkeypatch.setattr(bench, "best_time", lambda fn, *a: order.append("kernel") or real(fn, 1e-4, 1))
+    results, limit = bench.compare("4x8x8", ("float32", "float64"))
+    assert order[:2] == [("limit", "float32"), ("limit", "float64")] and "kernel" not in order[:2]
+    assert {d: g for d, (g, _) in limit.items()} == {"float32": 100.0, "float64": 100.0}
+    text = bench.table(results, limit)
+    by = {}
+    for r in results:
+        by.setdefault((r["kernel"], r["dtype"]), {})[r["backend"]] = r
+    rows = {(line.split()[0], line.split()[2]): line.split() for line in text.splitlines()
+            if line.split() and (line.split()[0], line.split()[2] if len(line.split()) > 2 else "") in by}
+    assert len(rows) == len(by)
+    for key, cols in rows.items():
+        best = min(by[key]["cpu"], by[key]["cpu-1thread"], key=lambda r: r["seconds"])
+        assert float(cols[6]) == pytest.approx(best["gflops"], abs=0.006)
+        assert float(cols[7].rstrip("%")) == pytest.approx(100 * best["gflops"] / 100.0, abs=0.6)
+        assert float(cols[8].rstrip("x")) == pytest.approx(by[key]["numpy"]["seconds"] / best["seconds"], rel=0.01,
+                                                           abs=0.006)
 
 
 def test_contention_script_help_and_tiny_run():

@@ -44,16 +44,26 @@ def test_classification_round_trip(files):
     cli("predict", "m.npz", "animals.csv", "--proba", "--out", "p.csv", cwd=files)
     P = np.loadtxt(files / "p.csv", delimiter=",", skiprows=1)
     assert P.shape == (300, 3) and np.allclose(P.sum(axis=1), 1, atol=1e-4)
-    acc = float(cli("evaluate", "m.npz", "animals.csv", cwd=files).stdout.split()[1])
+    report = cli("evaluate", "m.npz", "animals.csv", cwd=files).stdout
+    acc = float(report.split()[1])
     assert acc == pytest.approx(np.mean(np.array(preds[1:]) == np.array(truth)), abs=1e-4)
+    skm = pytest.importorskip("sklearn.metrics")
+    f1 = float(report.split("F1 ")[1].split()[0])
+    assert f1 == pytest.approx(skm.f1_score(truth, preds[1:], average="macro"), abs=1e-4)
+    matrix = [line.split() for line in report.splitlines()[4:]]
+    assert [row[0] for row in matrix] == ["cat", "dog", "eel"]
+    np.testing.assert_array_equal(np.array([row[1:] for row in matrix], dtype=int),
+                                  skm.confusion_matrix(truth, preds[1:], labels=["cat", "dog", "eel"]))
 
 
 def test_regression_from_npz(files):
     out = cli("train", "reg.npz", "--layers", "", "--epochs", "200", "--lr", "0.05", "--save", "r.npz",
               "--quiet", cwd=files)
     assert "(regression)" in out.stdout
-    r2 = float(cli("evaluate", "r.npz", "reg.npz", cwd=files).stdout.split()[1].rstrip(","))
+    report = cli("evaluate", "r.npz", "reg.npz", cwd=files).stdout
+    r2 = float(report.split()[1].rstrip(","))
     assert r2 > 0.99   # a linear target, a linear model
+    assert "MAE " in report and "RMSE " in report
 
 
 @pytest.mark.parametrize("args,message", [
