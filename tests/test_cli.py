@@ -212,21 +212,29 @@ def test_sparse_data_from_svmlight_and_save_npz(tmp_path):
 def test_ctrl_c_during_train_saves_the_finished_epochs_and_exits_130(tmp_path, files):
     import os
     import signal
+    import threading
     import time
     import fastbp
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "fastbp", "train", str(files / "animals.csv"), "--target", "kind",
                              "--epochs", "1000000", "--save", "m.npz"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr is read as it comes, as a terminal shows it: left unread, the pipe fills up with the
+    # line per epoch and the writer blocks
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
         for line in proc.stdout:   # the network line comes just before the fit starts
             if line.startswith("network"):
                 break
         time.sleep(2.0)   # epochs of 300 rows take milliseconds: several have finished
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
     finally:
         proc.kill()
+    err = "".join(lines)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted after" in err and "saved m.npz" in err
     net = fastbp.load(tmp_path / "m.npz")
