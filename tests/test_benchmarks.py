@@ -2,6 +2,7 @@
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,3 +88,119 @@ def test_contention_script_help_and_tiny_run():
         assert float(r[6].rstrip("x")) == pytest.approx(times[0] / min(times[1], times[2]), rel=0.01, abs=0.006)
     assert float(rows[1][-1]) >= 0.5   # its busy process held about one CPU
     assert "worst ratio" in out.stdout
+
+
+def _asv_pages(tmp_path):
+    import asv
+    html = tmp_path / "html"
+    shutil.copytree(Path(asv.__file__).parent / "www", html)   # what `asv publish` starts its folder from
+    return html
+
+
+def test_the_dashboard_loads_nothing_from_the_internet(tmp_path):
+    """Every script and stylesheet of the published pages comes from html/vendor, each file the
+    one pinned by hash, with an integrity attribute the browser checks it against."""
+    import base64
+    import hashlib
+    sys.path.insert(0, str(ROOT / "scripts"))
+    offline = importlib.import_module("offline_dashboard")
+    if shutil.which("npm") is None and not (offline.VENDOR / "node_modules").is_dir():
+        pytest.skip("npm is needed once to fetch the dashboard's scripts")
+    offline.install()
+    html = _asv_pages(tmp_path)
+    before = (html / "index.html").read_text()
+    assert "https://code.jquery.com" in before   # asv's own page loads from CDNs
+    replaced = offline.localise(html, log=lambda *a: None)
+    assert len(replaced) == len(offline.FILES)
+    for page in html.glob("*.html"):
+        text = page.read_text()
+        loads = re.findall(r"<(?:script|link)\b[^>]*?(?:src|href)=\"([^\"]+)\"[^>]*>", text)
+        assert loads and not [u for u in loads if re.match(r"(https?:)?//", u)], page.name
+        for tag in re.findall(r"<(?:script|link)\b[^>]*vendor/[^>]*>", text):
+            path, sri = re.search(r'(?:src|href)="([^"]+)" integrity="sha384-([^"]+)"', tag).groups()
+            data = (html / path).read_bytes()
+            assert base64.b64encode(hashlib.sha384(data).digest()).decode() == sri
+            pinned = dict(offline.FILES.values())[path[len("vendor/"):]]
+            assert hashlib.sha256(data).hexdigest() == pinned
+    assert (html / "vendor/bootstrap/dist/fonts/glyphicons-halflings-regular.woff").is_file()
+
+
+def test_the_dashboard_refuses_a_file_that_does_not_match_its_pin(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    offline = importlib.import_module("offline_dashboard")
+    vendor = tmp_path / "vendor"
+    for path, _ in offline._pinned():
+        (vendor / "node_modules" / path).parent.mkdir(parents=True, exist_ok=True)
+        (vendor / "node_modules" / path).write_text("tampered")
+    html = _asv_pages(tmp_path)
+    before = (html / "index.html").read_text()
+    with pytest.raises(offline.Refused, match="sha256 .* pinned"):
+        offline.localise(html, vendor=vendor)
+    assert (html / "index.html").read_text() == before and not (html / "vendor").exists()
+
+
+def _blue_span(png):
+    """How wide (pixels) the run of the first series' blue is across the plot, right of the legend."""
+    from PIL import Image
+    im = Image.open(png).convert("RGB")
+    px, (w, h) = im.load(), im.size
+    xs = [x for x in range(int(0.6 * w), w) for y in range(int(0.1 * h), int(0.85 * h))
+          if px[x, y][2] > px[x, y][0] + 80 and px[x, y][2] > px[x, y][1] + 25]
+    return max(xs) - min(xs) if xs else 0
+
+
+def test_the_published_dashboard_draws_a_history_in_a_browser_offline(tmp_path):
+    """Two real commits, each measured with its own code (seed speed-up, one parameter set), are
+    published, made offline and opened in headless Chromium with every host but 127.0.0.1
+    unreachable: with one commit the graph is a dot, with both it is a line across the plot."""
+    import functools
+    import http.server
+    import threading
+    chromium = next((c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+    if chromium is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    pytest.importorskip("PIL")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    offline = importlib.import_module("offline_dashboard")
+    offline.install()
+    commits = subprocess.run(["git", "rev-list", "-n", "2", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()[::-1]   # older first
+    if len(commits) < 2:
+        pytest.skip("a clone with history is needed")
+    conf = json.loads((ROOT / "asv_bench" / "asv.conf.json").read_text())
+    conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / "asv_bench" / "benchmarks"), results_dir=str(tmp_path / "results"),
+                html_dir=str(tmp_path / "html"), env_dir=str(tmp_path / "env"))
+    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
+    asv = [sys.executable, "-m", "asv"]
+    env = dict(os.environ, FASTBP_SPECIALIZE="1")   # compile the seed's variant, not the general build
+    subprocess.run(asv + ["machine", "--yes", "--config", "asv.conf.json"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "html"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = (f"http://127.0.0.1:{server.server_port}/#bench_workloads.Speedup.track_speedup"
+            "?workload=seed&dtype=float32&features=sgd")
+    spans = []
+    try:
+        for commit in commits:
+            tree = tmp_path / f"tree-{commit[:8]}"
+            tree.mkdir()
+            archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            out = subprocess.run(asv + ["run", "--config", "asv.conf.json", "--python=same", "--set-commit-hash",
+                                        commit, "--bench", r"Speedup.track_speedup\('seed', 'float32', 'sgd'\)"],
+                                 cwd=tmp_path, env=dict(env, PYTHONPATH=str(tree)), capture_output=True, text=True,
+                                 timeout=600)
+            assert out.returncode == 0 and "failed" not in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+            subprocess.run(asv + ["publish", "--config", "asv.conf.json"], cwd=tmp_path, env=env, check=True,
+                           capture_output=True, timeout=300)
+            offline.localise(tmp_path / "html", log=lambda *a: None)
+            png = tmp_path / f"{commit[:8]}.png"
+            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--window-size=1200,800",
+                            "--virtual-time-budget=8000", f"--screenshot={png}", page],
+                           cwd=tmp_path, capture_output=True, timeout=120, check=True)
+            spans.append(_blue_span(png))
+    finally:
+        server.shutdown()
+    assert spans[0] < 40 < 200 < spans[1], spans   # a dot, then a line across the right of the plot
