@@ -21,6 +21,7 @@ Biases are added in the same pass. Parallel loops run over outputs no other iter
 A multi-threaded training step cuts the tiled layers by W's rows instead (split_by_inputs and
 the kernels below it), so that each thread keeps its own rows of W from step to step.
 """
+import numpy as np
 from numba import prange
 
 from ... import config
@@ -118,17 +119,21 @@ def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
 
 
+# gemm_blas's flags are passed as np.bool_: a literal True or False would be a type of its own,
+# and each combination a compile of its own (three); they pick BLAS arguments, not a loop.
+# gemm_nt's stay literal: with a run-time flag the mid workload measured slower (compare_trees.py).
+
 @serial
 def dense_forward_blas(Z, A, W, b):
-    gemm_blas(Z, A, W, b, True, False, False)
+    gemm_blas(Z, A, W, b, np.bool_(True), np.bool_(False), np.bool_(False))
 
 
 @serial
 def dense_backward_blas(dA, dW, db, dZ, A, W, need_dA):
-    gemm_blas(dW, A, dZ, db, False, True, False)     # dW = A^T dZ
+    gemm_blas(dW, A, dZ, db, np.bool_(False), np.bool_(True), np.bool_(False))     # dW = A^T dZ
     column_sums(db, dZ)
     if need_dA:
-        gemm_blas(dA, dZ, W, db, False, False, True)  # dA = dZ W^T
+        gemm_blas(dA, dZ, W, db, np.bool_(False), np.bool_(False), np.bool_(True))  # dA = dZ W^T
 
 
 @serial
