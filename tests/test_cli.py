@@ -215,7 +215,7 @@ def test_ctrl_c_during_train_saves_the_finished_epochs_and_exits_130(tmp_path, f
     import threading
     import time
     import fastbp
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")   # SIGABRT: every thread's stack
     proc = subprocess.Popen([sys.executable, "-m", "fastbp", "train", str(files / "animals.csv"), "--target", "kind",
                              "--epochs", "1000000", "--save", "m.npz"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -230,7 +230,13 @@ def test_ctrl_c_during_train_saves_the_finished_epochs_and_exits_130(tmp_path, f
                 break
         time.sleep(2.0)   # epochs of 300 rows take milliseconds: several have finished
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:   # say where it hangs: faulthandler prints each thread's stack
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            reader.join(timeout=30)
+            pytest.fail("fastbp train went on for 120 s after SIGINT; its stderr ends:\n" + "".join(lines)[-6000:])
         reader.join(timeout=30)
     finally:
         proc.kill()
