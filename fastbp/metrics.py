@@ -5,7 +5,9 @@ Each function takes the targets and the network's outputs as `fit` encodes them:
 arrays, one-hot rows for a softmax output, 0/1 columns for sigmoid outputs, real values
 otherwise. Classifier figures are macro averages over the classes (each class weighs the same,
 scikit-learn's average="macro"); a class that is never predicted has precision 0, one that
-never occurs has recall 0, as scikit-learn reports them with zero_division=0.
+never occurs has recall 0, as scikit-learn reports them with zero_division=0. Several sigmoid
+units are independent labels (multilabel): accuracy is the share of rows with every label right,
+and precision, recall and F1 are averaged over the labels, each a yes/no class of its own.
 """
 import numpy as np
 
@@ -23,15 +25,23 @@ def confusion_matrix(Y, P):
     return np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
 
 
-def _per_class(Y, P):
-    m = confusion_matrix(Y, P).astype(np.float64)
-    hits = np.diag(m)
-    predicted, actual = m.sum(axis=0), m.sum(axis=1)
+def _ratios(hits, predicted, actual):
     precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
     recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
     both = precision + recall
     f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
     return precision, recall, f1
+
+
+def _per_class(Y, P):
+    m = confusion_matrix(Y, P).astype(np.float64)
+    return _ratios(np.diag(m), m.sum(axis=0), m.sum(axis=1))
+
+
+def _per_label(Y, P):
+    true, pred = Y > 0.5, P > 0.5
+    return _ratios((true & pred).sum(axis=0).astype(np.float64), pred.sum(axis=0).astype(np.float64),
+                   true.sum(axis=0).astype(np.float64))
 
 
 def accuracy(Y, P):
@@ -49,6 +59,22 @@ def recall(Y, P):
 
 def f1(Y, P):
     return float(_per_class(Y, P)[2].mean())
+
+
+def subset_accuracy(Y, P):
+    return float(np.mean(np.all((Y > 0.5) == (P > 0.5), axis=1)))
+
+
+def label_precision(Y, P):
+    return float(_per_label(Y, P)[0].mean())
+
+
+def label_recall(Y, P):
+    return float(_per_label(Y, P)[1].mean())
+
+
+def label_f1(Y, P):
+    return float(_per_label(Y, P)[2].mean())
 
 
 def mae(Y, P):
@@ -71,23 +97,26 @@ def r2(Y, P):
 
 
 CLASSIFIER = {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
+MULTILABEL = {"accuracy": subset_accuracy, "precision": label_precision, "recall": label_recall, "f1": label_f1}
 REGRESSOR = {"r2": r2, "mae": mae, "rmse": rmse}
 
 
-def for_output(output):
-    """The metric table that fits a network's output activation."""
-    return CLASSIFIER if output in ("softmax", "sigmoid") else REGRESSOR
+def for_output(output, n_out):
+    """The metric table that fits a network's output activation and width."""
+    if output == "softmax" or (output == "sigmoid" and n_out == 1):
+        return CLASSIFIER
+    return MULTILABEL if output == "sigmoid" else REGRESSOR
 
 
-def check_names(names, output):
+def check_names(names, output, n_out):
     """The metric names for fit(metrics=...), checked against the network's kind."""
     if isinstance(names, str):
         names = [names]
-    table = for_output(output)
+    table = for_output(output, n_out)
     names = list(names)
     for name in names:
         if name not in table:
-            kind = "a classifier" if table is CLASSIFIER else "a regressor"
+            kind = "a regressor" if table is REGRESSOR else "a classifier"
             raise ValueError(f"metrics: {name!r} is not a metric of {kind} (output {output!r}); choose from "
                              f"{sorted(table)}")
     return names

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import aligned, data, io
-from .metrics import CLASSIFIER, check_names, confusion_matrix, for_output, r2
+from .metrics import CLASSIFIER, check_names, confusion_matrix, for_output
 from .callbacks import Callback, EarlyStopping, EpochLine, History, ProgressBar
 from .optim import get_optimizer, optimizer_from_config
 from .spec import did_you_mean, init_params, make_spec, set_flat
@@ -254,8 +254,9 @@ class Network:
         X, Y = self._XY(X, y)
         P = self._backend.predict(self._params, self._state, X)
         out = {"loss": self._backend.loss(self._params, self._state, X, Y)}
-        out.update((name, fn(Y, P)) for name, fn in for_output(self.spec.output).items())
-        if for_output(self.spec.output) is CLASSIFIER:
+        table = for_output(self.spec.output, self.spec.n_out)
+        out.update((name, fn(Y, P)) for name, fn in table.items())
+        if table is CLASSIFIER:
             out["confusion_matrix"] = confusion_matrix(Y, P)
         return out
 
@@ -275,11 +276,8 @@ class Network:
 
     def _score(self, X, Y, P=None):
         P = self._backend.predict(self._params, self._state, X) if P is None else P
-        if self.spec.output == "softmax":
-            return float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
-        if self.spec.output == "sigmoid":
-            return float(np.mean(np.all((P > 0.5) == (Y > 0.5), axis=1)))
-        return r2(Y, P)
+        table = for_output(self.spec.output, self.spec.n_out)
+        return table["r2" if "r2" in table else "accuracy"](Y, P)
 
     def gradients(self, X, y):
         """[(dW, db), ...]: the gradient of the loss of X taken as one training batch (batch
@@ -394,7 +392,7 @@ class Network:
                 verbose = 0
             elif verbose == 1:
                 verbose = 2   # a progress bar within epochs would need Python between batches
-        names = [] if metrics is None else check_names(metrics, self.spec.output)
+        names = [] if metrics is None else check_names(metrics, self.spec.output, self.spec.n_out)
         X, Y = self._XY(X, y, learn=True)
         if not allow_one_class:
             data.check_two_classes(Y, self.spec)
@@ -505,7 +503,7 @@ class Network:
 
     def _epoch_logs(self, plan, loss, lr, seconds):
         logs = {"loss": float(loss), "lr": float(lr), "time": seconds}
-        table = for_output(self.spec.output)
+        table = for_output(self.spec.output, self.spec.n_out)
         if plan.metrics:
             P = self._backend.predict(self._params, self._state, plan.X)
             logs.update((name, table[name](plan.Y, P)) for name in plan.metrics)

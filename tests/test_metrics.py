@@ -38,6 +38,20 @@ def test_one_sigmoid_output_is_two_classes():
     assert metrics.f1(Y, P) == pytest.approx(sk.f1_score(true, pred, average="macro"))
 
 
+def test_several_sigmoid_units_are_independent_labels():
+    """Multilabel: accuracy is every label of a row right (scikit-learn's subset accuracy), and
+    the other figures average over labels, not over an argmax that would take them as classes."""
+    rng = np.random.default_rng(3)
+    Y = (rng.random((60, 4)) < 0.4).astype(float)
+    P = np.clip(Y * 0.5 + rng.random((60, 4)) * 0.6, 0, 1)
+    table = metrics.for_output("sigmoid", 4)
+    assert table is metrics.MULTILABEL
+    pred = (P > 0.5).astype(int)
+    assert table["accuracy"](Y, P) == pytest.approx(sk.accuracy_score(Y.astype(int), pred))
+    for name, theirs in (("precision", sk.precision_score), ("recall", sk.recall_score), ("f1", sk.f1_score)):
+        assert table[name](Y, P) == pytest.approx(theirs(Y.astype(int), pred, average="macro", zero_division=0))
+
+
 def test_regressor_figures_match_scikit_learn():
     rng = np.random.default_rng(2)
     Y = rng.standard_normal((60, 3))
@@ -48,8 +62,8 @@ def test_regressor_figures_match_scikit_learn():
 
 
 def test_names_are_checked_against_the_kind_of_network():
-    assert metrics.check_names("f1", "softmax") == ["f1"]
+    assert metrics.check_names("f1", "softmax", 3) == ["f1"]
     with pytest.raises(ValueError, match="'mae' is not a metric of a classifier"):
-        metrics.check_names(["mae"], "sigmoid")
+        metrics.check_names(["mae"], "sigmoid", 1)
     with pytest.raises(ValueError, match="'accuracy' is not a metric of a regressor"):
-        metrics.check_names(["accuracy"], "linear")
+        metrics.check_names(["accuracy"], "linear", 1)
