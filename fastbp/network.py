@@ -54,6 +54,15 @@ def _check_dtype(dtype):
     return np.dtype(name)
 
 
+def seed_streams(seed):
+    """(initialisation generator, shuffling generator, dropout key) of a network made with `seed`:
+    independent streams, so that shuffling and dropout do not disturb the initialisation. Peers
+    timed against fastbp (fastbp.peers) draw the same epoch orders from the second."""
+    init_seq, shuffle_seq, drop_seq = np.random.SeedSequence(seed).spawn(3)
+    return (np.random.default_rng(init_seq), np.random.default_rng(shuffle_seq),
+            int(drop_seq.generate_state(1, dtype=np.uint64)[0]))
+
+
 class Network:
     """A fully-connected network trained by backpropagation.
 
@@ -88,11 +97,8 @@ class Network:
                                  or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
-        # independent streams: initialisation, shuffling and dropout do not disturb each other
-        init_seq, shuffle_seq, drop_seq = np.random.SeedSequence(seed).spawn(3)
-        self._rng = np.random.default_rng(shuffle_seq)
-        self._drop_key = int(drop_seq.generate_state(1, dtype=np.uint64)[0])
-        self._params = init_params(self.spec, init, np.random.default_rng(init_seq), self.dtype)
+        init_rng, self._rng, self._drop_key = seed_streams(seed)
+        self._params = init_params(self.spec, init, init_rng, self.dtype)
         self._state = self.spec.initial_state(self.dtype)
         self._counter = np.zeros(1, dtype=np.int64)   # training steps taken: keys dropout masks
         self.epochs_done = 0

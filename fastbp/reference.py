@@ -16,9 +16,11 @@ from .spec import DROP, N_UNITS
 # ---- activations: forward, and backward (dA -> dZ) written from the output where cheaper ----
 
 def _sigmoid(z):
-    # exp of a non-positive number never overflows, so this is finite for any z
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    # e^-z overflows to inf for z below about -88 (float32), and 1 / (1 + inf) is the 0 that
+    # sigmoid rounds to there (or a subnormal short of it): finite for any z, in half the
+    # operations of the branch-free form built on e^-|z|
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-z))
 
 
 # name -> (forward(z, param), backward(dA, z, a, param)): the element-wise activations
@@ -63,15 +65,16 @@ def activation_backward(name, dA, z, a, param, units):
 # ---- losses: the mean over the batch, and its gradient with respect to the output pre-activation ----
 
 def _elementwise_loss(name, z, a, y, param):
-    r = a - y
     if name in ("mse", "rmse"):
+        r = a - y
         return r * r
     if name == "huber":
+        r = a - y
         ar = np.abs(r)
         return np.where(ar <= param, r * r / 2, param * (ar - param / 2))
     if name == "binary_cross_entropy":
-        # -y log s(z) - (1-y) log(1-s(z)) written as softplus, finite for any z
-        return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        # -y log s(z) - (1-y) log(1-s(z)) written as softplus log(1 + e^z), finite for any z
+        return np.logaddexp(0, z) - z * y
     if name == "poisson":
         # half the Poisson deviance, y log(y / a) - y + a with log a = z (0 log 0 = 0)
         y_log_y = np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0)
@@ -80,25 +83,32 @@ def _elementwise_loss(name, z, a, y, param):
 
 
 def loss_forward(name, z, a, y, param, w=None):
-    """Mean loss of the batch; w (B,) weighs each row (the mean still divides by B)."""
-    w = np.ones(len(y), dtype=z.dtype) if w is None else w
+    """Mean loss of the batch; w (B,) weighs each row (the mean still divides by B; None: 1)."""
     if name == "cross_entropy":
-        m = z.max(axis=1, keepdims=True)
-        lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        return float(np.mean(w * np.sum(y * (lse - z), axis=1)))
-    value = float(np.mean(w[:, None] * _elementwise_loss(name, z, a, y, param)))
+        # log-sum-exp of each row from the softmax a = softmax(z) already made: its largest entry
+        # is 1 / sum(e^(z - max z)), at least 1 / K, so its log costs no precision and the
+        # exponentials need not be taken again
+        lse = z.max(axis=1, keepdims=True) - np.log(a.max(axis=1, keepdims=True))
+        if w is None:
+            return float(np.sum(y * (lse - z)) / len(y))
+        return float(np.sum(w * np.sum(y * (lse - z), axis=1)) / len(y))
+    each = _elementwise_loss(name, z, a, y, param)
+    value = float((each if w is None else w[:, None] * each).sum() / each.size)
     return float(np.sqrt(value)) if name == "rmse" else value
 
 
 def loss_backward(name, z, a, y, param, loss_value, output, output_param, w=None):
-    """dL/dZ for the output layer: loss derivative and output activation in one step."""
-    w = np.ones((len(y), 1), dtype=z.dtype) if w is None else w[:, None]
+    """dL/dZ for the output layer: loss derivative and output activation in one step (w: the
+    rows' weights, None: 1)."""
     n = y.size  # elementwise losses average over every output of every sample
     if name == "cross_entropy":
         # softmax + cross-entropy fused: (softmax(z) * sum(y) - y) / batch
-        return w * (a * y.sum(axis=1, keepdims=True) - y) / y.shape[0]
+        dZ = (a * y.sum(axis=1, keepdims=True) - y) / y.shape[0]
+        return dZ if w is None else w[:, None] * dZ
     if name in ("binary_cross_entropy", "poisson"):
-        return w * (a - y) / n             # sigmoid + BCE, exp + Poisson fused
+        dZ = (a - y) / n                   # sigmoid + BCE, exp + Poisson fused
+        return dZ if w is None else w[:, None] * dZ
+    w = np.ones((len(y), 1), dtype=z.dtype) if w is None else w[:, None]
     r = a - y
     if name == "mse":
         dA = 2 * r / n
@@ -117,9 +127,15 @@ def dense_forward(A, W, b):
     return A @ W + b
 
 
-def dense_backward(dZ, A, W, need_dA=True):
-    """(dW, db, dA) for Z = A W + b (dA None unless need_dA: the input layer needs none)."""
-    return A.T @ dZ, dZ.sum(axis=0), dZ @ W.T if need_dA else None
+def dense_backward(dZ, A, W, dW, db, need_dA=True):
+    """For Z = A W + b: writes dW and db (views into the gradient vector), returns dA (None
+    unless need_dA: the input layer needs none)."""
+    if hasattr(A, "indices"):    # scipy CSR input: its product makes the array
+        dW[...] = A.T @ dZ
+    else:
+        np.matmul(A.T, dZ, out=dW)
+    dZ.sum(axis=0, out=db)
+    return dZ @ W.T if need_dA else None
 
 
 # ---- regularisation ----
@@ -233,13 +249,14 @@ class NumpyBackend:
         return [(W, b, *(next(bn) if self.spec.batch_norm[l] else (None, None)))
                 for l, (W, b) in enumerate(self.spec.views(vec))]
 
-    def _forward(self, params, state, X, batch_stats=False, dropout_step=None, update_stats=False):
+    def _forward(self, layers, running, X, batch_stats=False, dropout_step=None, update_stats=False):
         """[(Z, A, A_out, H, var), ...] per layer: Z the activation's input (after batch norm),
         A its output, A_out what the next layer reads (after dropout); H and var the normalised
-        pre-activation and batch variance of a batch-norm layer (else None)."""
+        pre-activation and batch variance of a batch-norm layer (else None). `layers` and
+        `running` are views of the parameter and state vectors (`_layers`, spec.state_views)."""
         spec, out, A_in = self.spec, [], X
-        running = iter(spec.state_views(state))
-        for l, (W, b, gamma, beta) in enumerate(self._layers(params)):
+        running = iter(running)
+        for l, (W, b, gamma, beta) in enumerate(layers):
             Z = dense_forward(A_in, W, b)
             H = var = None
             if gamma is not None:
@@ -262,24 +279,32 @@ class NumpyBackend:
         return out
 
     def predict(self, params, state, X):
-        return self._forward(params, state, X)[-1][1]
+        return self._forward(self._layers(params), self.spec.state_views(state), X)[-1][1]
 
     def loss(self, params, state, X, Y):
         spec = self.spec
-        Z, A = self._forward(params, state, X)[-1][:2]
+        Z, A = self._forward(self._layers(params), spec.state_views(state), X)[-1][:2]
         data_loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param)
         return data_loss + (penalty(params, spec.weight_ranges, spec.l1, spec.l2)[0] if self.penalised else 0.0)
 
     def loss_and_gradients(self, params, state, X, Y, dropout_step=None, SW=None, update_stats=False):
         """Loss and gradient of X as one training batch (batch statistics for batch norm;
-        dropout only when dropout_step is given), sample weights SW scaling each row."""
+        dropout only when dropout_step is given), sample weights SW scaling each row (None: 1)."""
+        grads = np.empty_like(params)
+        loss = self._gradients(self._layers(params), self._layers(grads), self.spec.state_views(state),
+                               X, Y, dropout_step, SW, update_stats)
+        if self.penalised:
+            value, pgrad = penalty(params, self.spec.weight_ranges, self.spec.l1, self.spec.l2)
+            loss, grads = loss + value, grads + pgrad
+        return loss, grads
+
+    def _gradients(self, layers, glayers, running, X, Y, dropout_step, SW, update_stats):
+        """The data loss of X as one batch; its gradient written into the views `glayers`."""
         spec = self.spec
-        cache = self._forward(params, state, X, True, dropout_step, update_stats)
+        cache = self._forward(layers, running, X, True, dropout_step, update_stats)
         Z, A = cache[-1][:2]
         loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param, SW)
         dZ = loss_backward(spec.loss, Z, A, Y, spec.loss_param, loss, spec.output, spec.act_params[-1], SW)
-        grads = np.empty_like(params)
-        layers, glayers = self._layers(params), self._layers(grads)
         for l in range(spec.n_layers - 1, -1, -1):
             W, _, gamma, _ = layers[l]
             dW, db, dgamma, dbeta = glayers[l]
@@ -287,7 +312,7 @@ class NumpyBackend:
             if gamma is not None:
                 dZ, dgamma[...], dbeta[...] = batchnorm_backward(dZ, H, var, gamma, spec.bn_eps)
             A_in = cache[l - 1][2] if l > 0 else X
-            dW[...], db[...], dA_in = dense_backward(dZ, A_in, W, l > 0)
+            dA_in = dense_backward(dZ, A_in, W, dW, db, l > 0)
             if gamma is not None:
                 # after batch norm the dense bias has no effect (the mean is subtracted): its exact
                 # gradient is 0, where the computed sum is rounding noise that Adam would amplify
@@ -299,27 +324,42 @@ class NumpyBackend:
                     dA_in = dA_in * mask.astype(dA_in.dtype)
                 dZ = activation_backward(spec.activations[l - 1], dA_in, Zp, Ap,
                                          spec.act_params[l - 1], self.units[l - 1])
-        if self.penalised:
-            value, pgrad = penalty(params, spec.weight_ranges, spec.l1, spec.l2)
-            loss, grads = loss + value, grads + pgrad
-        return loss, grads
+        return loss
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
         """Mini-batches over the rows order[start:stop]: forward, backward, penalties, gradient
         clipping, optimizer step. Returns the sum of batch losses times batch sizes; counter[0]
         counts steps (it keys the dropout masks)."""
-        total = 0.0
+        return self._rows(self._views(params, state, SW), params, X, Y, SW, order, start, stop,
+                          batch_size, lr, counter, optimizer)
+
+    def _views(self, params, state, SW):
+        """What every batch of a fit reuses, made once rather than per batch: views of the
+        parameters, of a gradient vector and of the running statistics, and whether the sample
+        weights are other than 1 (the usual all-ones weights are skipped, not multiplied in)."""
+        grads = np.empty_like(params)
+        return (grads, self._layers(params), self._layers(grads), self.spec.state_views(state),
+                not np.all(SW == 1))
+
+    def _rows(self, views, params, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
+        grads, layers, glayers, running, weighted = views
+        lazy = optimizer.lazy and hasattr(X, "indices")   # scipy CSR: a sparse batch
+        total, step, lr = 0.0, int(counter[0]), float(lr)
         for s in range(start, stop, batch_size):
             idx = order[s:min(s + batch_size, stop)]
-            loss, grads = self.loss_and_gradients(params, state, X[idx], Y[idx], int(counter[0]),
-                                                  SW[idx], update_stats=True)
+            loss = self._gradients(layers, glayers, running, X[idx], Y[idx], step,
+                                   SW[idx] if weighted else None, True)
+            if self.penalised:
+                value, pgrad = penalty(params, self.spec.weight_ranges, self.spec.l1, self.spec.l2)
+                loss += value
+                grads += pgrad
             if optimizer.clip_norm:
                 norm = np.sqrt(np.sum(grads.astype(np.float64) ** 2))
                 if norm > optimizer.clip_norm:
                     grads *= optimizer.clip_norm / norm
-            lazy = optimizer.lazy and hasattr(X, "indices")   # scipy CSR: a sparse batch
-            optimizer_update(params, grads, optimizer, float(lr), self._touched(X[idx]) if lazy else None)
-            counter[0] += 1
+            optimizer_update(params, grads, optimizer, lr, self._touched(X[idx]) if lazy else None)
+            step += 1
+            counter[0] = step
             total += loss * len(idx)
         return total
 
@@ -340,9 +380,10 @@ class NumpyBackend:
         """One epoch per row of `orders` (a permutation of the rows) at rate lrs[e]. Returns each
         epoch's mean loss and how many epochs ran (it stops after a non-finite loss)."""
         losses = np.full(len(orders), np.nan)
+        views = self._views(params, state, SW)
         for e, order in enumerate(orders):
-            losses[e] = self.train_rows(params, state, X, Y, SW, order, 0, len(order), batch_size,
-                                        lrs[e], counter, optimizer) / len(order)
+            losses[e] = self._rows(views, params, X, Y, SW, order, 0, len(order), batch_size,
+                                   lrs[e], counter, optimizer) / len(order)
             if not np.isfinite(losses[e]):
                 return losses, e + 1
         return losses, len(orders)
