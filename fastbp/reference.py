@@ -127,15 +127,16 @@ def dense_forward(A, W, b):
     return A @ W + b
 
 
-def dense_backward(dZ, A, W, dW, db, need_dA=True):
-    """For Z = A W + b: writes dW and db (views into the gradient vector), returns dA (None
-    unless need_dA: the input layer needs none)."""
+def dense_backward(dZ, A, W, need_dA=True, out=None):
+    """(dW, db, dA) for Z = A W + b (dA None unless need_dA: the input layer needs none); `out`:
+    the (dW, db) arrays to write them into (views of a gradient vector), else new ones."""
+    dW, db = out if out is not None else (np.empty(W.shape, dZ.dtype), np.empty(W.shape[1], dZ.dtype))
     if hasattr(A, "indices"):    # scipy CSR input: its product makes the array
         dW[...] = A.T @ dZ
     else:
         np.matmul(A.T, dZ, out=dW)
     dZ.sum(axis=0, out=db)
-    return dZ @ W.T if need_dA else None
+    return dW, db, dZ @ W.T if need_dA else None
 
 
 # ---- regularisation ----
@@ -312,7 +313,7 @@ class NumpyBackend:
             if gamma is not None:
                 dZ, dgamma[...], dbeta[...] = batchnorm_backward(dZ, H, var, gamma, spec.bn_eps)
             A_in = cache[l - 1][2] if l > 0 else X
-            dA_in = dense_backward(dZ, A_in, W, dW, db, l > 0)
+            dA_in = dense_backward(dZ, A_in, W, l > 0, out=(dW, db))[2]
             if gamma is not None:
                 # after batch norm the dense bias has no effect (the mean is subtracted): its exact
                 # gradient is 0, where the computed sum is rounding noise that Adam would amplify

@@ -35,6 +35,11 @@ def test_a_quick_pass_over_each_benchmark_class():
     fit.setup("seed", "cpu", "float32", "adam+dropout+bn")
     fit.time_fit("seed", "cpu", "float32", "adam+dropout+bn")
     assert workloads.Speedup().track_speedup("seed", "float32", "sgd") > 0
+    lean = workloads.AgainstLean()
+    lean.setup("seed", "float64")
+    # the numpy backend and the lean loop do the same work: their ratio is near 1, never 10
+    assert 0.5 < lean.track_numpy_over_lean("seed", "float64") < 3
+    assert lean.track_lean_over_cpu("seed", "float64") > 1
 
 
 def test_bench_command_json():

@@ -1,7 +1,7 @@
 """Whole fits of the WORKLOADS.md workloads, per backend and dtype, plain SGD and with the
 training features (Adam, dropout 0.2, batch norm). Compilation happens in setup (an untimed
 one-epoch fit), never in the timed code."""
-from fastbp import workloads
+from fastbp import peers, workloads
 from fastbp.workloads import WORKLOADS
 
 FEATURES = ["sgd", "adam+dropout+bn"]
@@ -42,3 +42,26 @@ class Speedup:
     def track_speedup(self, name, dtype, features):
         w, f = WORKLOADS[name], features != "sgd"
         return workloads.time_fit(w, "numpy", dtype, 3, f) / workloads.time_fit(w, "cpu", dtype, 3, f)
+
+
+class AgainstLean:
+    """Ratios against the lean NumPy loop a user would write for the same fit (fastbp.peers:
+    same initial weights, same epoch orders), each measured here in one process, minimum of 3
+    warm fits: the numpy backend's time over the lean loop's (the baseline's honesty, goal at
+    most 1.2) and the lean loop's over fastbp cpu's (the speed-up a user sees)."""
+    params = ([n for n, w in WORKLOADS.items() if not w.sparse], ["float32", "float64"])
+    param_names = ["workload", "dtype"]
+    timeout = 900
+    unit = "x"
+
+    def setup(self, name, dtype):
+        self.problem = peers.problem(WORKLOADS[name], dtype)
+
+    def _time(self, peer):
+        return peers.time_peer(peer, self.problem, 3)[0]
+
+    def track_numpy_over_lean(self, name, dtype):
+        return self._time(peers.Fastbp("numpy")) / self._time(peers.Lean())
+
+    def track_lean_over_cpu(self, name, dtype):
+        return self._time(peers.Lean()) / self._time(peers.Fastbp("cpu"))

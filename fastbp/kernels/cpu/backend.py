@@ -93,6 +93,17 @@ def _announced(wrap, dispatcher, what):
 _DRIVERS = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "penalties")
 
 
+@functools.lru_cache(maxsize=None)
+def _drivers_for(key, dtype, training):
+    """The drivers of one variant `key` for networks of one dtype, shared by every network that
+    needs them: a driver that has run once for this dtype is loaded, and a later network's fit
+    skips the empty call that would load it (prepare)."""
+    wrap = _one_at_a_time if dict(key)["THREADED"] else _blas_on_one_thread
+    what = f"the {dtype} {'training' if training else 'evaluation'} kernels this network needs"
+    return SimpleNamespace(**{k: _announced(wrap, variant(getattr(driver, k), **dict(key)), what)
+                              for k in _DRIVERS})
+
+
 class CpuBackend:
     name = "cpu"
 
@@ -140,13 +151,10 @@ class CpuBackend:
         `threaded`), compiled for what they need at up to `key_rows` rows (default `rows`), on X's
         kind (dense or sparse) and, when training, with `optimizer`."""
         key = self.needs(self.threaded(rows, passes, X), key_rows or rows, optimizer, is_sparse(X))
-        if key not in self._drivers:
-            wrap = _one_at_a_time if dict(key)["THREADED"] else _blas_on_one_thread
-            what = (f"the {self.dtype.name} {'training' if optimizer is not None else 'evaluation'} kernels "
-                    f"this network needs")
-            self._drivers[key] = SimpleNamespace(**{k: _announced(wrap, variant(getattr(driver, k), **dict(key)),
-                                                                  what) for k in _DRIVERS})
-        return self._drivers[key]
+        found = self._drivers.get(key)
+        if found is None:
+            found = self._drivers[key] = _drivers_for(key, self.dtype.name, optimizer is not None)
+        return found
 
     def workspace(self, cap, training=True, X=None):
         """The workspace for batches of up to `cap` rows of X, reading X if it is sparse."""

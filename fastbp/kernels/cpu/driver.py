@@ -39,6 +39,7 @@ import numpy as np
 from numba import prange
 
 from ... import aligned, config
+from .. import args, struct_types
 from ..compile import THREADED, kernel, serial, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
@@ -64,6 +65,8 @@ Workspace = namedtuple("Workspace", ["xb", "yb", "wb", "zbuf", "hbuf", "abuf", "
                                      "stats", "z_off", "a_off", "rows", "partials", "wt", "at", "dzt",
                                      "zpart", "xrow", "xptr", "xcol", "xval", "touched", "ntouched", "mark",
                                      "pace"])
+for _struct in (Workspace, args.Net, args.Hyper, args.Opt):
+    struct_types.remember(_struct)   # a call types them in microseconds, not 200 us
 
 
 def workspace(spec, cap, dtype, training=True, sparse=False):

@@ -1,0 +1,142 @@
+"""fastbp against the peers a user would otherwise reach for, on the workloads of WORKLOADS.md,
+side by side in one run: a lean NumPy loop, fastbp's numpy backend, JAX (a jitted epoch with
+lax.scan, and the whole fit as one program), torch.compile, PyTorch eager, scikit-learn's
+MLPClassifier and fastbp's cpu backend.
+
+Each peer trains from fastbp's initial weights on fastbp's epoch orders (scikit-learn draws its
+own), plain SGD at lr 0.1; compilation is excluded (each peer fits once before it is timed); the
+time is the minimum of --repeats warm fits, and the training accuracy stands beside it so that a
+fast wrong answer shows. Peers whose package is missing are skipped with a note
+(pip install 'fastbp[peers]').
+
+    python scripts/peers.py                          # every workload, every peer installed
+    python scripts/peers.py digits mid --repeats 5
+    python scripts/peers.py seed --peers lean,numpy --epochs 10    # a quick look
+"""
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from fastbp import peers as P
+from fastbp.bench import limits
+from fastbp.busy import BUSY, Watch
+from fastbp.workloads import WORKLOADS
+
+# --peers names -> the peers' table names
+SHORT = {"lean": "lean NumPy", "numpy": "numpy backend", "jax": "JAX jit + scan",
+         "jax-fit": "JAX, one program", "torch-compile": "torch.compile", "torch": "PyTorch eager",
+         "sklearn": "scikit-learn", "cpu": "fastbp cpu"}
+TARGETS = {"seed": 2.0, "tabular": 2.0, "digits": 2.0, "mid": 1.5, "wide": 1.1}
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return f"{model}, {usable} CPUs usable"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dense = [n for n, w in WORKLOADS.items() if not w.sparse]   # text: scripts/sparse_peers.py
+    p.add_argument("names", nargs="*", default=dense, metavar="workload",
+                   help=f"workloads (default: all of {', '.join(dense)})")
+    p.add_argument("--peers", default=",".join(SHORT),
+                   help=f"comma-separated, from {','.join(SHORT)} (default: all)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--repeats", type=int, default=3, help="warm fits timed per peer (the minimum is shown)")
+    p.add_argument("--epochs", type=int, help="instead of each workload's own epoch count (quick looks)")
+    args = p.parse_args(argv)
+    wrong = [n for n in args.names if n not in dense]
+    if wrong:
+        p.error(f"unknown workload {', '.join(wrong)}; choose from {', '.join(dense)}")
+    chosen = args.peers.split(",")
+    unknown = [c for c in chosen if c not in SHORT]
+    if unknown:
+        p.error(f"--peers: unknown {', '.join(unknown)}; choose from {','.join(SHORT)}")
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    if args.epochs is not None and args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    everyone = P.all_peers()
+    peers = [everyone[SHORT[c]] for c in chosen]
+    for peer in list(peers):
+        why = P.missing(peer)
+        if why:
+            print(f"skipped {peer.name}: {why}")
+            peers.remove(peer)
+
+    print(f"{time.strftime('%Y-%m-%d')}, {machine()}, Python {platform.python_version()}, "
+          f"NumPy {np.__version__}")
+    print("command: python scripts/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any peer's threads
+    print(f"{args.dtype} GEMM limit (NumPy's BLAS, 2048-cube, measured first): {limit:.0f} GFLOP/s")
+    print(f"warm fits, minimum of {args.repeats}; seconds (training accuracy)")
+    names = [peer.name for peer in peers]
+    print("| workload | " + " | ".join(names) + " | fastbp cpu vs fastest peer | numpy backend / lean |"
+          + " others |")
+    print("|---" * (len(names) + 4) + "|")
+    watch, worst = Watch(), limit_others
+    for name in args.names:
+        w = WORKLOADS[name]
+        if args.epochs:
+            w = dataclasses.replace(w, epochs=args.epochs)
+        problem = P.problem(w, args.dtype)
+        watch.restart()
+        results = {}
+        for peer in peers:
+            results[peer.name] = P.time_peer(peer, problem, args.repeats)
+        cells = [f"{t:.3g} s ({acc:.3f})" for t, acc in results.values()]
+        others = watch.others()
+        worst = others if worst is None or (others is not None and others > worst) else worst
+        print(f"| {name} | " + " | ".join(cells) + f" | {verdict(name, w, results, limit)} | "
+              f"{ratio(results, 'numpy backend', 'lean NumPy')} | "
+              + ("?" if others is None else f"{others:.2f}" + ("*" if others >= BUSY else "")) + " |",
+              flush=True)
+    print("fastest peer: the fastest of lean NumPy, JAX, PyTorch and scikit-learn in this run "
+          "(fastbp's own backends excluded); target: " +
+          ", ".join(f"{n} {t}x" for n, t in TARGETS.items()) + " (wide also at 90 % of the GEMM limit)")
+    print("others: CPUs that other processes held while the row was measured (* busy: the times "
+          "are the scheduler's)")
+    warning = watch.warning(worst)
+    if warning:
+        print(warning)
+    return 0
+
+
+def ratio(results, a, b):
+    if a not in results or b not in results:
+        return "-"
+    return f"{results[a][0] / results[b][0]:.2f}x"
+
+
+def verdict(name, w, results, limit):
+    """fastbp cpu's speed-up over the fastest peer, against the workload's target."""
+    rivals = {k: v for k, v in results.items() if k not in ("fastbp cpu", "numpy backend")}
+    if "fastbp cpu" not in results or not rivals:
+        return "-"
+    fastest = min(rivals, key=lambda k: rivals[k][0])
+    speedup = rivals[fastest][0] / results["fastbp cpu"][0]
+    text = f"{speedup:.2f}x {fastest}"
+    target = TARGETS.get(name)
+    if target is not None:
+        text += f" ({'met' if speedup >= target else 'missed'}: {target}x)"
+    if name == "wide":
+        text += f", {w.gflop / results['fastbp cpu'][0] / limit:.0%} of GEMM limit"
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
