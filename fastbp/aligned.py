@@ -23,6 +23,21 @@ def zeros(shape, dtype):
     return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
 
 
+def carve(sizes, dtype):
+    """Zero-filled 1-D arrays of the given sizes, each starting on a CACHE_LINE boundary and
+    none sharing a line with another, cut from one allocation: a workspace's twenty buffers in
+    one call instead of twenty (a small network's fit spent 60 us allocating them one by one)."""
+    dtype = np.dtype(dtype)
+    per_line = CACHE_LINE // dtype.itemsize
+    padded = [-(-int(n) // per_line) * per_line for n in sizes]   # whole lines each
+    block = zeros(sum(padded), dtype)
+    out, at = [], 0
+    for n, room in zip(sizes, padded):
+        out.append(block[at:at + int(n)])
+        at += room
+    return out
+
+
 def ones(shape, dtype):
     out = zeros(shape, dtype)
     out[...] = 1

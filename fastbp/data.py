@@ -154,12 +154,12 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
         raise ValueError(f"{name} has {Y.shape[1]} target column(s) but the output layer has {n_out} "
                          f"unit(s)")
     if output == "sigmoid":
-        values = np.unique(Y)
-        if np.all(np.isin(values, (-1, 1))) and np.any(values == -1):
+        values = np.unique(Y)   # (comparisons, not np.isin: a tenth of the time on small sets)
+        if np.all((values == -1) | (values == 1)) and np.any(values == -1):
             warnings.warn(f"{name} uses -1/+1 labels; mapping -1 -> 0 for the sigmoid output, whose "
                           f"range is (0, 1)", stacklevel=3)
             Y = (Y > 0)
-        elif not np.all(np.isin(values, (0, 1))):
+        elif not np.all((values == 0) | (values == 1)):
             raise ValueError(f"{name} for a sigmoid output must be 0/1 (or -1/+1) labels, got values "
                              f"{values[:5].tolist()}; for real-valued targets use output='linear'")
     if output == "exp" and np.any(Y < 0):

@@ -1,5 +1,5 @@
 """fastbp against the peers a user would otherwise reach for, on the workloads of WORKLOADS.md,
-side by side in one run: a lean NumPy loop, fastbp's numpy backend, JAX (a jitted epoch with
+side by side in one run, each peer in a process of its own: a lean NumPy loop, fastbp's numpy backend, JAX (a jitted epoch with
 lax.scan, and the whole fit as one program), torch.compile, PyTorch eager, scikit-learn's
 MLPClassifier and fastbp's cpu backend.
 
@@ -15,8 +15,10 @@ fast wrong answer shows. Peers whose package is missing are skipped with a note
 """
 import argparse
 import dataclasses
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -58,6 +60,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=3, help="warm fits timed per peer (the minimum is shown)")
     p.add_argument("--epochs", type=int, help="instead of each workload's own epoch count (quick looks)")
+    p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     wrong = [n for n in args.names if n not in dense]
     if wrong:
@@ -70,6 +73,9 @@ def main(argv=None):
         p.error("--repeats must be at least 1")
     if args.epochs is not None and args.epochs < 1:
         p.error("--epochs must be at least 1")
+    if args.one:
+        return one(args)
+    short = {v: k for k, v in SHORT.items()}
     everyone = P.all_peers()
     peers = [everyone[SHORT[c]] for c in chosen]
     for peer in list(peers):
@@ -90,14 +96,9 @@ def main(argv=None):
     print("|---" * (len(names) + 4) + "|")
     watch, worst = Watch(), limit_others
     for name in args.names:
-        w = WORKLOADS[name]
-        if args.epochs:
-            w = dataclasses.replace(w, epochs=args.epochs)
-        problem = P.problem(w, args.dtype)
+        w = workload(name, args)
         watch.restart()
-        results = {}
-        for peer in peers:
-            results[peer.name] = P.time_peer(peer, problem, args.repeats)
+        results = {peer.name: measure(name, short[peer.name], args) for peer in peers}
         cells = [f"{t:.3g} s ({acc:.3f})" for t, acc in results.values()]
         others = watch.others()
         worst = others if worst is None or (others is not None and others > worst) else worst
@@ -113,6 +114,30 @@ def main(argv=None):
     warning = watch.warning(worst)
     if warning:
         print(warning)
+    return 0
+
+
+def workload(name, args):
+    w = WORKLOADS[name]
+    return dataclasses.replace(w, epochs=args.epochs) if args.epochs else w
+
+
+def measure(name, peer, args):
+    """(time, accuracy) of one peer on one workload, in a process of its own: no peer runs beside
+    another's threads, compile caches or interpreter hooks (with JAX and torch.compile loaded in
+    the same process, fastbp's seed fit took 1.5 times as long as alone)."""
+    cmd = [sys.executable, __file__, name, "--one", name, peer, "--dtype", args.dtype,
+           "--repeats", str(args.repeats)] + (["--epochs", str(args.epochs)] if args.epochs else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{peer} on {name} failed:\n{out.stderr}")
+    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def one(args):
+    name, short = args.one
+    peer = P.all_peers()[SHORT[short]]
+    print(json.dumps(P.time_peer(peer, P.problem(workload(name, args), args.dtype), args.repeats)))
     return 0
 
 

@@ -90,23 +90,23 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
     can_split = ((n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES)
                  & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))[dense]
     widest = int(nz[dense][can_split].max()) if can_split.any() else 0
-    zeros = lambda size: aligned.zeros(size, dtype=dtype)   # noqa: E731
     scratch = lambda v: int(v[dense].max()) if spec.n_layers > int(sparse) else 0   # noqa: E731
     n_sparse = spec.n_in if sparse else 0
+    n_x = 0 if sparse else spec.n_in
+    sizes = dict(xb=cap * n_x, yb=cap * spec.n_out, wb=cap, zbuf=z_size,
+                 hbuf=z_size * grad if any(spec.batch_norm) else 0, abuf=a_size,
+                 dbuf=a_size * grad if any(spec.dropout) else 0, dzbuf=z_size * grad, dabuf=a_size * grad,
+                 stats=spec.n_state, rows=cap, wt=scratch(n_in * nz), at=cap * scratch(n_in) * grad,
+                 dzt=cap * scratch(nz) * grad,
+                 zpart=min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad, xval=0)
+    buf = dict(zip(sizes, aligned.carve(list(sizes.values()), dtype)))
+    buf["xb"], buf["yb"] = buf["xb"].reshape(cap, n_x), buf["yb"].reshape(cap, spec.n_out)
+    buf["wb"][:] = 1
     return Workspace(
-        xb=aligned.zeros((cap, 0 if sparse else spec.n_in), dtype=dtype),
-        yb=aligned.zeros((cap, spec.n_out), dtype=dtype),
-        wb=aligned.ones(cap, dtype=dtype),
-        zbuf=zeros(z_size), hbuf=zeros(z_size * grad if any(spec.batch_norm) else 0),
-        abuf=zeros(a_size), dbuf=zeros(a_size * grad if any(spec.dropout) else 0),
-        dzbuf=zeros(z_size * grad), dabuf=zeros(a_size * grad),
-        stats=zeros(spec.n_state), z_off=z_off, a_off=a_off, rows=zeros(cap),
+        **buf, z_off=z_off, a_off=a_off,
         partials=aligned.zeros(config.REDUCE_CHUNKS, dtype=np.float64),
-        wt=zeros(scratch(n_in * nz)), at=zeros(cap * scratch(n_in) * grad),
-        dzt=zeros(cap * scratch(nz) * grad),
-        zpart=zeros(min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad),
         xrow=np.zeros(cap if sparse else 0, np.int64), xptr=np.zeros(0, np.int64), xcol=np.zeros(0, np.int32),
-        xval=zeros(0), touched=np.zeros(n_sparse * grad, np.int64), ntouched=np.full(1, -1, np.int64),
+        touched=np.zeros(n_sparse * grad, np.int64), ntouched=np.full(1, -1, np.int64),
         mark=np.zeros(n_sparse * grad, np.uint8), pace=pace.STATE)
 
 
