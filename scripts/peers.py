@@ -86,7 +86,7 @@ def main(argv=None):
 
     print(f"{time.strftime('%Y-%m-%d')}, {machine()}, Python {platform.python_version()}, "
           f"NumPy {np.__version__}")
-    print("command: python scripts/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(" ".join(["command: python scripts/peers.py"] + (argv if argv is not None else sys.argv[1:])))
     limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any peer's threads
     print(f"{args.dtype} GEMM limit (NumPy's BLAS, 2048-cube, measured first): {limit:.0f} GFLOP/s")
     print(f"warm fits, minimum of {args.repeats}; seconds (training accuracy)")
