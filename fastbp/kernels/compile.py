@@ -9,6 +9,7 @@ inlines kernels from other files; so the directory is named by a hash of every s
 kernels depend on, and an edit anywhere starts a fresh cache.
 """
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -95,14 +96,22 @@ def notice(what):
 
 def general_built(dtype):
     """Whether `fastbp compile --all` built the general drivers for `dtype` into CACHE_DIR; fits
-    then use them rather than compile a variant."""
-    return os.path.exists(_general_marker(dtype))
+    then use them rather than compile a variant. Looked up once per process and dtype (a file
+    system call took a tenth of a small fit's planning); a build by another process meanwhile
+    serves this one's next start."""
+    return _marker_exists(_general_marker(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _marker_exists(path):
+    return os.path.exists(path)
 
 
 def mark_general_built(dtype):
     os.makedirs(CACHE_DIR, exist_ok=True)
     with open(_general_marker(dtype), "w") as f:
         f.write("every branch of the drivers compiled by `fastbp compile --all`\n")
+    _marker_exists.cache_clear()
 
 
 def _general_marker(dtype):

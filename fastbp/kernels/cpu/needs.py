@@ -8,12 +8,17 @@ takes, and its kernels that read none of the narrowed switches are shared with e
 variant. Each value here must cover every branch the call can take: a branch a variant lacks is
 skipped, not run (dense paths are the exception: a missing one falls back to the naive loops).
 """
+from collections import namedtuple
+
 import numpy as np
 
 from ... import config
 from ..compile import general_built
 from ...spec import ACT, N_IN, N_UNITS, PIECES
 from .dense import NAIVE, paths_over
+
+
+_WeightShape = namedtuple("_WeightShape", ["shape", "size", "itemsize"])   # what the path rules read of W
 
 
 def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
@@ -25,11 +30,12 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
     built it)."""
     layers = spec.layers
+    itemsize = np.dtype(dtype).itemsize
     forward, backward = {NAIVE}, {NAIVE}
     for l in range(1 if sparse else 0, layers.shape[0]):   # a sparse first layer has its own kernels
-        # the path rules read only W's shape, size and itemsize: a broadcast view allocates nothing
-        W = np.broadcast_to(np.zeros(1, dtype), (int(layers[l, N_IN]), int(layers[l, N_UNITS] * layers[l, PIECES])))
-        f, b = paths_over(rows, W)
+        # the path rules read only W's shape, size and itemsize
+        shape = (int(layers[l, N_IN]), int(layers[l, N_UNITS] * layers[l, PIECES]))
+        f, b = paths_over(rows, _WeightShape(shape, shape[0] * shape[1], itemsize))
         forward |= f
         backward |= b
     values = dict(
