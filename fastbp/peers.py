@@ -35,6 +35,7 @@ class Problem:
     batch_size: int
     lr: float
     seed: int
+    features: bool = False   # Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer
 
     @property
     def binary(self):
@@ -45,13 +46,15 @@ class Problem:
         return self.X.dtype
 
 
-def problem(workload, dtype="float32", seed=0):
-    """The workload's fit as every peer sees it."""
+def problem(workload, dtype="float32", seed=0, features=False):
+    """The workload's fit as every peer sees it; with features, the workload's training-features
+    variant (workloads.Workload.fit_args): Adam, dropout 0.2 and batch norm on every hidden
+    layer, which only the peers whose class sets `features` offer (fastbp, PyTorch)."""
     X, y = workload.data(dtype)
     weights = workload.network("numpy", dtype, seed=seed).get_weights()
     orders = epoch_orders(seed_streams(seed)[1], len(X), workload.epochs, True)
     return Problem(X, np.asarray(y, dtype=np.int64), weights, orders, tuple(workload.sizes),
-                   workload.hidden, workload.batch_size, workload.fit_args()["lr"], seed)
+                   workload.hidden, workload.batch_size, workload.fit_args(features)["lr"], seed, features)
 
 
 def time_peer(peer, p, repeats=3):
@@ -77,6 +80,7 @@ def accuracy(peer, p):
 class Fastbp:
     """A fastbp Network on the given backend ("cpu" or "numpy"): the same seed gives the same
     initial weights and epoch orders as the problem's."""
+    features = True
 
     def __init__(self, backend):
         self.backend = backend
@@ -89,11 +93,13 @@ class Fastbp:
 
     def _make(self):
         p = self.p
+        extra = dict(dropout=0.2, batch_norm=True) if p.features else {}
         return Network(list(p.sizes), hidden=p.hidden, output="sigmoid" if p.binary else "softmax",
-                       dtype=p.dtype, seed=p.seed, backend=self.backend)
+                       dtype=p.dtype, seed=p.seed, backend=self.backend, **extra)
 
     def _fit_args(self, epochs):
-        return dict(epochs=epochs, batch_size=self.p.batch_size, lr=self.p.lr, shuffle=True, verbose=0)
+        return dict(epochs=epochs, batch_size=self.p.batch_size, lr=self.p.lr, shuffle=True, verbose=0,
+                    optimizer="adam" if self.p.features else "sgd")
 
     def reset(self):
         self.net = self._make()
@@ -179,8 +185,10 @@ class Lean:
 class Torch:
     """nn.Sequential of nn.Linear, torch.optim.SGD, on all threads. compiled: the training step
     (forward, loss, backward, update) through torch.compile, compiled in setup for both batch
-    shapes (full and last partial) and reused."""
+    shapes (full and last partial) and reused. With the problem's features: each hidden layer
+    Linear, BatchNorm1d (fastbp's momentum and eps), the activation, Dropout(0.2), and Adam."""
     requires = "torch"
+    features = True
 
     def __init__(self, compiled=False):
         self.compiled = compiled
@@ -192,9 +200,15 @@ class Torch:
         dt = torch.float64 if p.dtype == np.float64 else torch.float32
         layers = []
         for W, _ in p.weights:
-            layers += [torch.nn.Linear(*W.shape, dtype=dt),
-                       torch.nn.ReLU() if p.hidden == "relu" else torch.nn.Sigmoid()]
-        self.model = torch.nn.Sequential(*layers[:-1])
+            layers.append(torch.nn.Linear(*W.shape, dtype=dt))
+            if W is p.weights[-1][0]:
+                break
+            if p.features:   # fastbp's running mean is m * old + (1 - m) * new, with m = 0.99
+                layers.append(torch.nn.BatchNorm1d(W.shape[1], eps=1e-5, momentum=0.01, dtype=dt))
+            layers.append(torch.nn.ReLU() if p.hidden == "relu" else torch.nn.Sigmoid())
+            if p.features:
+                layers.append(torch.nn.Dropout(0.2))
+        self.model = torch.nn.Sequential(*layers)
         self.X = torch.from_numpy(p.X)
         if p.binary:
             self.loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -203,7 +217,7 @@ class Torch:
             self.loss_fn = torch.nn.CrossEntropyLoss()
             self.Y = torch.from_numpy(p.y)
         self.orders = torch.from_numpy(p.orders)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=p.lr)
+        self.opt = (torch.optim.Adam if p.features else torch.optim.SGD)(self.model.parameters(), lr=p.lr)
         self.step = torch.compile(self._step) if self.compiled else self._step
         self.reset()
         self.fit()   # warm: compiles each batch shape once
@@ -223,6 +237,12 @@ class Torch:
             for lin, (W, b) in zip(linears, self.p.weights):
                 lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
                 lin.bias.copy_(torch.from_numpy(b))
+            for m in self.model:
+                if isinstance(m, torch.nn.BatchNorm1d):
+                    m.reset_parameters()
+                    m.reset_running_stats()
+        self.opt.state.clear()   # Adam's moments start again with the weights
+        self.model.train()
 
     def fit(self):
         B = self.p.batch_size
@@ -234,8 +254,10 @@ class Torch:
         return float(total) / self.orders.numel()
 
     def predict(self, X):
+        self.model.eval()
         with self.torch.no_grad():
             z = self.model(self.torch.from_numpy(X)).numpy()
+        self.model.train()
         return (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
 
 

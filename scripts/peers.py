@@ -12,6 +12,7 @@ fast wrong answer shows. Peers whose package is missing are skipped with a note
     python scripts/peers.py                          # every workload, every peer installed
     python scripts/peers.py digits mid --repeats 5
     python scripts/peers.py seed --peers lean,numpy --epochs 10    # a quick look
+    python scripts/peers.py --features               # Adam + dropout + batch norm: fastbp, PyTorch
 """
 import argparse
 import dataclasses
@@ -60,6 +61,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=3, help="warm fits timed per peer (the minimum is shown)")
     p.add_argument("--epochs", type=int, help="instead of each workload's own epoch count (quick looks)")
+    p.add_argument("--features", action="store_true",
+                   help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer, for the peers "
+                        "that offer them (fastbp, PyTorch)")
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     wrong = [n for n in args.names if n not in dense]
@@ -89,7 +93,12 @@ def main(argv=None):
     print(" ".join(["command: python scripts/peers.py"] + (argv if argv is not None else sys.argv[1:])))
     limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any peer's threads
     print(f"{args.dtype} GEMM limit (NumPy's BLAS, 2048-cube, measured first): {limit:.0f} GFLOP/s")
-    print(f"warm fits, minimum of {args.repeats}; seconds (training accuracy)")
+    print(f"warm fits, minimum of {args.repeats}; seconds (training accuracy); "
+          + ("Adam + dropout 0.2 + batch norm" if args.features else "plain SGD"))
+    if args.features:
+        for peer in [q for q in peers if not getattr(q, "features", False)]:
+            print(f"skipped {peer.name}: no batch norm, dropout or Adam here")
+            peers.remove(peer)
     names = [peer.name for peer in peers]
     print("| workload | " + " | ".join(names) + " | fastbp cpu vs fastest peer | numpy backend / lean |"
           + " others |")
@@ -127,7 +136,8 @@ def measure(name, peer, args):
     another's threads, compile caches or interpreter hooks (with JAX and torch.compile loaded in
     the same process, fastbp's seed fit took 1.5 times as long as alone)."""
     cmd = [sys.executable, __file__, name, "--one", name, peer, "--dtype", args.dtype,
-           "--repeats", str(args.repeats)] + (["--epochs", str(args.epochs)] if args.epochs else [])
+           "--repeats", str(args.repeats)] + (["--epochs", str(args.epochs)] if args.epochs else []) \
+        + (["--features"] if args.features else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{peer} on {name} failed:\n{out.stderr}")
@@ -137,7 +147,8 @@ def measure(name, peer, args):
 def one(args):
     name, short = args.one
     peer = P.all_peers()[SHORT[short]]
-    print(json.dumps(P.time_peer(peer, P.problem(workload(name, args), args.dtype), args.repeats)))
+    problem = P.problem(workload(name, args), args.dtype, features=args.features)
+    print(json.dumps(P.time_peer(peer, problem, args.repeats)))
     return 0
 
 

@@ -124,3 +124,28 @@ def test_peers_script_help_and_tiny_run():
     bad = subprocess.run([sys.executable, script, "--peers", "lean,keras"], capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "--peers: unknown keras" in bad.stderr
+
+
+def test_the_features_variant_trains_batch_norm_dropout_and_adam():
+    p = peers.problem(dataclasses.replace(WORKLOADS["digits"], epochs=3), "float32", features=True)
+    fast = _trained(peers.Fastbp("cpu"), p)
+    assert fast.net.optimizer.name == "adam" and any(fast.net.spec.batch_norm) and max(fast.net.spec.dropout) == 0.2
+    assert peers.accuracy(fast, p) > 0.9
+
+
+@needs_torch
+def test_pytorch_features_variant_learns():
+    p = peers.problem(dataclasses.replace(WORKLOADS["digits"], epochs=3), "float32", features=True)
+    torch_peer = _trained(peers.Torch(), p)
+    kinds = [type(m).__name__ for m in torch_peer.model]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+    assert peers.accuracy(torch_peer, p) > 0.9
+
+
+def test_peers_script_features_skips_the_plain_sgd_peers():
+    script = str(ROOT / "scripts" / "peers.py")
+    out = subprocess.run([sys.executable, script, "digits", "--peers", "lean,cpu", "--features", "--epochs", "1",
+                          "--repeats", "1"], capture_output=True, text=True, timeout=300, check=True)
+    assert "skipped lean NumPy: no batch norm, dropout or Adam here" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| digits"))
+    assert len(row.strip("|").split("|")) == 5   # workload, fastbp cpu, verdict, numpy/lean, others
