@@ -173,8 +173,8 @@ class Optimizer:
         return self._lr
 
     def rates(self, epoch, k, n):
-        """(k,) float64: the rates of epochs epoch .. epoch + k - 1 of n samples each (a constant
-        rate is one array, not k calls: the seed fit's 1,000 epochs took a fifth of its time)."""
+        """(k,) float64: the rates of epochs epoch .. epoch + k - 1 of n samples each; a constant
+        rate is one array rather than k calls (the seed workload runs 1,000 one-batch epochs)."""
         if isinstance(self._lr, Schedule):
             return np.array([self.lr_at(epoch + i, i * n) for i in range(k)], dtype=np.float64)
         return np.full(k, float(self._lr))

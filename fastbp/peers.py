@@ -1,13 +1,14 @@
 """The workloads of WORKLOADS.md trained by other implementations, to time fastbp against.
 
 Every peer trains the same problem (`Problem`): fastbp's initial weights for the workload's
-network and seed, and the epoch orders a fastbp fit with that seed draws, plain mini-batch SGD,
-the last partial batch included. A peer is set up once (data in its own format, compiled where
+network and seed, and the epoch orders a fastbp fit with that seed draws, plain mini-batch SGD
+(or, with `features`, Adam with dropout and batch norm, where the peer offers them), the last
+partial batch included. A peer is set up once (data in its own format, compiled where
 it compiles: untimed), then `reset()` (untimed) and `fit()` (timed) as often as wanted;
 `predict(X)` gives class labels, so that a fast wrong answer shows beside its time.
 
 PyTorch, JAX and scikit-learn are imported inside their peer, never by fastbp itself
-(`pip install 'fastbp[peers]'` installs them); `missing(name)` says why a peer cannot run here.
+(`pip install 'fastbp[peers]'` installs them); `missing(peer)` says why a peer cannot run here.
 The lean NumPy loop is the baseline a user would write by hand: the article's loop with its bugs
 fixed, and nothing else.
 """

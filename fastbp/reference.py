@@ -17,8 +17,8 @@ from .spec import DROP, N_UNITS
 
 def _sigmoid(z):
     # -z is capped below where e^-z overflows (88 in float32, 709 in float64): past it sigmoid is
-    # under 1e-38 (1e-308), and about that is what it gives; finite for any
-    # z, in half the operations of the branch-free form built on e^-|z|
+    # under 1e-38 (1e-308), and about that is what it gives. Finite for any z, in half the
+    # operations of the branch-free form built on e^-|z|
     return 1 / (1 + np.exp(np.minimum(-z, 709.0 if z.dtype == np.float64 else 88.0)))
 
 

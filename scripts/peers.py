@@ -134,7 +134,7 @@ def workload(name, args):
 def measure(name, peer, args):
     """(time, accuracy) of one peer on one workload, in a process of its own: no peer runs beside
     another's threads, compile caches or interpreter hooks (with JAX and torch.compile loaded in
-    the same process, fastbp's seed fit took 1.5 times as long as alone)."""
+    the same process, fastbp's seed fit was measurably slower than alone)."""
     cmd = [sys.executable, __file__, name, "--one", name, peer, "--dtype", args.dtype,
            "--repeats", str(args.repeats)] + (["--epochs", str(args.epochs)] if args.epochs else []) \
         + (["--features"] if args.features else [])
