@@ -96,9 +96,8 @@ def notice(what):
 
 def general_built(dtype):
     """Whether `fastbp compile --all` built the general drivers for `dtype` into CACHE_DIR; fits
-    then use them rather than compile a variant. Looked up once per process and dtype (a file
-    system call took a tenth of a small fit's planning); a build by another process meanwhile
-    serves this one's next start."""
+    then use them rather than compile a variant. Looked up once per process and dtype, not on
+    every fit; a build by another process meanwhile serves this one's next start."""
     return _marker_exists(_general_marker(dtype))
 
 

@@ -2,9 +2,9 @@
 
 Before a compiled function runs, its dispatcher types every argument to choose the machine
 code. Arrays and scalars have a fast path in C, but a named tuple is typed field by field in
-Python: a cpu Workspace's 26 fields took about 160 us, a Net 40 us, so each driver call spent
-over 200 us before its first instruction, more than a whole 1,000-epoch seed fit spends
-training. `remember(cls)` registers, for one named-tuple class, a typing that keys on what
+Python, and a cpu Workspace has 26 fields: each driver call spent longer typing its arguments
+than a small network's whole fit spends training (the README's "What the cpu backend does" has
+the figures). `remember(cls)` registers, for one named-tuple class, a typing that keys on what
 Numba's type of each field depends on (an array's dtype, dimensions, layout and writability; a
 scalar's class) and types each new key once, the Numba way.
 

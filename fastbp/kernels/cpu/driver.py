@@ -66,7 +66,7 @@ Workspace = namedtuple("Workspace", ["xb", "yb", "wb", "zbuf", "hbuf", "abuf", "
                                      "zpart", "xrow", "xptr", "xcol", "xval", "touched", "ntouched", "mark",
                                      "pace"])
 for _struct in (Workspace, args.Net, args.Hyper, args.Opt):
-    struct_types.remember(_struct)   # a call types them in microseconds, not 200 us
+    struct_types.remember(_struct)   # typed from a cache, not field by field on every call
 
 
 def workspace(spec, cap, dtype, training=True, sparse=False):
