@@ -39,12 +39,20 @@ def own_seconds():
     return t.user + t.system + t.children_user + t.children_system
 
 
+FOOTNOTE = ("others: CPUs that other processes held while the row was measured (* busy: its times are "
+            "the scheduler's, not fastbp's)")
+
+
 class Watch:
     """Started at a measurement's start; others() then tells how many CPUs other processes held
-    on average since, and warning() says so in a line when it is enough to spoil the figures."""
+    on average since, and warning() says so in a line when it is enough to spoil the figures.
+    For a table measured row by row: restart() before each row, row_others() after it, and
+    footer() under the table (`worst`: a figure measured before the rows, such as the GEMM
+    limit's others)."""
 
-    def __init__(self, stat=PROC_STAT):
+    def __init__(self, stat=PROC_STAT, worst=None):
         self.stat = stat
+        self.worst = worst
         try:
             self.cpus = os.sched_getaffinity(0)
         except (AttributeError, OSError):
@@ -71,6 +79,19 @@ class Watch:
             return None
         wall = max(time.monotonic() - wall0, 1e-9)
         return max(0.0, (busy - busy0) - (own_seconds() - own0)) / wall
+
+    def row_others(self):
+        """others() since the last restart(), kept if it is the worst so far."""
+        others = self.others()
+        if others is not None and (self.worst is None or others > self.worst):
+            self.worst = others
+        return others
+
+    def footer(self):
+        """The lines under a table of rows: what its others column means, and the warning of its
+        worst row when that one was busy."""
+        warning = self.warning(self.worst)
+        return [FOOTNOTE, warning] if warning else [FOOTNOTE]
 
     def warning(self, others=None):
         """'' on a quiet machine; else a line that says the figures were taken on a busy one."""

@@ -103,14 +103,13 @@ def main(argv=None):
     print("| workload | " + " | ".join(names) + " | fastbp cpu vs fastest peer | numpy backend / lean |"
           + " others |")
     print("|---" * (len(names) + 4) + "|")
-    watch, worst = Watch(), limit_others
+    watch = Watch(worst=limit_others)
     for name in args.names:
         w = workload(name, args)
         watch.restart()
         results = {peer.name: measure(name, short[peer.name], args) for peer in peers}
         cells = [f"{t:.3g} s ({acc:.3f})" for t, acc in results.values()]
-        others = watch.others()
-        worst = others if worst is None or (others is not None and others > worst) else worst
+        others = watch.row_others()
         print(f"| {name} | " + " | ".join(cells) + f" | {verdict(name, w, results, limit)} | "
               f"{ratio(results, 'numpy backend', 'lean NumPy')} | "
               + ("?" if others is None else f"{others:.2f}" + ("*" if others >= BUSY else "")) + " |",
@@ -118,11 +117,7 @@ def main(argv=None):
     print("fastest peer: the fastest of lean NumPy, JAX, PyTorch and scikit-learn in this run "
           "(fastbp's own backends excluded); target: " +
           ", ".join(f"{n} {t}x" for n, t in TARGETS.items()) + " (wide also at 90 % of the GEMM limit)")
-    print("others: CPUs that other processes held while the row was measured (* busy: the times "
-          "are the scheduler's)")
-    warning = watch.warning(worst)
-    if warning:
-        print(warning)
+    print("\n".join(watch.footer()))
     return 0
 
 

@@ -37,7 +37,7 @@ def main(argv=None):
     head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
     both = "numpy" in backends and "cpu" in backends
     print(head + (f" {'ratio':>7s} {'GFLOP/s':>8s} {'of limit':>8s}" if both else "") + f" {'others':>7s}")
-    watch, worst = Watch(), limit_others
+    watch = Watch(worst=limit_others)
     for name in args.names:
         w = WORKLOADS[name]
         watch.restart()
@@ -46,15 +46,10 @@ def main(argv=None):
         if both:
             gflops = w.gflop / times["cpu"]
             line += f" {times['numpy'] / times['cpu']:6.2f}x {gflops:8.1f} {gflops / limit:8.0%}"
-        others = watch.others()
-        worst = others if worst is None or (others is not None and others > worst) else worst
+        others = watch.row_others()
         print(line + (f" {'?':>7s}" if others is None else f" {others:6.2f}" + ("*" if others >= BUSY else " ")),
               flush=True)
-    print("others: CPUs that other processes held while the row was measured (* busy: its times are "
-          "the scheduler's, not fastbp's)")
-    warning = watch.warning(worst)
-    if warning:
-        print(warning)
+    print("\n".join(watch.footer()))
     return 0
 
 

@@ -55,6 +55,26 @@ def test_others_is_busy_time_less_the_process_own_over_the_wall_time(tmp_path, m
     assert watch.others() == 0.0 and watch.warning() == ""
 
 
+def test_a_table_keeps_its_worst_row_and_warns_under_it(tmp_path, monkeypatch):
+    clocks = FakeClocks(monkeypatch)
+    path = tmp_path / "stat"
+    path.write_text(stat())
+    watch = busy.Watch(str(path), worst=0.1)   # the limit, measured before the rows
+    watch.cpus = {0, 1}
+    busy_ticks = 0
+    for others in (0.0, 0.6, 0.2):   # CPUs other processes held during each 1 s row
+        watch.restart()
+        busy_ticks += int(others * HZ)
+        path.write_text(stat(u0=busy_ticks))
+        clocks.wall += 1.0
+        assert watch.row_others() == pytest.approx(others, abs=1.5 / HZ)
+    assert watch.worst == pytest.approx(0.6, abs=1.5 / HZ)
+    lines = watch.footer()
+    assert lines[0] == busy.FOOTNOTE and len(lines) == 2 and "busy machine" in lines[1]
+    quiet = busy.Watch(str(path), worst=0.0)
+    assert quiet.footer() == [busy.FOOTNOTE]
+
+
 def test_the_warning_thresholds(tmp_path, monkeypatch):
     watch = busy.Watch(str(tmp_path / "missing"))
     assert watch.others() is None
