@@ -2,9 +2,9 @@
 
 Before a compiled function runs, its dispatcher types every argument to choose the machine
 code. Arrays and scalars have a fast path in C, but a named tuple is typed field by field in
-Python, and a cpu Workspace has 26 fields: each driver call spent longer typing its arguments
-than a small network's whole fit spends training (the README's "What the cpu backend does" has
-the figures). `remember(cls)` registers, for one named-tuple class, a typing that keys on what
+Python, and a cpu Workspace has 26 fields: typing them took a large share of a small
+network's whole fit, on every driver call (the README's "What the cpu backend does" has the
+figures). `remember(cls)` registers, for one named-tuple class, a typing that keys on what
 Numba's type of each field depends on (an array's dtype, dimensions, layout and writability; a
 scalar's class) and types each new key once, the Numba way.
 
