@@ -187,12 +187,14 @@ class Torch:
     """nn.Sequential of nn.Linear, torch.optim.SGD, on all threads. compiled: the training step
     (forward, loss, backward, update) through torch.compile, compiled in setup for both batch
     shapes (full and last partial) and reused. With the problem's features: each hidden layer
-    Linear, BatchNorm1d (fastbp's momentum and eps), the activation, Dropout(0.2), and Adam."""
+    Linear, BatchNorm1d (fastbp's momentum and eps), the activation, Dropout(0.2), and Adam.
+    device: where the model and data live ("cpu", or "cuda" for scripts/gpu_check.sh); a fit ends
+    by reading its loss back, which waits for the device."""
     requires = "torch"
     features = True
 
-    def __init__(self, compiled=False):
-        self.compiled = compiled
+    def __init__(self, compiled=False, device="cpu"):
+        self.compiled, self.device = compiled, device
         self.name = "torch.compile" if compiled else "PyTorch eager"
 
     def setup(self, p):
@@ -209,15 +211,15 @@ class Torch:
             layers.append(torch.nn.ReLU() if p.hidden == "relu" else torch.nn.Sigmoid())
             if p.features:
                 layers.append(torch.nn.Dropout(0.2))
-        self.model = torch.nn.Sequential(*layers)
-        self.X = torch.from_numpy(p.X)
+        self.model = torch.nn.Sequential(*layers).to(self.device)
+        self.X = torch.from_numpy(p.X).to(self.device)
         if p.binary:
             self.loss_fn = torch.nn.BCEWithLogitsLoss()
-            self.Y = torch.from_numpy(p.y.astype(p.dtype).reshape(-1, 1))
+            self.Y = torch.from_numpy(p.y.astype(p.dtype).reshape(-1, 1)).to(self.device)
         else:
             self.loss_fn = torch.nn.CrossEntropyLoss()
-            self.Y = torch.from_numpy(p.y)
-        self.orders = torch.from_numpy(p.orders)
+            self.Y = torch.from_numpy(p.y).to(self.device)
+        self.orders = torch.from_numpy(p.orders).to(self.device)
         self.opt = (torch.optim.Adam if p.features else torch.optim.SGD)(self.model.parameters(), lr=p.lr)
         self.step = torch.compile(self._step) if self.compiled else self._step
         self.reset()
@@ -247,7 +249,7 @@ class Torch:
 
     def fit(self):
         B = self.p.batch_size
-        total = self.torch.zeros((), dtype=self.X.dtype)
+        total = self.torch.zeros((), dtype=self.X.dtype, device=self.device)
         for order in self.orders:
             for s in range(0, len(order), B):
                 idx = order[s:s + B]
@@ -257,7 +259,7 @@ class Torch:
     def predict(self, X):
         self.model.eval()
         with self.torch.no_grad():
-            z = self.model(self.torch.from_numpy(X)).numpy()
+            z = self.model(self.torch.from_numpy(X).to(self.device)).cpu().numpy()
         self.model.train()
         return (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
 
