@@ -119,7 +119,6 @@ class CpuBackend:
         self._total = None   # the full-batch gradient's sum over blocks (loss_and_gradients)
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
         self._needs = {}
-        self._drivers = {}
         self._first_dw_zero = True   # the first layer's rows of grads are all zero (rows-only steps)
         self._one_epoch = np.zeros((2, 1))   # train_rows' rate and total
 
@@ -146,15 +145,16 @@ class CpuBackend:
             self._needs[slot] = needs(self.spec, self.dtype, threaded, rows, optimizer, sparse)
         return self._needs[slot]
 
+    def variants(self):
+        """The variant keys (needs.needs) this network's calls have asked for so far."""
+        return set(self._needs.values())
+
     def drivers(self, rows, passes=3, optimizer=None, key_rows=None, X=None):
         """The drivers for batches of `rows` rows of X (parallel or single-threaded, see
         `threaded`), compiled for what they need at up to `key_rows` rows (default `rows`), on X's
         kind (dense or sparse) and, when training, with `optimizer`."""
         key = self.needs(self.threaded(rows, passes, X), key_rows or rows, optimizer, is_sparse(X))
-        found = self._drivers.get(key)
-        if found is None:
-            found = self._drivers[key] = _drivers_for(key, self.dtype.name, optimizer is not None)
-        return found
+        return _drivers_for(key, self.dtype.name, optimizer is not None)
 
     def workspace(self, cap, training=True, X=None):
         """The workspace for batches of up to `cap` rows of X, reading X if it is sparse."""
