@@ -57,14 +57,16 @@ PARALLEL_MIN_FLOP = int(os.environ.get("FASTBP_PARALLEL_MIN_FLOP", 20_000_000))
 # cores (a busy machine), and the next window tries one thread. A lost trial doubles the wait
 # before the next, from PACE_FIRST_WAIT up to PACE_MAX_WAIT seconds, and the wait is at least
 # PACE_COST times the time the slower thread count lost in its window: on a busy machine one
-# batch on all threads can take a hundred times one thread's (README, "On a busy machine").
-# FASTBP_PACE=0: no pacing.
+# batch on all threads can take a hundred times one thread's (README, "On a busy machine"). A trial
+# ends early, after a quarter window, once it is PACE_LOST times slower per row than the window
+# before it. FASTBP_PACE=0: no pacing.
 PACE = os.environ.get("FASTBP_PACE", "1") != "0"
 PACE_WINDOW = 0.004
 PACE_SHARE = 0.8
 PACE_FIRST_WAIT = 0.04
 PACE_MAX_WAIT = 2.0
 PACE_COST = 10.0
+PACE_LOST = 2.0
 # The spins of an OpenMP thread that waits at the end of a parallel region before it sleeps
 # (GOMP_SPINCOUNT, set for libgomp before Numba's pool starts; kernels/cpu/threads.py): enough for
 # the gaps between a step's regions on a quiet machine, few enough that a thread waiting for a

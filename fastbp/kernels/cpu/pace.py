@@ -15,7 +15,8 @@ No setting chosen before the fit can know this, so the training loop measures:
   it, the fit goes on on one thread, and from time to time tries all threads again (when that
   wins, it goes back). A trial that loses doubles the wait before the next one (from
   config.PACE_FIRST_WAIT up to config.PACE_MAX_WAIT seconds), and the wait is at least
-  config.PACE_COST times what the slower window lost, which bounds what trials cost.
+  config.PACE_COST times what the slower window lost, which bounds what trials cost; a trial
+  that is already config.PACE_LOST times slower per row ends before its window is out.
 
 The state lives in one small array per process (STATE, in every workspace, so compiled code
 reads it as ws.pace): the machine's load is a fact about the process, not about one network, so
@@ -81,7 +82,8 @@ TRIALS = 13      # trials run, and ...
 SWITCHES = 14    # ... how many of them won (fastbp info and the tests read these)
 REF_ROWS = 15    # the rows of the window REF was measured on
 COST = 16        # config.PACE_COST
-SLOTS = 17
+LOST = 17        # config.PACE_LOST
+SLOTS = 18
 
 
 def new_state():
@@ -92,6 +94,7 @@ def new_state():
     state[FIRST_WAIT] = state[WAIT] = config.PACE_FIRST_WAIT
     state[MAX_WAIT] = config.PACE_MAX_WAIT
     state[COST] = config.PACE_COST
+    state[LOST] = config.PACE_LOST
     return state
 
 
@@ -154,11 +157,25 @@ def after_batch(state, rows, pool):
         return
     state[ROWS] += rows
     now = wall_seconds()
-    if now - state[START] < state[WINDOW]:
+    if not window_over(state, now):
         return
     threads = judge(state, now, cpu_seconds(), pool)
     _new_window(state)
     set_thread_count(threads)
+
+
+@serial
+def window_over(state, now):
+    """Whether the current window ends at wall clock `now`: when it has lasted state[WINDOW]
+    seconds, and a trial sooner, after a quarter of that, once it is already state[LOST] times
+    slower per row than the window before it. On a busy machine a batch on all threads can take
+    many times one thread's; waiting out the window would make every lost trial cost a whole
+    window at that pace, where ending it once the loss is plain costs about what telling took."""
+    elapsed = now - state[START]
+    if elapsed >= state[WINDOW]:
+        return True
+    return (state[TRIAL] != 0 and elapsed >= 0.25 * state[WINDOW]
+            and elapsed > state[LOST] * state[REF] * max(state[ROWS], 1.0))
 
 
 @serial

@@ -10,8 +10,8 @@ import pytest
 import fastbp
 from fastbp import config
 from fastbp.kernels.cpu import pace
-from fastbp.kernels.cpu.pace import (COST, ENABLED, FIRST_WAIT, MAX_WAIT, NEXT, ONE, REF, ROWS, SHARE, START, CPU_START,
-                                     SWITCHES, TRIAL, TRIALS, WAIT, WINDOW)
+from fastbp.kernels.cpu.pace import (COST, ENABLED, FIRST_WAIT, LOST, MAX_WAIT, NEXT, ONE, REF, ROWS, SHARE, START,
+                                     CPU_START, SWITCHES, TRIAL, TRIALS, WAIT, WINDOW)
 
 from conftest import problem, tol
 
@@ -103,6 +103,23 @@ def test_the_wait_is_at_least_cost_times_what_the_slower_window_lost():
     before = s[WAIT]
     lose_a_trial_of_all_threads(s, 0.041, 6400)  # lost by little: twice the last wait
     assert s[WAIT] == pytest.approx(2 * before)
+
+
+def test_a_trial_that_has_plainly_lost_ends_before_its_window_is_out():
+    s = pace.new_state()
+    s[REF] = 0.001 / 32   # the window before: a 32-row batch in a millisecond
+    window(s, 10.0, 0.0, 32)
+    quarter = 0.25 * s[WINDOW]
+    assert not pace.window_over(s, 10.0 + 0.9 * s[WINDOW])   # an ordinary window runs its length
+    assert pace.window_over(s, 10.0 + 1.01 * s[WINDOW])
+    s[TRIAL] = 1.0
+    slow = s[LOST] * 0.001 * 1.01   # one batch, a little over LOST times the reference
+    assert not pace.window_over(s, 10.0 + min(slow, 0.9 * quarter))   # too soon to tell
+    assert pace.window_over(s, 10.0 + max(slow, quarter))
+    window(s, 10.0, 0.0, 32 * 10)
+    assert not pace.window_over(s, 10.0 + max(slow, quarter))   # ten batches in that time: not lost
+    s[LOST] = 1e9
+    assert not pace.window_over(s, 10.0 + 0.9 * s[WINDOW])
 
 
 def test_all_threads_win_back_when_the_machine_is_quiet_again():
