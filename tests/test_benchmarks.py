@@ -95,6 +95,18 @@ def test_contention_script_help_and_tiny_run():
     assert "worst ratio" in out.stdout
 
 
+def test_contention_figure_is_the_median_over_processes_of_each_ones_statistic():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import contention
+    finally:
+        sys.path.pop(0)
+    lucky, usual, unlucky = [0.1, 0.5, 0.6], [0.3, 0.4, 0.45], [0.2, 0.9, 1.0]
+    assert contention.figure([lucky, usual, unlucky]) == 0.5   # medians 0.5, 0.4, 0.9
+    assert contention.figure([lucky, usual, unlucky], "min") == 0.2   # minima 0.1, 0.3, 0.2
+    assert contention.figure([usual]) == 0.4
+
+
 def _asv_pages(tmp_path):
     import asv
     html = tmp_path / "html"
