@@ -13,6 +13,11 @@ Rows:
   + digits f64    then the same in float64
   wide-512 f32    a fresh process: import and a first fit of a [64, 512, 512, 10] network
   cached seed     a fresh process, cache built: import fastbp and fit the seed workload
+  cached seed, numpy+numba only
+                  the same in a Python that has only fastbp's run-time dependencies (this
+                  environment's numpy and numba, in a temporary venv), as `pip install fastbp`
+                  leaves a user: Numba imports SciPy, where it is installed, when it first
+                  loads compiled code, which a test or peers environment pays for
   demo            (--demo) `pip install . && python -m fastbp demo` in a fresh clone
   suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
 """
@@ -69,18 +74,35 @@ w.network("cpu").fit(X, y, **w.fit_args())
 print(f"{time.perf_counter() - t0:.2f}")
 """
 
+PLAIN = "cached seed, numpy+numba only"
 TARGETS = {"seed f32": 5.0, "+ digits f32": 5.0, "+ digits f64": 5.0, "wide-512 f32": None,
-           "cached seed": 0.5, "demo": None, "suite": 240.0}
+           "cached seed": 0.5, PLAIN: 0.5, "demo": None, "suite": 240.0}
 COMMANDS = {"demo": "pip install -q . && python -m fastbp demo",
             "suite": "pip install -q '.[test]' && python -m pytest -q tests"}
 
 
-def run(code, cache):
+def run(code, cache, python=sys.executable):
     env = dict(os.environ, FASTBP_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         sys.exit(f"a measured process failed:\n{out.stderr[-3000:]}")
     return [float(x) for x in out.stdout.split()]
+
+
+def plain_python(folder):
+    """A venv in `folder` with only fastbp's run-time dependencies, at this environment's
+    versions (fastbp itself comes from PYTHONPATH): its python, or None where pip cannot
+    install them (no package index reachable)."""
+    import numba
+    import numpy
+    subprocess.run([sys.executable, "-m", "venv", folder], check=True)
+    python = str(Path(folder) / "bin" / "python")
+    out = subprocess.run([python, "-m", "pip", "install", "-q", f"numpy=={numpy.__version__}",
+                          f"numba=={numba.__version__}"], capture_output=True, text=True)
+    if out.returncode:
+        print(f"note: no numpy+numba-only row: pip could not install them ({out.stderr.strip()[-300:]})")
+        return None
+    return python
 
 
 def fresh_clone(command):
@@ -108,25 +130,32 @@ def main(argv=None):
     p.add_argument("--suite", action="store_true", help="also time the test command in a fresh clone")
     args = p.parse_args(argv)
     rows = {k: [] for k in TARGETS if k not in COMMANDS}
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            seed, digits32, digits64 = run(FIRST_FITS, cache)
-            rows["seed f32"].append(seed)
-            rows["+ digits f32"].append(digits32)
-            rows["+ digits f64"].append(digits64)
-            rows["cached seed"].append(run(CACHED_SEED, cache)[0])
-        with tempfile.TemporaryDirectory() as cache:
-            rows["wide-512 f32"].append(run(WIDE, cache)[0])
+    with tempfile.TemporaryDirectory() as venv:
+        plain = plain_python(venv)
+        if plain is None:
+            del rows[PLAIN]
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as cache:
+                seed, digits32, digits64 = run(FIRST_FITS, cache)
+                rows["seed f32"].append(seed)
+                rows["+ digits f32"].append(digits32)
+                rows["+ digits f64"].append(digits64)
+                rows["cached seed"].append(run(CACHED_SEED, cache)[0])
+                if plain is not None:
+                    rows[PLAIN].append(run(CACHED_SEED, cache, plain)[0])
+            with tempfile.TemporaryDirectory() as cache:
+                rows["wide-512 f32"].append(run(WIDE, cache)[0])
     for name in COMMANDS:
         if getattr(args, name):
             rows[name] = [fresh_clone(COMMANDS[name])]
     print(f"cold start, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
           f"median of {args.repeats}")
-    print(f"{'row':14s} {'seconds':>8s} {'target':>8s}  runs")
+    width = max(map(len, rows))
+    print(f"{'row':{width}s} {'seconds':>8s} {'target':>8s}  runs")
     for name, values in rows.items():
         target = TARGETS[name]
         mark = "" if target is None else ("  met" if statistics.median(values) <= target else "  missed")
-        print(f"{name:14s} {statistics.median(values):8.2f} {'-' if target is None else f'{target:.1f}':>8s}  "
+        print(f"{name:{width}s} {statistics.median(values):8.2f} {'-' if target is None else f'{target:.1f}':>8s}  "
               + " ".join(f"{v:.2f}" for v in values) + mark)
 
 
