@@ -9,6 +9,7 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_CACHE=0          no on-disk kernel cache
   FASTBP_CACHE_DIR        the cache's parent directory (default NUMBA_CACHE_DIR, else ~/.cache/fastbp)
   FASTBP_QUIET=1          no line on stderr when a first call compiles kernels
+  FASTBP_NUMBA_INLINE_COPIES=1  keep Numba's needless copies of inlined code (kernels/inline_copies.py)
   FASTBP_SPECIALIZE=0     every fit runs the general drivers (one long compile that serves any
                           network) instead of a variant compiled for the network's features
   FASTBP_BLAS=0           every product in fastbp's own kernels, never OpenBLAS
@@ -41,6 +42,11 @@ QUIET = os.environ.get("FASTBP_QUIET", "0") not in ("0", "")
 # Python's rule puts before every division keeps a loop from vectorising. Non-finite results are
 # caught where they matter: the fit stops on a non-finite loss or weight.
 ERROR_MODEL = "numpy"
+# Numba's inliner deep-copies the fresh IR of every inlined call twice, for nothing; fastbp's glue
+# is inlined in deep layers, so the copies are much of a first fit's compile. Off (the default),
+# kernels/inline_copies.py skips them where Numba's source is one it checked; the generated code
+# is the same either way.
+NUMBA_INLINE_COPIES = os.environ.get("FASTBP_NUMBA_INLINE_COPIES", "0") not in ("0", "")
 
 # ---- blocks and chunks ----
 EVAL_CHUNK = 1024    # rows per block when predicting or scoring (cpu and cuda): bounds the scratch

@@ -22,7 +22,7 @@ import numba
 from numba import njit
 
 from .. import config
-from . import blas_library
+from . import blas_library, inline_copies
 
 
 def _source_hash():
@@ -40,6 +40,8 @@ def _source_hash():
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
+
+inline_copies.apply_when_compiling()   # Numba's inliner without its needless copies
 
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
