@@ -8,6 +8,11 @@ network's activations, loss, features and dense paths, and for training its opti
 
 X is a dense array or a scipy CSR matrix (fastbp.data checked both). A sparse X reaches the
 drivers as its CSR arrays in the workspace (driver.with_csr) and an (n, 0) placeholder for X.
+
+The drivers take every array they only read (X, targets, sample weights, the CSR arrays) as a
+read-only view (`read_only`). To Numba a read-only array is a type of its own: a user's read-only
+X (a memory map, the arrays pandas' copy-on-write hands out, scikit-learn's read-only checks)
+would otherwise compile every driver a second time, for the same code.
 """
 import functools
 import os
@@ -70,6 +75,15 @@ def _one_at_a_time(fn):
         with _PARALLEL_LOCK:
             return fn(*args)
     return locked
+
+
+def read_only(a):
+    """A read-only view of array `a` (`a` itself where it is read-only already): no copy."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _announced(wrap, dispatcher, what):
@@ -171,11 +185,12 @@ class CpuBackend:
         if not is_sparse(X):
             return ws
         indices = X.indices if X.indices.dtype == np.int32 else X.indices.astype(np.int32)
-        return driver.with_csr(ws, X.indptr.astype(np.int64), indices, X.data)
+        return driver.with_csr(ws, read_only(X.indptr.astype(np.int64)), read_only(indices), read_only(X.data))
 
     def _dense(self, X):
-        """What the drivers take for X: X itself, or for sparse X a placeholder of its row count."""
-        return np.empty((X.shape[0], 0), self.dtype) if is_sparse(X) else X
+        """What the drivers take for X: a read-only view of X, or for sparse X a placeholder of
+        its row count."""
+        return read_only(np.empty((X.shape[0], 0), self.dtype) if is_sparse(X) else X)
 
     def _opt(self, X, optimizer):
         """The Opt of a training call on X. Before a call that steps only some rows of the first
@@ -215,7 +230,7 @@ class CpuBackend:
         net = self._net(params, state)
         ws = self._eval_ws(X)
         drv = self._eval_drivers(ws, X)
-        total = drv.loss_total(self._dense(X), Y, net, self.hp, ws)
+        total = drv.loss_total(self._dense(X), read_only(Y), net, self.hp, ws)
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
         return float(data_loss + drv.penalties(False, net, self.hp, ws))
@@ -235,8 +250,9 @@ class CpuBackend:
             self._total = aligned.zeros(params.shape, params.dtype)   # scratch kept between calls
         total = self._total if cap < n else grads
         SW = np.ones(n, dtype=self.dtype) if SW is None else np.ascontiguousarray(SW, dtype=self.dtype)
-        value = self.drivers(cap, X=X).loss_and_gradients(self._dense(X), Y, SW, dropout_step is not None, int(dropout_step or 0),
-                                                     self._net(params, state, grads), self.hp, ws, total)
+        value = self.drivers(cap, X=X).loss_and_gradients(self._dense(X), read_only(Y), read_only(SW),
+                                                          dropout_step is not None, int(dropout_step or 0),
+                                                          self._net(params, state, grads), self.hp, ws, total)
         return float(value), grads
 
     # ---- training ----
@@ -250,8 +266,9 @@ class CpuBackend:
 
     def _train(self, params, state, X, Y, SW, orders, lrs, start, stop, batch_size, counter, optimizer, totals):
         train = self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs
-        return train(self._dense(X), Y, SW, orders, lrs, start, stop, batch_size, counter, self._net(params, state),
-                     self.hp, self._opt(X, optimizer), self.workspace(batch_size, X=X), totals)
+        return train(self._dense(X), read_only(Y), read_only(SW), orders, lrs, start, stop, batch_size, counter,
+                     self._net(params, state), self.hp, self._opt(X, optimizer), self.workspace(batch_size, X=X),
+                     totals)
 
     def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
         """Compile (or load) the driver `train` and `train_rows` run for these arguments, by
@@ -278,8 +295,8 @@ class CpuBackend:
             buffers = self._mpi_buffers = (np.zeros(self.spec.n_params + 1), np.zeros(self.spec.n_params + 1))
         hp = self.hp._replace(drop_key=np.uint64(drop_key))
         self._first_dw_zero = False
-        run(self._dense(X), Y, SW, orders, np.asarray(lrs, dtype=np.float64), batch_size, steps, counter,
-            self._net(params, state), hp, args.opt(optimizer, self.spec),   # every rank steps every row
+        run(self._dense(X), read_only(Y), read_only(SW), orders, np.asarray(lrs, dtype=np.float64), batch_size,
+            steps, counter, self._net(params, state), hp, args.opt(optimizer, self.spec),   # every rank steps every row
             self.workspace(batch_size, X=X), totals, *buffers)
         return totals
 

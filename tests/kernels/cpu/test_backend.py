@@ -84,3 +84,56 @@ def test_variant_fits_match_the_reference(kind, monkeypatch):
         np.testing.assert_allclose(a, c, **t)
         np.testing.assert_allclose(b, d, **t)
     assert_same_state(cpu, ref, X, y, "float64", scale=20)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_read_only_inputs_run_the_drivers_compiled_for_writable_ones(sparse):
+    """Numba types a read-only array apart from a writable one, so without the backend's
+    read-only views a user's read-only X (a memory map, pandas' copy-on-write arrays) would
+    compile every driver again. A fit, loss, gradients and predictions on read-only X, y and
+    sample weights after the same calls on writable ones compile nothing, and give the same
+    numbers."""
+    import numpy as np
+    from numba.core import event
+    from fastbp import Network
+
+    X, y = problem([5, 7, 3], "softmax", n=40)
+    X = X.astype(np.float32)
+    sw = np.linspace(0.5, 1.5, len(X))
+    if sparse:
+        from scipy import sparse as sp
+        X[np.abs(X) < 0.8] = 0
+        X = sp.csr_matrix(X)
+
+    def frozen(a):
+        a = a.copy()
+        if sparse and hasattr(a, "indptr"):
+            for part in (a.data, a.indices, a.indptr):
+                part.flags.writeable = False
+        else:
+            a.flags.writeable = False
+        return a
+
+    def run(X, y, sw):
+        net = Network([5, 7, 3], seed=3, batch_norm=True)
+        net.fit(X, y, epochs=2, batch_size=8, sample_weight=sw, verbose=0)
+        return flat(net.get_weights()), net.loss(X, y), flat(net.gradients(X, y)), net.predict(X)
+
+    def flat(pairs):
+        return np.concatenate([a.ravel() for pair in pairs for a in pair])
+
+    class Compiles(event.Listener):
+        count = 0
+
+        def on_start(self, ev):
+            Compiles.count += 1
+
+        def on_end(self, ev):
+            pass
+
+    writable = run(X, y, sw)
+    with event.install_listener("numba:compile", Compiles()):
+        read_only = run(frozen(X), frozen(y), frozen(sw))
+    assert Compiles.count == 0
+    for a, b in zip(writable, read_only):
+        np.testing.assert_array_equal(a, b)
