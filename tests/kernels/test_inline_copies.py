@@ -61,8 +61,8 @@ def _probe(keep_copies):
 def test_without_the_copies_numba_generates_the_same_code_and_copies_nothing():
     numba_way, fixed = _probe(keep_copies=True), _probe(keep_copies=False)
     assert not numba_way["applied"] and fixed["applied"]
-    # 3 inlined call sites of middle and pair at the top, 1 of pair in each middle: each copied
-    # block by block, twice
+    # 5 inlined calls (middle twice and pair once in outer, pair once in each inlined middle),
+    # each copied block by block twice by Numba
     assert numba_way["copies"] >= 2 * 5
     assert fixed["copies"] == 0
     expected = sum(2.0 * v + v + 1.0 for v in range(5)) + sum(2.0 * v - v - 1.0 for v in range(2)) + 1.0
