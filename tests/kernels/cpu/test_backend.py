@@ -137,3 +137,37 @@ def test_read_only_inputs_run_the_drivers_compiled_for_writable_ones(sparse):
     assert Compiles.count == 0
     for a, b in zip(writable, read_only):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_drivers_built_for_dense_x_serve_sparse_x(monkeypatch):
+    """Dense X reaches the drivers with empty CSR arrays in its workspace, sparse X with its own
+    (read-only views): unless the two have one Numba type, a sparse fit compiles every driver of
+    the general build (`fastbp compile --all`) a second time. After the general build's calls on
+    dense X, a fit, loss, gradients and predictions on sparse X compile nothing."""
+    import numpy as np
+    from numba.core import event
+    from scipy import sparse as sp
+    from fastbp import Network, config
+
+    monkeypatch.setattr(config, "SPECIALIZE", False)
+    X, y = problem([6, 5, 3], "softmax", n=30)
+    X[np.abs(X) < 0.8] = 0
+
+    def run(X):
+        net = Network([6, 5, 3], seed=2, dtype="float64")
+        net.fit(X, y, epochs=2, batch_size=8, verbose=0)
+        return net.loss(X, y), net.gradients(X, y), net.predict(X)
+
+    class Compiles(event.Listener):
+        names = []
+
+        def on_start(self, ev):
+            Compiles.names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+        def on_end(self, ev):
+            pass
+
+    run(X)
+    with event.install_listener("numba:compile", Compiles()):
+        run(sp.csr_matrix(X))
+    assert Compiles.names == []
