@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numba
 from numba import njit
+from numba.core import caching
 
 from .. import config
 from . import blas_library, inline_copies
@@ -46,6 +47,45 @@ inline_copies.apply_when_compiling()   # Numba's inliner without its needless co
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
 CACHE_DIR = os.path.join(_parent, "kernels-" + _source_hash())
+
+
+class _PackageLocator(caching.UserProvidedCacheLocator):
+    """Where Numba caches a fastbp function: under CACHE_DIR, by the file's place in the package
+    (fastbp/kernels/cpu) rather than Numba's hash of its directory on disk. CACHE_DIR is already
+    named by the hash of every source, and Numba checks each file's own content hash, so any copy
+    of the same fastbp shares one cache: a clone and its installed copy (the test suite's
+    subprocesses), two virtual environments, an image built elsewhere."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = os.path.join(CACHE_DIR, _in_package(py_file))
+
+    def get_source_stamp(self):
+        # the file's content (Numba before 0.68 stamps its mtime, which differs between copies)
+        return _content_hash(self._py_file)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if numba.config.CACHE_DIR != CACHE_DIR or _in_package(py_file) is None:
+            return None   # not fastbp's (other libraries keep Numba's own locators)
+        return super().from_function(py_func, py_file)
+
+
+@functools.lru_cache(maxsize=None)
+def _content_hash(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _in_package(py_file):
+    # "fastbp/kernels/cpu" for a file of this package, else None
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(py_file).resolve().parent.relative_to(root.parent))
+    except ValueError:
+        return None
+
+
+caching.CacheImpl._locator_classes.insert(0, _PackageLocator)
 
 
 @contextlib.contextmanager

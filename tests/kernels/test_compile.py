@@ -64,6 +64,48 @@ def test_kernels_loaded_from_the_disk_cache_run():
         assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
 
 
+COPY_PROBE = r"""
+import fastbp
+from numba.core import event
+compiles = []
+class Listener(event.Listener):
+    def on_start(self, ev): compiles.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev): pass
+with event.install_listener("numba:compile", Listener()):
+    X, y = fastbp.datasets.make_moons(50)
+    net = fastbp.Network([2, 4, 2], seed=0)
+    net.fit(X, y, epochs=2, batch_size=8)
+print(fastbp.__file__, len(compiles), net.loss(X, y))
+"""
+
+
+def test_two_copies_of_fastbp_share_one_kernel_cache(tmp_path):
+    """The cache is found by each file's place in the package, not its directory on disk: a
+    second copy of the same sources (an installed copy beside a clone, another virtual
+    environment) loads what the first compiled, and trains the same."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    import fastbp
+    package = Path(fastbp.__file__).parent
+    env = dict(os.environ, FASTBP_CACHE="1", FASTBP_SPECIALIZE="1", FASTBP_CACHE_DIR=str(tmp_path / "cache"),
+               FASTBP_QUIET="1")   # (a variant: the least to compile)
+    env.pop("PYTHONPATH", None)   # each copy imports itself, from its working directory
+    runs = []
+    for copy in ("a", "b"):
+        shutil.copytree(package, tmp_path / copy / "fastbp", ignore=shutil.ignore_patterns("__pycache__"))
+        out = subprocess.run([sys.executable, "-c", COPY_PROBE], cwd=tmp_path / copy, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(out.stdout.split())
+    (file_a, compiled_a, loss_a), (file_b, compiled_b, loss_b) = runs
+    assert file_a.startswith(str(tmp_path / "a")) and file_b.startswith(str(tmp_path / "b"))
+    assert int(compiled_a) > 0 and int(compiled_b) == 0
+    assert loss_a == loss_b
+
+
 # ---- variants (compile.variant, compile.switch) ----
 
 def test_a_variant_compiles_only_the_branches_its_switches_keep():
