@@ -8,6 +8,11 @@ import os
 # tests/kernels/cpu/test_backend.py (set config.SPECIALIZE back on).
 os.environ.setdefault("FASTBP_SPECIALIZE", "0")
 
+# Subprocesses (the CLI, README blocks, scripts, MPI ranks) import this tree's fastbp, not an
+# installed copy of some other commit
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
