@@ -119,9 +119,10 @@ def dense_backward(dA, dW, db, dZ, A, W, need_dA, Wt, At, dZt):
         dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
 
 
-# gemm_blas's flags are passed as np.bool_: a literal True or False would be a type of its own,
-# and each combination a compile of its own (three); they pick BLAS arguments, not a loop.
-# gemm_nt's stay literal: with a run-time flag the mid workload measured slower (compare_trees.py).
+# gemm_blas's and gemm_tiled's flags are passed as np.bool_: a literal True or False would be a
+# type of its own, and each combination a compile of its own (three each); gemm_blas's pick BLAS
+# arguments, gemm_tiled's the bias fill and the edge loops, not the tiles (compare_trees.py measured
+# no change). gemm_nt's stay literal: with a run-time flag the mid workload measured slower.
 
 @serial
 def dense_forward_blas(Z, A, W, b):
@@ -163,14 +164,14 @@ def column_sums(s, M):
 
 @serial
 def dense_forward_tiled(Z, A, W, b):
-    gemm_tiled(Z, A, W, b, True, False)
+    gemm_tiled(Z, A, W, b, np.bool_(True), np.bool_(False))
 
 
 @serial
 def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
     n_in, n_out = W.shape
     if not need_dA:
-        gemm_tiled(dW, A, dZ, db, False, True)  # dW = A^T dZ
+        gemm_tiled(dW, A, dZ, db, np.bool_(False), np.bool_(True))  # dW = A^T dZ
         column_sums(db, dZ)
     elif n_out >= n_in or n_out >= tile_columns(W):
         dw_and_da(dA, dW, db, dZ, A, W, Wt)
@@ -181,8 +182,8 @@ def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
             narrow_backward_serial(dA, dW, db, dZ, A, W, Wt)
         else:
             transpose(Wt, W)                    # gemm_tiled wants W^T's rows contiguous
-            gemm_tiled(dA, dZ, Wt, db, False, False)
-            gemm_tiled(Wt, dZ, A, db, False, True)
+            gemm_tiled(dA, dZ, Wt, db, np.bool_(False), np.bool_(False))
+            gemm_tiled(Wt, dZ, A, db, np.bool_(False), np.bool_(True))
             transpose(dW, Wt)
             column_sums(db, dZ)
 

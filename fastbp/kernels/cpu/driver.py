@@ -236,7 +236,7 @@ def forward(b, batch_stats, dropout, update_stats, step, net, hp, ws):
             if batch_stats:
                 mean, inv_std = _pair(ws.stats, layers, l, S_OFF)
                 batchnorm_forward(Z, _block(ws.hbuf, ws.z_off, layers, l, b, True), mean, inv_std, run_mean,
-                                  run_var, gamma, beta, hp.bn_eps, hp.bn_momentum, update_stats)
+                                  run_var, gamma, beta, hp.bn_eps, hp.bn_momentum, np.bool_(update_stats))
             else:
                 batchnorm_inference(Z, gamma, beta, run_mean, run_var, hp.bn_eps)
         if not activated:

@@ -21,7 +21,7 @@ USED_OPTIMIZERS = switch("USED_OPTIMIZERS", tuple(sorted((SGD, MOMENTUM, NESTERO
 @serial
 def grad_norm(grads, partials):
     """The global L2 norm of the gradient (partials: scratch for the chunked sum)."""
-    return np.sqrt(weighted_sum(grads, 0, grads.shape[0], 0.0, 1.0, partials))
+    return np.sqrt(weighted_sum(grads, np.int64(0), grads.shape[0], 0.0, 1.0, partials))
 
 
 @kernel
