@@ -10,7 +10,7 @@ X is a dense array or a scipy CSR matrix (fastbp.data checked both). A sparse X 
 drivers as its CSR arrays in the workspace (driver.with_csr) and an (n, 0) placeholder for X.
 
 The drivers take every array they only read (X, targets, sample weights, the CSR arrays) as a
-read-only view (`read_only`). To Numba a read-only array is a type of its own: a user's read-only
+read-only view (`driver.read_only`). To Numba a read-only array is a type of its own: a user's read-only
 X (a memory map, the arrays pandas' copy-on-write hands out, scikit-learn's read-only checks)
 would otherwise compile every driver a second time, for the same code.
 """
@@ -28,6 +28,7 @@ from ...spec import N_IN, N_UNITS, PIECES, W_OFF
 from .. import args, blas_library
 from ..compile import notice, variant
 from . import driver
+from .driver import read_only
 from .needs import needs
 from .losses import RMSE, loss_divisor
 
@@ -75,15 +76,6 @@ def _one_at_a_time(fn):
         with _PARALLEL_LOCK:
             return fn(*args)
     return locked
-
-
-def read_only(a):
-    """A read-only view of array `a` (`a` itself where it is read-only already): no copy."""
-    if not a.flags.writeable:
-        return a
-    view = a.view()
-    view.flags.writeable = False
-    return view
 
 
 def _announced(wrap, dispatcher, what):

@@ -102,18 +102,27 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
     buf = dict(zip(sizes, aligned.carve(list(sizes.values()), dtype)))
     buf["xb"], buf["yb"] = buf["xb"].reshape(cap, n_x), buf["yb"].reshape(cap, spec.n_out)
     buf["wb"][:] = 1
-    # empty CSR arrays for dense X, read-only as a sparse X's arrays reach the drivers (the
-    # backend's read_only views): one Numba type for both, so the general build serves sparse X
-    # too instead of compiling every driver again for it
-    buf["xval"].flags.writeable = False
-    xptr, xcol = np.zeros(0, np.int64), np.zeros(0, np.int32)
-    xptr.flags.writeable = xcol.flags.writeable = False
+    # empty CSR arrays for dense X, read-only as a sparse X's arrays reach the drivers: one Numba
+    # type for both, so the general build serves sparse X too instead of compiling every driver
+    # again for it
+    buf["xval"] = read_only(buf["xval"])
     return Workspace(
         **buf, z_off=z_off, a_off=a_off,
         partials=aligned.zeros(config.REDUCE_CHUNKS, dtype=np.float64),
-        xrow=np.zeros(cap if sparse else 0, np.int64), xptr=xptr, xcol=xcol,
+        xrow=np.zeros(cap if sparse else 0, np.int64), xptr=read_only(np.zeros(0, np.int64)),
+        xcol=read_only(np.zeros(0, np.int32)),
         touched=np.zeros(n_sparse * grad, np.int64), ntouched=np.full(1, -1, np.int64),
         mark=np.zeros(n_sparse * grad, np.uint8), pace=pace.STATE)
+
+
+def read_only(a):
+    """A read-only view of array `a` (`a` itself where it is read-only already), no copy: the
+    drivers take every array they only read so (backend.py says why)."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def with_csr(ws, indptr, indices, data):

@@ -1,5 +1,6 @@
 """fastbp/kernels/cpu/backend.py: evaluation in blocks, and parallel drivers from several Python
 threads at once."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -86,6 +87,22 @@ def test_variant_fits_match_the_reference(kind, monkeypatch):
     assert_same_state(cpu, ref, X, y, "float64", scale=20)
 
 
+@contextlib.contextmanager
+def compiled():
+    """The names of the functions Numba compiles (rather than loads from the cache) in the block."""
+    from numba.core import event
+    names = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+        def on_end(self, ev):
+            pass
+    with event.install_listener("numba:compile", Listener()):
+        yield names
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_read_only_inputs_run_the_drivers_compiled_for_writable_ones(sparse):
     """Numba types a read-only array apart from a writable one, so without the backend's
@@ -94,7 +111,6 @@ def test_read_only_inputs_run_the_drivers_compiled_for_writable_ones(sparse):
     sample weights after the same calls on writable ones compile nothing, and give the same
     numbers."""
     import numpy as np
-    from numba.core import event
     from fastbp import Network
 
     X, y = problem([5, 7, 3], "softmax", n=40)
@@ -122,19 +138,10 @@ def test_read_only_inputs_run_the_drivers_compiled_for_writable_ones(sparse):
     def flat(pairs):
         return np.concatenate([a.ravel() for pair in pairs for a in pair])
 
-    class Compiles(event.Listener):
-        count = 0
-
-        def on_start(self, ev):
-            Compiles.count += 1
-
-        def on_end(self, ev):
-            pass
-
     writable = run(X, y, sw)
-    with event.install_listener("numba:compile", Compiles()):
+    with compiled() as names:
         read_only = run(frozen(X), frozen(y), frozen(sw))
-    assert Compiles.count == 0
+    assert len(names) == 0
     for a, b in zip(writable, read_only):
         np.testing.assert_array_equal(a, b)
 
@@ -145,7 +152,6 @@ def test_the_drivers_built_for_dense_x_serve_sparse_x(monkeypatch):
     the general build (`fastbp compile --all`) a second time. After the general build's calls on
     dense X, a fit, loss, gradients and predictions on sparse X compile nothing."""
     import numpy as np
-    from numba.core import event
     from scipy import sparse as sp
     from fastbp import Network, config
 
@@ -158,16 +164,7 @@ def test_the_drivers_built_for_dense_x_serve_sparse_x(monkeypatch):
         net.fit(X, y, epochs=2, batch_size=8, verbose=0)
         return net.loss(X, y), net.gradients(X, y), net.predict(X)
 
-    class Compiles(event.Listener):
-        names = []
-
-        def on_start(self, ev):
-            Compiles.names.append(ev.data["dispatcher"].py_func.__qualname__)
-
-        def on_end(self, ev):
-            pass
-
     run(X)
-    with event.install_listener("numba:compile", Compiles()):
+    with compiled() as names:
         run(sp.csr_matrix(X))
-    assert Compiles.names == []
+    assert names == []
