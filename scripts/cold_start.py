@@ -18,7 +18,14 @@ Rows:
                   environment's numpy and numba, in a temporary venv), as `pip install fastbp`
                   leaves a user: Numba imports SciPy, where it is installed, when it first
                   loads compiled code, which a test or peers environment pays for
+  numba floor     a fresh process: import numba and call one trivial cached function: what any
+                  program with compiled code cached by Numba waits before its first call, the
+                  least the cached rows can take (also in the numpy+numba-only venv)
   demo            (--demo) `pip install . && python -m fastbp demo` in a fresh clone
+
+Processes keep Python's bytecode (__pycache__) even where PYTHONDONTWRITEBYTECODE is set in
+this environment, as a user's Python does and as a pip install leaves it: recompiling fastbp's
+sources in every process would add tens of milliseconds to the cached rows that no user pays.
   suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
 """
 import argparse
@@ -74,16 +81,36 @@ w.network("cpu").fit(X, y, **w.fit_args())
 print(f"{time.perf_counter() - t0:.2f}")
 """
 
+# a file of its own: Numba caches only functions defined in files
+FLOOR = r"""
+import time
+t0 = time.perf_counter()
+import numba
+@numba.njit(cache=True)
+def one_more(x):
+    return x + 1
+one_more(1.0)
+print(f"{time.perf_counter() - t0:.2f}")
+"""
+
 PLAIN = "cached seed, numpy+numba only"
+FLOOR_PLAIN = "numba floor, numpy+numba only"
 TARGETS = {"seed f32": 5.0, "+ digits f32": 5.0, "+ digits f64": 5.0, "wide-512 f32": None,
-           "cached seed": 0.5, PLAIN: 0.5, "demo": None, "suite": 240.0}
+           "cached seed": 0.5, PLAIN: 0.5, "numba floor": None, FLOOR_PLAIN: None, "demo": None,
+           "suite": 240.0}
 COMMANDS = {"demo": "pip install -q . && python -m fastbp demo",
             "suite": "pip install -q '.[test]' && python -m pytest -q tests"}
 
 
-def run(code, cache, python=sys.executable):
-    env = dict(os.environ, FASTBP_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
-    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+def run(code, cache, python=sys.executable, script=None):
+    """Run `code` in a fresh `python` (from the file `script` where given, else with -c) with
+    the kernel cache in `cache`; the figures it printed."""
+    env = dict(os.environ, FASTBP_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)   # the module docstring says why
+    if script is not None:
+        Path(script).write_text(code)
+    argv = [python, script] if script is not None else [python, "-c", code]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         sys.exit(f"a measured process failed:\n{out.stderr[-3000:]}")
     return [float(x) for x in out.stdout.split()]
@@ -133,7 +160,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as venv:
         plain = plain_python(venv)
         if plain is None:
-            del rows[PLAIN]
+            del rows[PLAIN], rows[FLOOR_PLAIN]
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as cache:
                 seed, digits32, digits64 = run(FIRST_FITS, cache)
@@ -143,6 +170,12 @@ def main(argv=None):
                 rows["cached seed"].append(run(CACHED_SEED, cache)[0])
                 if plain is not None:
                     rows[PLAIN].append(run(CACHED_SEED, cache, plain)[0])
+            for name, python in (("numba floor", sys.executable), (FLOOR_PLAIN, plain)):
+                if python is not None:
+                    with tempfile.TemporaryDirectory() as cache:
+                        script = str(Path(cache) / "floor.py")
+                        run(FLOOR, cache, python, script)   # compiles into the cache
+                        rows[name].append(run(FLOOR, cache, python, script)[0])
             with tempfile.TemporaryDirectory() as cache:
                 rows["wide-512 f32"].append(run(WIDE, cache)[0])
     for name in COMMANDS:

@@ -76,13 +76,17 @@ def _content_hash(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
 def _in_package(py_file):
-    # "fastbp/kernels/cpu" for a file of this package, else None
-    root = Path(__file__).resolve().parent.parent
+    # "fastbp/kernels/cpu" for a file of this package, else None; remembered, since resolving a
+    # path walks the file system and every one of the package's compiled functions asks
     try:
-        return str(Path(py_file).resolve().parent.relative_to(root.parent))
+        return str(Path(py_file).resolve().parent.relative_to(_PACKAGE_ROOT))
     except ValueError:
         return None
+
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 caching.CacheImpl._locator_classes.insert(0, _PackageLocator)
