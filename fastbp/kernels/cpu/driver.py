@@ -33,6 +33,7 @@ xrow[:b] of the CSR arrays xptr, xcol, xval, which the backend sets per call (em
 A batch of b <= cap rows uses the first b rows of each block (views, not copies).
 """
 from collections import namedtuple
+from itertools import accumulate as running_sums
 
 import numba
 import numpy as np
@@ -74,30 +75,29 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
     Inference (training=False) needs no gradients, batch-norm and dropout outputs or backward
     scratch, which halves an evaluation block's memory on a wide network. `sparse`: for sparse
     X, with no dense batch and no dense-kernel scratch for the first layer."""
-    nz = spec.layers[:, N_UNITS] * spec.layers[:, PIECES]
-    units = spec.layers[:, N_UNITS]
-    n_in = spec.layers[:, N_IN]
-    dense = slice(1 if sparse else 0, None)   # the layers the dense kernels serve
-    z_off = np.zeros(spec.n_layers, dtype=np.int64)
-    a_off = np.zeros(spec.n_layers, dtype=np.int64)
-    z_off[1:] = np.cumsum(cap * nz)[:-1]
-    a_off[1:] = np.cumsum(cap * units)[:-1]
-    z_size, a_size = int(cap * nz.sum()), int(cap * units.sum())
+    # plain Python on the layer table (a handful of rows): NumPy's per-call overhead on arrays
+    # this small is most of a small network's fit
+    n_in, units, pieces = (spec.layers[:, c].tolist() for c in (N_IN, N_UNITS, PIECES))
+    nz = [u * p for u, p in zip(units, pieces)]
+    z_off = np.array(list(running_sums([0] + nz[:-1], lambda at, v: at + cap * v)), dtype=np.int64)
+    a_off = np.array(list(running_sums([0] + units[:-1], lambda at, v: at + cap * v)), dtype=np.int64)
+    z_size, a_size = cap * sum(nz), cap * sum(units)
     grad = int(training)
+    dense = range(1 if sparse else 0, spec.n_layers)   # the layers the dense kernels serve
+    itemsize = np.dtype(dtype).itemsize
     # room for every thread but one, for the layers a step may split (weights in L2, at least
     # SPLIT_MIN_WEIGHTS), but never more than zbuf: with more threads than that allows,
     # dense.split_by_inputs says no and the step cuts by batch rows
-    can_split = ((n_in * nz * np.dtype(dtype).itemsize <= config.GEMM_PANEL_BYTES)
-                 & (n_in * nz >= config.SPLIT_MIN_WEIGHTS))[dense]
-    widest = int(nz[dense][can_split].max()) if can_split.any() else 0
-    scratch = lambda v: int(v[dense].max()) if spec.n_layers > int(sparse) else 0   # noqa: E731
+    widest = max((nz[l] for l in dense if n_in[l] * nz[l] * itemsize <= config.GEMM_PANEL_BYTES
+                  and n_in[l] * nz[l] >= config.SPLIT_MIN_WEIGHTS), default=0)
+    scratch = lambda v: max((v[l] for l in dense), default=0)   # noqa: E731
     n_sparse = spec.n_in if sparse else 0
     n_x = 0 if sparse else spec.n_in
     sizes = dict(xb=cap * n_x, yb=cap * spec.n_out, wb=cap, zbuf=z_size,
                  hbuf=z_size * grad if any(spec.batch_norm) else 0, abuf=a_size,
                  dbuf=a_size * grad if any(spec.dropout) else 0, dzbuf=z_size * grad, dabuf=a_size * grad,
-                 stats=spec.n_state, rows=cap, wt=scratch(n_in * nz), at=cap * scratch(n_in) * grad,
-                 dzt=cap * scratch(nz) * grad,
+                 stats=spec.n_state, rows=cap, wt=scratch([i * z for i, z in zip(n_in, nz)]),
+                 at=cap * scratch(n_in) * grad, dzt=cap * scratch(nz) * grad,
                  zpart=min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad, xval=0)
     buf = dict(zip(sizes, aligned.carve(list(sizes.values()), dtype)))
     buf["xb"], buf["yb"] = buf["xb"].reshape(cap, n_x), buf["yb"].reshape(cap, spec.n_out)
