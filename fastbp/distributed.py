@@ -30,9 +30,9 @@ class Distributed:
 
     def __init__(self, comm, backend):
         MPI = _mpi()
-        if comm is not MPI.COMM_WORLD and comm != MPI.COMM_WORLD:
-            raise ValueError("comm must be MPI.COMM_WORLD: the compiled all-reduce (numba-mpi) works on the "
-                             "world communicator only")
+        if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
+            raise ValueError(f"comm must be an mpi4py intracommunicator, such as MPI.COMM_WORLD or one split from "
+                             f"it with comm.Split(...); got {comm!r}")
         if backend.name != "cpu":
             raise ValueError(f"distributed training runs on the cpu backend, not {backend.name!r}")
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
@@ -59,7 +59,7 @@ class Distributed:
         """Epochs over `orders` with one gradient all-reduce per step: (mean losses over every
         rank's rows, epochs run)."""
         totals = self.backend.train_distributed(params, state, X, Y, SW, orders, lrs, batch_size, self.steps,
-                                                counter, optimizer, self.key)
+                                                counter, optimizer, self.key, self.comm)
         return self.comm.allreduce(totals) / self.n_global, orders.shape[0]
 
     def mean(self, value, weight):

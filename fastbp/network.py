@@ -336,8 +336,9 @@ class Network:
             by min_delta for `patience` epochs; restore_best_weights returns to the best epoch.
             Monitoring a validation figure needs validation_split or validation_data.
         verbose: 0 silent, 1 a progress bar within each epoch, 2 one line per epoch.
-        comm: MPI.COMM_WORLD to train data-parallel over MPI (fastbp.distributed): each rank passes
-            its own shard; batch_size is per rank; weights stay identical on every rank.
+        comm: an mpi4py communicator (MPI.COMM_WORLD, or a group split from it) to train
+            data-parallel over MPI (fastbp.distributed): each rank passes its own shard;
+            batch_size is per rank; weights stay identical on every rank of the communicator.
         on_divergence: when a loss or weight turns non-finite, the weights from before the failing
             epoch are kept and "raise" raises FloatingPointError, "warn" warns and returns.
         allow_one_class: accept classifier targets holding a single class (refused by default: it

@@ -31,12 +31,30 @@ def test_ranks_train_like_one_process_with_the_global_batch(ranks, tmp_path):
         assert result["max_diff"] < 1e-12, result
 
 
+def test_groups_split_from_the_world_train_apart(tmp_path):
+    out = mpirun(3, "split", tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rank, group in ((0, 2), (1, 2), (2, 1)):
+        result = json.loads((tmp_path / f"split_rank{rank}.json").read_text())
+        assert result["group"] == group and result["max_diff"] < 1e-12, (rank, result)
+
+
 def test_only_rank_0_prints_and_saves(tmp_path):
     out = mpirun(2, "output", tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     epoch_lines = [line for line in out.stdout.splitlines() if "val_loss" in line]
     assert len(epoch_lines) == 4, out.stdout
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["model_rank0.npz"]
+
+
+def test_a_second_run_loads_the_distributed_driver_from_the_kernel_cache(tmp_path):
+    # the first run compiles what the cache lacks (or nothing, after the tests above)
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        out = mpirun(2, "compiles", tmp_path / run)
+        assert out.returncode == 0, out.stderr[-3000:]
+    for rank in (0, 1):
+        assert json.loads((tmp_path / "second" / f"compiles_rank{rank}.json").read_text()) == []
 
 
 def test_a_failing_rank_stops_the_job_instead_of_hanging(tmp_path):

@@ -5,6 +5,10 @@ equivalence: N ranks with batch b end with the weights of one process with batch
              an l2 penalty, and on sparse (CSR) shards.
 output:      only rank 0 prints epoch lines and saves.
 failure:     rank 1 gets NaN data: the job must end with an error, not hang.
+split:       3 ranks split into a communicator of 2 and one of 1: each group trains as one
+             process with its global batch would, apart from the other group.
+compiles:    a distributed fit; each rank writes how many functions Numba compiled for it
+             (none, once the kernel cache holds them).
 """
 import json
 import sys
@@ -23,34 +27,67 @@ b = 7
 shards = np.array_split(np.arange(len(y)), size)
 mine = shards[rank]
 
+
+def flat(net):
+    return np.concatenate([np.r_[w.ravel(), c] for w, c in net.get_weights()])
+
+
+def one_process(data, shards, features):
+    """The weights one process reaches when step s trains on rows s*b..(s+1)*b of every shard
+    together (3 epochs, momentum, lr 0.1)."""
+    steps = max(-(-len(s) // b) for s in shards)
+    batches = [np.concatenate([s[k * b:(k + 1) * b] for s in shards]) for k in range(steps)]
+    ref = fastbp.Network([8, 16, 3], seed=0, dtype="float64", **features)
+    for e in range(3):
+        for rows in batches:
+            # partial_fit: a batch may hold a single class; one batch, so its order is moot
+            ref.partial_fit(data[rows], y[rows], batch_size=len(rows), lr=0.1, optimizer=ref.optimizer or "momentum")
+    return flat(ref)
+
+
+def distributed(data, group, shards, features):
+    net = fastbp.Network([8, 16, 3], seed=0, dtype="float64", **features)
+    rows = shards[group.rank]
+    net.fit(data[rows], y[rows], epochs=3, batch_size=b, shuffle=False, comm=group, lr=0.1, optimizer="momentum")
+    return flat(net)
+
+
 if case == "equivalence":
     from scipy import sparse
     Xs = np.where(np.random.default_rng(1).random(X.shape) < 0.3, X, 0.0)   # 70 % zeros
     for name, features, data in (("", {}, X), ("_l2", dict(l2=1e-3), X), ("_sparse", {}, sparse.csr_matrix(Xs))):
-        net = fastbp.Network([8, 16, 3], seed=0, dtype="float64", **features)
-        net.fit(data[mine], y[mine], epochs=3, batch_size=b, shuffle=False, comm=comm, lr=0.1,
-                optimizer="momentum")
-        flat = np.concatenate([np.r_[w.ravel(), c] for w, c in net.get_weights()])
-        everyone = comm.gather(flat, root=0)
+        everyone = comm.gather(distributed(data, comm, shards, features), root=0)
         if rank == 0:
-            # one process: step s trains on rows s*b..(s+1)*b of every shard together
-            steps = max(-(-len(s) // b) for s in shards)
-            batches = [np.concatenate([s[k * b:(k + 1) * b] for s in shards]) for k in range(steps)]
-            ref = fastbp.Network([8, 16, 3], seed=0, dtype="float64", **features)
-            for e in range(3):
-                for i, rows in enumerate(batches):
-                    # partial_fit: a batch may hold a single class; one batch, so its order is moot
-                    ref.partial_fit(data[rows], y[rows], batch_size=len(rows), lr=0.1,
-                                    optimizer=ref.optimizer or "momentum")
-            want = np.concatenate([np.r_[w.ravel(), c] for w, c in ref.get_weights()])
             result = {"identical": all(np.array_equal(everyone[0], f) for f in everyone),
-                      "max_diff": float(np.abs(everyone[0] - want).max())}
+                      "max_diff": float(np.abs(everyone[0] - one_process(data, shards, features)).max())}
             (out / f"equivalence{name}.json").write_text(json.dumps(result))
+elif case == "split":
+    # ranks 0 and 1 train together on a communicator split from the world, rank 2 alone on its own
+    group = comm.Split(color=int(rank < 2), key=rank)
+    group_shards = np.array_split(np.arange(len(y)), group.size)
+    mine_in_group = distributed(X, group, group_shards, {})
+    result = {"group": group.size,
+              "max_diff": float(np.abs(mine_in_group - one_process(X, group_shards, {})).max())}
+    (out / f"split_rank{rank}.json").write_text(json.dumps(result))
 elif case == "output":
     net = fastbp.Network([8, 16, 3], seed=0)
     net.fit(X[mine], y[mine], epochs=4, batch_size=b, comm=comm, verbose=2,
             validation_data=(X[mine][:20], y[mine][:20]))
     net.save(out / f"model_rank{rank}.npz")
+elif case == "compiles":
+    from numba.core import event
+    compiled = []
+
+    class Count(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+        def on_end(self, ev):
+            pass
+
+    with event.install_listener("numba:compile", Count()):
+        fastbp.Network([8, 16, 3], seed=0, dtype="float64").fit(X[mine], y[mine], epochs=2, batch_size=b, comm=comm)
+    (out / f"compiles_rank{rank}.json").write_text(json.dumps(compiled))
 elif case == "failure":
     Xr = X[mine].copy()
     if rank == 1:

@@ -271,9 +271,10 @@ class CpuBackend:
         self.train(params, state, X, Y, SW, np.empty((0, X.shape[0]), np.int64), [], batch_size, counter, optimizer)
 
     def train_distributed(self, params, state, X, Y, SW, orders, lrs, batch_size, steps, counter, optimizer,
-                          drop_key):
-        """Epochs with one gradient all-reduce per step over MPI (kernels/cpu/distributed.py);
-        returns this rank's per-epoch sums of batch loss times batch size."""
+                          drop_key, comm):
+        """Epochs with one gradient all-reduce per step over the MPI communicator `comm`
+        (kernels/cpu/distributed.py); returns this rank's per-epoch sums of batch loss times batch
+        size."""
         from . import distributed
         if optimizer.lazy and is_sparse(X):
             raise ValueError("lazy updates are not available with MPI (comm=...): each rank's batch touches "
@@ -289,7 +290,7 @@ class CpuBackend:
         self._first_dw_zero = False
         run(self._dense(X), read_only(Y), read_only(SW), orders, np.asarray(lrs, dtype=np.float64), batch_size,
             steps, counter, self._net(params, state), hp, args.opt(optimizer, self.spec),   # every rank steps every row
-            self.workspace(batch_size, X=X), totals, *buffers)
+            self.workspace(batch_size, X=X), totals, *buffers, distributed.handles(comm))
         return totals
 
     def train_rows(self, params, state, X, Y, SW, order, start, stop, batch_size, lr, counter, optimizer):
