@@ -50,6 +50,12 @@ class History(Callback):
         for key, values in figures.items():
             self.history.setdefault(key, []).extend(values)
 
+    def truncate(self, n):
+        """Keep the first n epochs' records only (an epoch rolled back)."""
+        del self.epoch[n:]
+        for values in self.history.values():
+            del values[n:]
+
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 

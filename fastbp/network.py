@@ -455,6 +455,7 @@ class Network:
                 lrs = opt.rates(epoch, k, n)
                 snap = self.snapshot()
                 committed = False
+                recorded, seen, done = len(history.epoch), opt.samples_seen, self.epochs_done
                 try:
                     losses, ran = self._train_chunk(plan, orders, lrs, epoch)
                     if ran < k or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(self._params)):
@@ -483,10 +484,14 @@ class Network:
                     self.epochs_done = epoch
                     committed = True
                 except BaseException:
-                    # interrupted (Ctrl-C arrives when the compiled call returns) before the epoch
-                    # was on record: go back to its start, so weights, history and counts agree
+                    # interrupted (Ctrl-C arrives when the compiled call returns, so anywhere in
+                    # the bookkeeping after it) before the epoch was committed: go back to its
+                    # start, so weights, history and counts agree
                     if not committed and plan.progress is None:
                         self.restore(snap)
+                        history.truncate(recorded)
+                        opt.samples_seen = seen
+                        self.epochs_done = done
                     raise
                 if opt.needs_logs:
                     opt.lr.on_epoch_end(logs)

@@ -208,6 +208,30 @@ def test_interrupt_arriving_as_a_compiled_run_returns_rolls_it_back(monkeypatch)
         np.testing.assert_array_equal(w0, w1)
 
 
+@pytest.mark.parametrize("record", ["on_epoch_end", "extend"])
+def test_interrupt_arriving_after_the_history_write_rolls_the_epoch_back(record, monkeypatch):
+    """Ctrl-C lands at whatever line runs when the compiled call returns: here just after the
+    history took the epoch (one at a time, or a run of them in bulk) and before it was committed.
+    The history, epochs_done, samples_seen and the weights all go back to the run's start."""
+    X, y = problem([3, 8, 2], "softmax", n=50)
+    per_epoch = [fastbp.callbacks.Callback()] if record == "on_epoch_end" else None   # a callback: one epoch a call
+    net = fastbp.Network([3, 8, 2], seed=0)
+    net.fit(X, y, epochs=2, batch_size=8, callbacks=per_epoch)
+    before, seen = net.get_weights(), net.optimizer.samples_seen
+    real = getattr(fastbp.callbacks.History, record)
+
+    def record_then_interrupt(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(fastbp.callbacks.History, record, record_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=6, initial_epoch=2, batch_size=8, callbacks=per_epoch)
+    assert net.epochs_done == 2 and net.history.epoch == [] and all(v == [] for v in net.history.history.values())
+    assert net.optimizer.samples_seen == seen
+    for (w0, _), (w1, _) in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+
+
 # ---- processes and pickling ----
 
 def _child_fit(q):
