@@ -22,11 +22,11 @@ Rows:
                   program with compiled code cached by Numba waits before its first call, the
                   least the cached rows can take (also in the numpy+numba-only venv)
   demo            (--demo) `pip install . && python -m fastbp demo` in a fresh clone
+  suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
 
 Processes keep Python's bytecode (__pycache__) even where PYTHONDONTWRITEBYTECODE is set in
 this environment, as a user's Python does and as a pip install leaves it: recompiling fastbp's
 sources in every process would add tens of milliseconds to the cached rows that no user pays.
-  suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
 """
 import argparse
 import os

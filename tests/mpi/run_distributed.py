@@ -7,8 +7,8 @@ output:      only rank 0 prints epoch lines and saves.
 failure:     rank 1 gets NaN data: the job must end with an error, not hang.
 split:       3 ranks split into a communicator of 2 and one of 1: each group trains as one
              process with its global batch would, apart from the other group.
-compiles:    a distributed fit; each rank writes how many functions Numba compiled for it
-             (none, once the kernel cache holds them).
+compiles:    a distributed fit; each rank writes the names of the functions Numba compiled
+             for it (none, once the kernel cache holds them).
 """
 import json
 import sys
