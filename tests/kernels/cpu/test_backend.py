@@ -1,12 +1,12 @@
 """fastbp/kernels/cpu/backend.py: evaluation in blocks, and parallel drivers from several Python
 threads at once."""
-import contextlib
 import os
 import subprocess
 import sys
 
 import pytest
 
+from compile_events import compiled
 from conftest import assert_same_state, pair, problem
 
 
@@ -85,22 +85,6 @@ def test_variant_fits_match_the_reference(kind, monkeypatch):
         np.testing.assert_allclose(a, c, **t)
         np.testing.assert_allclose(b, d, **t)
     assert_same_state(cpu, ref, X, y, "float64", scale=20)
-
-
-@contextlib.contextmanager
-def compiled():
-    """The names of the functions Numba compiles (rather than loads from the cache) in the block."""
-    from numba.core import event
-    names = []
-
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            names.append(ev.data["dispatcher"].py_func.__qualname__)
-
-        def on_end(self, ev):
-            pass
-    with event.install_listener("numba:compile", Listener()):
-        yield names
 
 
 @pytest.mark.parametrize("sparse", [False, True])

@@ -1,0 +1,19 @@
+"""What Numba compiles, for the tests that count compiles: the suite's processes and the MPI
+ranks (tests/mpi) alike."""
+import contextlib
+
+
+@contextlib.contextmanager
+def compiled():
+    """The names of the functions Numba compiles (rather than loads from the cache) in the block."""
+    from numba.core import event
+    names = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+        def on_end(self, ev):
+            pass
+    with event.install_listener("numba:compile", Listener()):
+        yield names
