@@ -65,13 +65,11 @@ def test_kernels_loaded_from_the_disk_cache_run():
 
 
 COPY_PROBE = r"""
+import sys
+sys.path.append(sys.argv[1])   # tests/, for compile_events (fastbp comes from the working directory)
 import fastbp
-from numba.core import event
-compiles = []
-class Listener(event.Listener):
-    def on_start(self, ev): compiles.append(ev.data["dispatcher"].py_func.__qualname__)
-    def on_end(self, ev): pass
-with event.install_listener("numba:compile", Listener()):
+from compile_events import compiled
+with compiled() as compiles:
     X, y = fastbp.datasets.make_moons(50)
     net = fastbp.Network([2, 4, 2], seed=0)
     net.fit(X, y, epochs=2, batch_size=8)
@@ -96,7 +94,8 @@ def test_two_copies_of_fastbp_share_one_kernel_cache(tmp_path):
     runs = []
     for copy in ("a", "b"):
         shutil.copytree(package, tmp_path / copy / "fastbp", ignore=shutil.ignore_patterns("__pycache__"))
-        out = subprocess.run([sys.executable, "-c", COPY_PROBE], cwd=tmp_path / copy, env=env,
+        out = subprocess.run([sys.executable, "-c", COPY_PROBE, str(Path(__file__).parent.parent)],
+                             cwd=tmp_path / copy, env=env,
                              capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(out.stdout.split())
