@@ -79,8 +79,8 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
     # this small is most of a small network's fit
     n_in, units, pieces = (spec.layers[:, c].tolist() for c in (N_IN, N_UNITS, PIECES))
     nz = [u * p for u, p in zip(units, pieces)]
-    z_off = np.array(list(running_sums([0] + nz[:-1], lambda at, v: at + cap * v)), dtype=np.int64)
-    a_off = np.array(list(running_sums([0] + units[:-1], lambda at, v: at + cap * v)), dtype=np.int64)
+    z_off = np.array([0, *running_sums(nz[:-1])], dtype=np.int64) * cap
+    a_off = np.array([0, *running_sums(units[:-1])], dtype=np.int64) * cap
     z_size, a_size = cap * sum(nz), cap * sum(units)
     grad = int(training)
     dense = range(1 if sparse else 0, spec.n_layers)   # the layers the dense kernels serve
