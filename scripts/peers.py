@@ -5,8 +5,9 @@ MLPClassifier and fastbp's cpu backend.
 
 Each peer trains from fastbp's initial weights on fastbp's epoch orders (scikit-learn draws its
 own), plain SGD at lr 0.1; compilation is excluded (each peer fits once before it is timed); the
-time is the minimum of --repeats warm fits, and the training accuracy stands beside it so that a
-fast wrong answer shows. Peers whose package is missing are skipped with a note
+time is the minimum of at least --repeats warm fits, more for short fits (until they add up to
+--least seconds: the first few calls of a millisecond fit time Python's warm-up), and the training
+accuracy stands beside it so that a fast wrong answer shows. Peers whose package is missing are skipped with a note
 (pip install 'fastbp[peers]').
 
     python scripts/peers.py                          # every workload, every peer installed
@@ -59,7 +60,11 @@ def main(argv=None):
     p.add_argument("--peers", default=",".join(SHORT),
                    help=f"comma-separated, from {','.join(SHORT)} (default: all)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--repeats", type=int, default=3, help="warm fits timed per peer (the minimum is shown)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="warm fits timed per peer, at least (the minimum is shown; default 3)")
+    p.add_argument("--least", type=float, default=1.0,
+                   help="seconds of timed fits per peer, at least: short fits repeat until then "
+                        f"(at most {P.MAX_FITS} fits; default 1)")
     p.add_argument("--epochs", type=int, help="instead of each workload's own epoch count (quick looks)")
     p.add_argument("--features", action="store_true",
                    help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer, for the peers "
@@ -75,6 +80,8 @@ def main(argv=None):
         p.error(f"--peers: unknown {', '.join(unknown)}; choose from {','.join(SHORT)}")
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if not args.least >= 0:
+        p.error("--least must be a number of seconds >= 0")
     if args.epochs is not None and args.epochs < 1:
         p.error("--epochs must be at least 1")
     if args.one:
@@ -93,7 +100,7 @@ def main(argv=None):
     print(" ".join(["command: python scripts/peers.py"] + (argv if argv is not None else sys.argv[1:])))
     limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any peer's threads
     print(f"{args.dtype} GEMM limit (NumPy's BLAS, 2048-cube, measured first): {limit:.0f} GFLOP/s")
-    print(f"warm fits, minimum of {args.repeats}; seconds (training accuracy); "
+    print(f"warm fits, minimum of at least {args.repeats} (and {args.least:g} s of fits); seconds (training accuracy); "
           + ("Adam + dropout 0.2 + batch norm" if args.features else "plain SGD"))
     if args.features:
         for peer in [q for q in peers if not getattr(q, "features", False)]:
@@ -131,7 +138,7 @@ def measure(name, peer, args):
     another's threads, compile caches or interpreter hooks (with JAX and torch.compile loaded in
     the same process, fastbp's seed fit was measurably slower than alone)."""
     cmd = [sys.executable, __file__, name, "--one", name, peer, "--dtype", args.dtype,
-           "--repeats", str(args.repeats)] + (["--epochs", str(args.epochs)] if args.epochs else []) \
+           "--repeats", str(args.repeats), "--least", str(args.least)] + (["--epochs", str(args.epochs)] if args.epochs else []) \
         + (["--features"] if args.features else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -143,7 +150,7 @@ def one(args):
     name, short = args.one
     peer = P.all_peers()[SHORT[short]]
     problem = P.problem(workload(name, args), args.dtype, features=args.features)
-    print(json.dumps(P.time_peer(peer, problem, args.repeats)))
+    print(json.dumps(P.time_peer(peer, problem, args.repeats, args.least)))
     return 0
 
 

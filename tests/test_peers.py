@@ -97,6 +97,42 @@ def test_scikit_learn_peer_learns():
     assert peers.accuracy(_trained(peers.Sklearn(), p), p) > 0.9
 
 
+class _Clock:
+    """A peer whose fits take the given seconds, in turn, on a clock of its own."""
+    name = "clock"
+
+    def __init__(self, seconds):
+        self.seconds, self.now, self.fits = list(seconds), 0.0, 0
+
+    def setup(self, p):
+        pass
+
+    def reset(self):
+        pass
+
+    def fit(self):
+        self.now += self.seconds[min(self.fits, len(self.seconds) - 1)]
+        self.fits += 1
+
+    def predict(self, X):
+        return np.zeros(len(X), np.int64)
+
+
+@pytest.mark.parametrize("seconds, repeats, least, fits, best", [
+    ([0.5, 0.2, 0.9], 3, 0.0, 3, 0.2),          # no budget: exactly `repeats`
+    ([2.0, 1.5, 1.0, 0.1], 3, 1.0, 3, 1.0),     # long fits: `repeats` already exceed the budget
+    ([0.3, 0.3, 0.3, 0.05, 0.3], 3, 1.0, 5, 0.05),   # short fits: until the timed fits add up to 1 s
+    ([0.0001], 1, 10.0, peers.MAX_FITS, 0.0001),      # but never more than MAX_FITS
+])
+def test_time_peer_repeats_short_fits_until_they_add_up(monkeypatch, seconds, repeats, least, fits, best):
+    clock = _Clock(seconds)
+    monkeypatch.setattr(peers.time, "perf_counter", lambda: clock.now)
+    p = peers.problem(dataclasses.replace(WORKLOADS["seed"], epochs=1), "float32")
+    took, acc = peers.time_peer(clock, p, repeats, least)
+    assert clock.fits == fits and took == pytest.approx(best)
+    assert acc == np.mean(p.y == 0)
+
+
 def test_a_missing_package_is_named():
     class Peer:
         requires = "surely_not_a_module_fastbp_knows"
@@ -109,7 +145,7 @@ def test_peers_script_help_and_tiny_run():
     out = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "--peers" in out.stdout and "--epochs" in out.stdout
     out = subprocess.run([sys.executable, script, "seed", "digits", "--peers", "lean,numpy,cpu", "--epochs", "3",
-                          "--repeats", "1"], capture_output=True, text=True, timeout=300, check=True)
+                          "--repeats", "1", "--least", "0"], capture_output=True, text=True, timeout=300, check=True)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
             if line.startswith("| seed") or line.startswith("| digits")]
     assert [r[0] for r in rows] == ["seed", "digits"]
