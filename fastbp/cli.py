@@ -540,8 +540,14 @@ def cmd_compile(args):
             import scipy.sparse  # noqa: F401
         except ImportError:
             raise UsageError("--sparse needs scipy: pip install scipy") from None
+    if args.mpi:
+        try:
+            from .distributed import require_mpi
+            require_mpi()
+        except ImportError as exc:
+            raise UsageError(f"--mpi: {exc}") from None
     for what, seconds in prebuild.compile(networks, dtypes, general=args.all, batch_size=args.batch_size,
-                                          sparse=args.sparse):
+                                          sparse=args.sparse, mpi=args.mpi):
         print(f"  {what}: {seconds:.1f} s", flush=True)
     print(f"kernel cache: {prebuild.cache_summary()}")
     return 0
@@ -692,6 +698,8 @@ def build_parser():
                    help="a saved model whose kernels to build (repeatable)")
     p.add_argument("--batch-size", type=int, default=32, help="the batch size the models will train with (default 32)")
     p.add_argument("--sparse", action="store_true", help="the models will read sparse (scipy CSR) data")
+    p.add_argument("--mpi", action="store_true", help="also the driver of distributed fits (fit(comm=...), "
+                   "train --distributed), which serves any MPI job; needs fastbp[mpi]")
     p.set_defaults(func=cmd_compile)
 
     sub.add_parser("bench", help="time every kernel on each backend against the GEMM limit "

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 
-def _mpi():
+def require_mpi():
+    """mpi4py's MPI module, or an ImportError that says what to install."""
     try:
         from mpi4py import MPI
         import numba_mpi  # noqa: F401
@@ -29,7 +30,7 @@ class Distributed:
     a fit takes. It is handed the network's arrays, never the network."""
 
     def __init__(self, comm, backend):
-        MPI = _mpi()
+        MPI = require_mpi()
         if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
             raise ValueError(f"comm must be an mpi4py intracommunicator, such as MPI.COMM_WORLD or one split from "
                              f"it with comm.Split(...); got {comm!r}")
@@ -51,7 +52,7 @@ class Distributed:
             stream = (self.rank, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, self.rank))))
         self.rng = stream[1]
         self.key = (drop_key * 0x9E3779B97F4A7C15 + self.rank) % (1 << 64)
-        self.steps = self.comm.allreduce(-(-n // batch_size), op=_mpi().MAX)
+        self.steps = self.comm.allreduce(-(-n // batch_size), op=require_mpi().MAX)
         self.n_global = self.comm.allreduce(n)
         return stream
 

@@ -6,7 +6,9 @@ them on disk. Docker images, CI caches and shared clusters can pay that before a
 - for given networks (or the demo's two), their variants: what their fits, predictions and
   losses load from then on;
 - with general=True (`--all`), the general build, which holds every branch of every driver.
-  From then on every fit in that dtype, of any network, loads it and compiles nothing.
+  From then on every fit in that dtype, of any network, loads it and compiles nothing;
+- with mpi=True (`--mpi`), also the driver of data-parallel fits (fit(comm=...)), which every
+  rank of an MPI job would otherwise compile at the same time on its first run.
 Both are calls of the public API on a few rows, so they compile exactly what a user's call
 would (the same argument types) and nothing is trained that anyone keeps.
 """
@@ -28,7 +30,8 @@ DEMO = ((dict(sizes=[2, 4, 1], hidden="sigmoid", output="sigmoid"), 4),
 _EVERYTHING = dict(sizes=[6, 8, 4], hidden="relu", output="softmax", dropout=0.1, batch_norm=True, l2=1e-4)
 
 
-def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, optimizer="sgd", sparse=False):
+def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, optimizer="sgd", sparse=False,
+            mpi=False):
     """Build the kernel cache ahead of time; returns [(what, seconds)].
 
     networks: Network objects (their architecture; each is built in every dtype of `dtypes`),
@@ -41,31 +44,34 @@ def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, op
         for a fit depends on both).
     sparse: the networks will read sparse (scipy CSR) X, whose variants differ (needs scipy).
         The general build serves sparse X as it is.
+    mpi: build the distributed driver as well, by a fit over MPI.COMM_SELF (needs mpi4py and
+        numba-mpi): the compiled code takes the communicator as an argument, so it serves any
+        communicator of any job.
     """
     dtypes = [np.dtype(d).name for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
     done = []
     for dtype in dtypes:
         t0 = time.perf_counter()
         if general:
-            _build_general(dtype)
-            done.append((f"general build, {dtype}", time.perf_counter() - t0))
+            _build_general(dtype, mpi)
+            done.append((f"general build, {dtype}{', with MPI' if mpi else ''}", time.perf_counter() - t0))
             continue
         todo = DEMO if networks is None else [(net.spec.config(), batch_size) for net in networks]
         for spec, batch in todo:
             t0 = time.perf_counter()
             for progress in (False, True):   # fit(verbose=1) trains batch by batch: other drivers
-                _exercise(Network(dtype=dtype, seed=0, **spec), batch, optimizer, progress, sparse)
+                _exercise(Network(dtype=dtype, seed=0, **spec), batch, optimizer, progress, sparse, mpi)
             hidden = spec.get("hidden", "relu")
             hidden = "/".join(dict.fromkeys(map(str, hidden))) if isinstance(hidden, list) else hidden
-            done.append((f"{spec['sizes']} {hidden}, {dtype}, batch {batch}{', sparse X' if sparse else ''}",
-                         time.perf_counter() - t0))
+            done.append((f"{spec['sizes']} {hidden}, {dtype}, batch {batch}{', sparse X' if sparse else ''}"
+                         f"{', with MPI' if mpi else ''}", time.perf_counter() - t0))
     return done
 
 
-def _exercise(net, batch_size, optimizer, progress=False, sparse=False):
-    """Every compiled call a user makes of `net`: a fit (per batch as well, for verbose=1),
-    predictions of one row and of a full evaluation block, the loss and the gradients, on
-    dense X or (sparse) a scipy CSR matrix."""
+def _exercise(net, batch_size, optimizer, progress=False, sparse=False, mpi=False):
+    """Every compiled call a user makes of `net`: a fit (per batch as well, for verbose=1; over
+    MPI as well, for mpi), predictions of one row and of a full evaluation block, the loss and
+    the gradients, on dense X or (sparse) a scipy CSR matrix."""
     n_in, n_out = net.sizes[0], net.sizes[-1]
     X = np.zeros((batch_size, n_in), dtype=net.dtype)
     block = np.zeros((config.EVAL_CHUNK, n_in), dtype=net.dtype)
@@ -81,13 +87,16 @@ def _exercise(net, batch_size, optimizer, progress=False, sparse=False):
         y = np.zeros((batch_size, n_out))
     with contextlib.redirect_stderr(io.StringIO()):   # verbose=1's bar
         net.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, verbose=1 if progress else 0)
+    if mpi and not progress:   # (over MPI, fit runs whole epochs whatever verbose says)
+        from .distributed import require_mpi
+        net.fit(X, y, epochs=1, batch_size=batch_size, optimizer=optimizer, verbose=0, comm=require_mpi().COMM_SELF)
     net.predict(X[:1])
     net.predict(block)
     net.loss(X, y)
     net.gradients(X, y)
 
 
-def _build_general(dtype):
+def _build_general(dtype, mpi=False):
     from .kernels import compile as kernels
     old = config.SPECIALIZE, config.PARALLEL_MIN_FLOP
     config.SPECIALIZE = False
@@ -95,7 +104,7 @@ def _build_general(dtype):
         for min_flop in (0, 2 ** 62):   # on several threads, then on one
             config.PARALLEL_MIN_FLOP = min_flop
             for progress in (False, True):
-                _exercise(Network(dtype=dtype, seed=0, **_EVERYTHING), 8, "adam", progress)
+                _exercise(Network(dtype=dtype, seed=0, **_EVERYTHING), 8, "adam", progress, mpi=mpi)
     finally:
         config.SPECIALIZE, config.PARALLEL_MIN_FLOP = old
     kernels.mark_general_built(dtype)

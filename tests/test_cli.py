@@ -147,16 +147,32 @@ net.predict(X)
 """
 
 
+def _mpiexec():
+    """mpiexec beside this Python (the mpich wheel) or on PATH, when mpi4py and numba-mpi are here."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+    if not (importlib.util.find_spec("mpi4py") and importlib.util.find_spec("numba_mpi")):
+        return None
+    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
+FIT_SAVED_MPI = FIT_SAVED.replace("batch_size=16)", "batch_size=16, comm=__import__('mpi4py.MPI').MPI.COMM_WORLD)")
+
+
 def test_compile_builds_what_a_later_fit_loads(tmp_path):
     """`fastbp compile --model` builds the variant a fit of that model needs (FASTBP_SPECIALIZE
     on, as for users): a fit in a fresh process then adds nothing to the cache, and says nothing
-    about compiling."""
+    about compiling. With --mpi (where MPI is installed, as `.[test]` installs it) the same holds
+    for a distributed fit in a 2-rank job, whose driver no other call builds."""
     import os
     import fastbp
+    mpiexec = _mpiexec()
     fastbp.Network([3, 5, 2], hidden="tanh", seed=0).save(tmp_path / "tiny.npz")
     env = dict(os.environ, FASTBP_CACHE_DIR=str(tmp_path / "cache"), FASTBP_SPECIALIZE="1")
-    out = cli("compile", "--model", "tiny.npz", "--batch-size", "16", cwd=tmp_path, env=env).stdout
-    assert "[3, 5, 2] tanh, float32, batch 16" in out and "compiled functions" in out
+    out = cli("compile", "--model", "tiny.npz", "--batch-size", "16", *(["--mpi"] if mpiexec else []),
+              cwd=tmp_path, env=env).stdout
+    assert f"[3, 5, 2] tanh, float32, batch 16{', with MPI' if mpiexec else ''}:" in out and "compiled functions" in out
     cached = sorted(p.name for p in (tmp_path / "cache").rglob("*.nbi"))
     assert cached
     fit = subprocess.run([sys.executable, "-c", FIT_SAVED, "tiny.npz"], cwd=tmp_path, env=env, capture_output=True,
@@ -164,6 +180,12 @@ def test_compile_builds_what_a_later_fit_loads(tmp_path):
     assert fit.returncode == 0, fit.stderr
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*.nbi")) == cached
     assert "compiling" not in fit.stderr
+    if mpiexec:
+        job = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", FIT_SAVED_MPI, "tiny.npz"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert job.returncode == 0, job.stderr
+        assert sorted(p.name for p in (tmp_path / "cache").rglob("*.nbi")) == cached
+        assert "compiling" not in job.stderr
 
 
 def test_a_first_fit_says_once_that_it_compiles(tmp_path):
