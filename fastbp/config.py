@@ -50,6 +50,7 @@ NUMBA_INLINE_COPIES = os.environ.get("FASTBP_NUMBA_INLINE_COPIES", "0") not in (
 
 # ---- blocks and chunks ----
 EVAL_CHUNK = 1024    # rows per block when predicting or scoring (cpu and cuda): bounds the scratch
+WORKSPACE_SHARE_BYTES = 64 * 2**20   # cpu workspaces kept for the next network of a layout (in all)
 REDUCE_CHUNKS = 64   # fixed chunks for long sums: thread-count-independent, no allocation
 COLUMN_BLOCK = 64    # columns per thread's block in column sums and batch norm: one vector loop a row
 TRANSPOSE_SERIAL = 16384   # transposes of up to this many elements (L1-resident) run on one thread

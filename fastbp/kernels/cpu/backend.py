@@ -1,6 +1,7 @@
 """CpuBackend: reference.NumpyBackend's methods, computed by the compiled drivers.
 
-Workspaces are kept per row capacity, so repeated fits with one batch size allocate nothing.
+Workspaces are kept per row capacity, so repeated fits with one batch size allocate nothing, and
+shared with the other networks of the same layout (workspaces.py).
 Each call picks the parallel drivers or their single-threaded twins by the floating-point work
 of one batch (or evaluation block): below config.PARALLEL_MIN_FLOP, starting threads costs more
 than they save. Either is the variant compiled for what the call needs (needs.py): this
@@ -30,6 +31,7 @@ from ..compile import notice, variant
 from . import driver
 from .driver import read_only
 from .needs import needs
+from .workspaces import SHARED
 from .losses import RMSE, loss_divisor
 
 
@@ -163,14 +165,20 @@ class CpuBackend:
         return _drivers_for(key, self.dtype.name, optimizer is not None)
 
     def workspace(self, cap, training=True, X=None):
-        """The workspace for batches of up to `cap` rows of X, reading X if it is sparse."""
+        """The workspace for batches of up to `cap` rows of X, reading X if it is sparse. A
+        single-threaded call's is shared with the other networks of this layout (workspaces.py:
+        such calls hold the GIL from start to end, so no two run on it at once); a parallel
+        call, which lets other Python threads run meanwhile, gets one of its own. Whether the
+        call is parallel is decided as `drivers` decides it, by the same rows and passes."""
         sparse = is_sparse(X)
-        key = (cap, training, sparse)
+        threaded = self.threaded(cap, 3 if training else 1, X)
+        key = (cap, training, sparse, threaded)
         ws = self._workspaces.get(key)
         if ws is None:
             if len(self._workspaces) >= 2:   # keep a training and an evaluation workspace
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[key] = driver.workspace(self.spec, cap, self.dtype, training, sparse)
+            ws = self._workspaces[key] = (driver.workspace(self.spec, cap, self.dtype, training, sparse) if threaded
+                                          else SHARED.get(self.spec, cap, self.dtype, training, sparse))
         return self._reading(ws, X)
 
     def _reading(self, ws, X):
