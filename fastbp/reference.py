@@ -96,13 +96,14 @@ def loss_forward(name, z, a, y, param, w=None):
     return float(np.sqrt(value)) if name == "rmse" else value
 
 
-def loss_backward(name, z, a, y, param, loss_value, output, output_param, w=None):
+def loss_backward(name, z, a, y, param, loss_value, output, output_param, w=None, one_hot=False):
     """dL/dZ for the output layer: loss derivative and output activation in one step (w: the
-    rows' weights, None: 1)."""
+    rows' weights, None: 1). one_hot: y's rows are one-hot, as data.encode_targets makes every
+    softmax target a network trains on, so each sums to exactly 1 (the result is the same)."""
     n = y.size  # elementwise losses average over every output of every sample
     if name == "cross_entropy":
         # softmax + cross-entropy fused: (softmax(z) * sum(y) - y) / batch
-        dZ = (a * y.sum(axis=1, keepdims=True) - y) / y.shape[0]
+        dZ = ((a if one_hot else a * y.sum(axis=1, keepdims=True)) - y) / y.shape[0]
         return dZ if w is None else w[:, None] * dZ
     if name in ("binary_cross_entropy", "poisson"):
         dZ = (a - y) / n                   # sigmoid + BCE, exp + Poisson fused
@@ -304,7 +305,8 @@ class NumpyBackend:
         cache = self._forward(layers, running, X, True, dropout_step, update_stats)
         Z, A = cache[-1][:2]
         loss = loss_forward(spec.loss, Z, A, Y, spec.loss_param, SW)
-        dZ = loss_backward(spec.loss, Z, A, Y, spec.loss_param, loss, spec.output, spec.act_params[-1], SW)
+        dZ = loss_backward(spec.loss, Z, A, Y, spec.loss_param, loss, spec.output, spec.act_params[-1], SW,
+                           one_hot=True)   # (Network's targets: data.encode_targets)
         for l in range(spec.n_layers - 1, -1, -1):
             W, _, gamma, _ = layers[l]
             dW, db, dgamma, dbeta = glayers[l]
