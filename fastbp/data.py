@@ -171,14 +171,18 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
 def check_two_classes(Y, spec):
     """A classifier fit on one class learns nothing but a constant: almost always a mistake
     (a filtered or sorted-and-split data set). partial_fit allows it, for streaming batches."""
+    # Y as encode_targets makes it: one-hot rows (softmax) or 0/1 (one sigmoid unit). Two classes
+    # are there iff some row differs from the first: one pass over contiguous memory, where a
+    # per-column reduction (Y.any(axis=0)) steps through the rows a few columns at a time
     if spec.output == "softmax":
-        present = np.flatnonzero(Y.any(axis=0))
+        rows = Y
     elif spec.output == "sigmoid" and spec.n_out == 1:
-        present = np.unique(Y[:, 0] > 0.5)
+        rows = Y[:, 0] > 0.5
     else:
         return
-    if len(present) < 2:
-        raise ValueError(f"y holds a single class ({present[0] if len(present) else '?'}); a classifier needs "
+    if not np.any(rows != rows[0]):
+        single = int(np.argmax(rows[0])) if spec.output == "softmax" else int(rows[0])
+        raise ValueError(f"y holds a single class ({single}); a classifier needs "
                          f"at least two to learn from. Check how the data was filtered or split, or use "
                          f"partial_fit for a streaming batch of one class")
 

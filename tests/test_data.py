@@ -34,3 +34,20 @@ def test_bad_weights(kw, match):
     X, y = problem([3, 4, 3], "softmax", n=12)
     with pytest.raises((ValueError, TypeError), match=match):
         fastbp.Network([3, 4, 3], seed=0).fit(X, y, **kw)
+
+
+@pytest.mark.parametrize("output, n_out", [("softmax", 4), ("sigmoid", 1)])
+def test_a_classifier_needs_two_classes_wherever_they_are(output, n_out):
+    """The one-class refusal names the class, and any second class anywhere lets the fit go."""
+    from fastbp import data
+    net = fastbp.Network([2, 3, n_out], output=output)
+    for single in (0, 1, n_out - 1):
+        y = np.full(50, single)
+        Y = data.encode_targets(y, net.spec, np.float64, 50)
+        with pytest.raises(ValueError, match=rf"a single class \({single}\)"):
+            data.check_two_classes(Y, net.spec)
+        for where in (0, 25, 49):   # another class in the first, a middle or the last row
+            other = y.copy()
+            other[where] = (single + 1) % max(n_out, 2)
+            data.check_two_classes(data.encode_targets(other, net.spec, np.float64, 50), net.spec)
+    data.check_two_classes(np.zeros((5, 2)), fastbp.Network([2, 3, 2], output="linear").spec)   # not a classifier
