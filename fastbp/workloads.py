@@ -76,17 +76,20 @@ WORKLOADS = {w.name: w for w in [
 ]}
 
 
-def time_fit(workload, backend, dtype="float32", repeats=3, features=False):
-    """Minimum wall time of `repeats` whole fits, after one untimed fit that compiles."""
+def time_fit(workload, backend, dtype="float32", repeats=3, features=False, least=0.0, most=1000):
+    """Minimum wall time of at least `repeats` whole fits, more (up to `most`) until they add up
+    to `least` seconds (as peers.time_peer: a millisecond fit's first calls time Python's
+    warm-up), after one untimed fit that compiles."""
     X, y = workload.data(dtype)
     fit = workload.fit_args(features)
     workload.network(backend, dtype, features=features).fit(X, y, **dict(fit, epochs=1))
-    best = float("inf")
-    for _ in range(repeats):
+    best, spent, fits = float("inf"), 0.0, 0
+    while fits < repeats or (spent < least and fits < most):
         net = workload.network(backend, dtype, features=features)
         t0 = time.perf_counter()
         net.fit(X, y, **fit)
-        best = min(best, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        best, spent, fits = min(best, took), spent + took, fits + 1
     return best
 
 

@@ -19,7 +19,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", default=list(WORKLOADS), help="workloads (default: all)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="warm fits per backend, at least (default 3)")
+    p.add_argument("--least", type=float, default=1.0,
+                   help="seconds of timed fits per backend, at least: short fits repeat until then (default 1)")
     p.add_argument("--backends", default="numpy,cpu")
     p.add_argument("--features", action="store_true",
                    help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer")
@@ -32,7 +34,8 @@ def main(argv=None):
     limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any kernel
     print(f"{args.dtype} GEMM limit (NumPy's BLAS on a 2048-cube, measured first in this run): {limit:.0f} GFLOP/s"
           + ("" if limit_others is None else f" (others {limit_others:.2f}{'*' if limit_others >= BUSY else ''})"))
-    print(f"dtype {args.dtype}, minimum of {args.repeats} warm fits, {numba.get_num_threads()} threads"
+    print(f"dtype {args.dtype}, minimum of at least {args.repeats} warm fits (and {args.least:g} s of them), "
+          f"{numba.get_num_threads()} threads"
           + (", Adam + dropout + batch norm" if args.features else ", plain SGD"))
     head = f"{'workload':9s} {'GFLOP':>7s}" + "".join(f" {b + ' s':>10s}" for b in backends)
     both = "numpy" in backends and "cpu" in backends
@@ -41,7 +44,7 @@ def main(argv=None):
     for name in args.names:
         w = WORKLOADS[name]
         watch.restart()
-        times = {b: time_fit(w, b, args.dtype, args.repeats, args.features) for b in backends}
+        times = {b: time_fit(w, b, args.dtype, args.repeats, args.features, args.least) for b in backends}
         line = f"{name:9s} {w.gflop:7.2f}" + "".join(f" {times[b]:10.4f}" for b in backends)
         if both:
             gflops = w.gflop / times["cpu"]
