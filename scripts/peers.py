@@ -7,8 +7,8 @@ Each peer trains from fastbp's initial weights on fastbp's epoch orders (scikit-
 own), plain SGD at lr 0.1; compilation is excluded (each peer fits once before it is timed); the
 time is the minimum of at least --repeats warm fits, more for short fits (until they add up to
 --least seconds: the first few calls of a millisecond fit time Python's warm-up), and the training
-accuracy stands beside it so that a fast wrong answer shows. Peers whose package is missing are skipped with a note
-(pip install 'fastbp[peers]').
+accuracy stands beside it so that a fast wrong answer shows. Peers whose package is missing are
+skipped with a note (pip install 'fastbp[peers]').
 
     python scripts/peers.py                          # every workload, every peer installed
     python scripts/peers.py digits mid --repeats 5
@@ -100,8 +100,8 @@ def main(argv=None):
     print(" ".join(["command: python scripts/peers.py"] + (argv if argv is not None else sys.argv[1:])))
     limit, limit_others = limits([args.dtype])[args.dtype]   # first, before any peer's threads
     print(f"{args.dtype} GEMM limit (NumPy's BLAS, 2048-cube, measured first): {limit:.0f} GFLOP/s")
-    print(f"warm fits, minimum of at least {args.repeats} (and {args.least:g} s of fits); seconds (training accuracy); "
-          + ("Adam + dropout 0.2 + batch norm" if args.features else "plain SGD"))
+    print(f"warm fits, minimum of at least {args.repeats} (and {args.least:g} s of fits); seconds (training "
+          "accuracy); " + ("Adam + dropout 0.2 + batch norm" if args.features else "plain SGD"))
     if args.features:
         for peer in [q for q in peers if not getattr(q, "features", False)]:
             print(f"skipped {peer.name}: no batch norm, dropout or Adam here")
@@ -138,8 +138,8 @@ def measure(name, peer, args):
     another's threads, compile caches or interpreter hooks (with JAX and torch.compile loaded in
     the same process, fastbp's seed fit was measurably slower than alone)."""
     cmd = [sys.executable, __file__, name, "--one", name, peer, "--dtype", args.dtype,
-           "--repeats", str(args.repeats), "--least", str(args.least)] + (["--epochs", str(args.epochs)] if args.epochs else []) \
-        + (["--features"] if args.features else [])
+           "--repeats", str(args.repeats), "--least", str(args.least)] \
+        + (["--epochs", str(args.epochs)] if args.epochs else []) + (["--features"] if args.features else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{peer} on {name} failed:\n{out.stderr}")
