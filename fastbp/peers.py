@@ -23,6 +23,7 @@ import numpy as np
 
 from .data import epoch_orders
 from .network import Network, seed_streams
+from .workloads import MAX_FITS, fastest  # noqa: F401 (MAX_FITS: scripts/peers.py's help)
 
 
 @dataclass(frozen=True)
@@ -58,25 +59,18 @@ def problem(workload, dtype="float32", seed=0, features=False):
                    workload.hidden, workload.batch_size, workload.fit_args(features)["lr"], seed, features)
 
 
-MAX_FITS = 1000   # time_peer's most fits, however short
-
-
 def time_peer(peer, p, repeats=3, least=0.0):
     """(minimum wall time of the warm fits, training accuracy after the last) of a peer on
-    problem p: at least `repeats` fits, and more, up to MAX_FITS, until the timed fits add up
-    to `least` seconds. A fit of a millisecond is mostly Python, which the first few calls of
-    an interpreter run slower (Python 3.11 specialises bytecode after some calls), so three
-    such fits time the warm-up, not the fit; a fit of a second or more needs no more than
-    `repeats`. Setting up (compiling) is not timed."""
+    problem p: workloads.fastest's count of fits (at least `repeats`, more until `least`
+    seconds). Setting up (compiling) is not timed."""
     peer.setup(p)
-    best, spent, fits = float("inf"), 0.0, 0
-    while fits < repeats or (spent < least and fits < MAX_FITS):
+
+    def one():
         peer.reset()
         t0 = time.perf_counter()
         peer.fit()
-        took = time.perf_counter() - t0
-        best, spent, fits = min(best, took), spent + took, fits + 1
-    return best, accuracy(peer, p)
+        return time.perf_counter() - t0
+    return fastest(one, repeats, least), accuracy(peer, p)
 
 
 def accuracy(peer, p):

@@ -76,21 +76,34 @@ WORKLOADS = {w.name: w for w in [
 ]}
 
 
-def time_fit(workload, backend, dtype="float32", repeats=3, features=False, least=0.0, most=1000):
-    """Minimum wall time of at least `repeats` whole fits, more (up to `most`) until they add up
-    to `least` seconds (as peers.time_peer: a millisecond fit's first calls time Python's
-    warm-up), after one untimed fit that compiles."""
+MAX_FITS = 1000   # the most fits `fastest` times, however short
+
+
+def fastest(fit, repeats=3, least=0.0, most=MAX_FITS):
+    """The least of the seconds `fit()` returns (one timed fit each, its untimed set-up its own):
+    at least `repeats` calls, and more, up to `most`, until they add up to `least` seconds. A
+    fit of a millisecond is mostly Python, which the first few calls of an interpreter run
+    slower (Python 3.11 specialises bytecode after some calls), so three such fits time the
+    warm-up, not the fit; a fit of a second or more needs no more than `repeats`."""
+    best, spent, fits = float("inf"), 0.0, 0
+    while fits < repeats or (spent < least and fits < most):
+        took = fit()
+        best, spent, fits = min(best, took), spent + took, fits + 1
+    return best
+
+
+def time_fit(workload, backend, dtype="float32", repeats=3, features=False, least=0.0, most=MAX_FITS):
+    """Minimum wall time of whole fits (`fastest`'s count), after one untimed fit that compiles."""
     X, y = workload.data(dtype)
     fit = workload.fit_args(features)
     workload.network(backend, dtype, features=features).fit(X, y, **dict(fit, epochs=1))
-    best, spent, fits = float("inf"), 0.0, 0
-    while fits < repeats or (spent < least and fits < most):
+
+    def one():
         net = workload.network(backend, dtype, features=features)
         t0 = time.perf_counter()
         net.fit(X, y, **fit)
-        took = time.perf_counter() - t0
-        best, spent, fits = min(best, took), spent + took, fits + 1
-    return best
+        return time.perf_counter() - t0
+    return fastest(one, repeats, least, most)
 
 
 def _status_mb(field):
