@@ -4,9 +4,9 @@ A workspace (driver.Workspace) is scratch: every compiled call writes what it re
 before reading it, and leaves nothing in it for the next call. So networks of the same layout
 (the same layer table, dropout and batch-norm flags, dtype, row capacity and kind) can use one
 workspace instead of one each: a fit of a new network then skips making one and, which
-counts for more, starts on memory already in the caches instead of fresh pages. On a network
-as small as the seed's that is a tenth of a whole fit (the README's seed figures). Repeated
-small fits are what scikit-learn's model selection and the peers' timing loops do.
+counts for more, starts on memory already in the caches instead of fresh pages: on a network
+as small as the seed's, a visible part of a whole fit (the README has the measured figures).
+Repeated small fits are what scikit-learn's model selection and the peers' timing loops do.
 
 Only single-threaded calls share them (CpuBackend.workspace), and two such calls never run on
 one workspace at once: a compiled function holds the GIL from its start to its end unless it is
@@ -67,11 +67,6 @@ class SharedWorkspaces:
 
     def __len__(self):
         return len(self._kept)
-
-    def clear(self):
-        with self._lock:
-            self._kept.clear()
-            self._bytes = 0
 
     @staticmethod
     def _key(spec, cap, dtype, training, sparse):
