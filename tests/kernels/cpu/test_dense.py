@@ -35,9 +35,11 @@ def dense_fns(impl):
         def forward(Z, A, W, b, Wt):
             partials = np.full((numba.get_num_threads() - 1) * Z.size, np.nan, Z.dtype)
             dense_k.dense_forward_split(Z, A, W, b, partials)
-            dense_k.add_partials(Z, partials, Z, 0, 0.0, False)
+            dense_k.add_partials(Z, partials, Z, 0, Z.dtype.type(0), False)
         return (forward,
-                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_split(dA, dW, db, dZ, A, W, need, Wt))
+                # Wt flat, as the drivers pass the workspace's (the same compiled kernel)
+                lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_split(dA, dW, db, dZ, A, W, need,
+                                                                                             Wt.reshape(-1)))
     if impl == "blocked":
         return (dense_k.dense_forward_blocked,
                 lambda dA, dW, db, dZ, A, W, need, Wt, At, dZt: dense_k.dense_backward_blocked(dA, dW, db, dZ, A, W, need, At, dZt))
@@ -102,7 +104,7 @@ for dtype in (np.float32, np.float64):
         for split in (False, True):
             dA, dW, db = (np.full(s, np.nan, dtype) for s in [(B, n_in), (n_in, n_out), n_out])
             if split:
-                dense.dense_backward_split(dA, dW, db, dZ, A, W, True, np.empty((n_out, n_in), dtype))
+                dense.dense_backward_split(dA, dW, db, dZ, A, W, True, np.empty(n_out * n_in, dtype))
             else:
                 dense.dw_and_da(dA, dW, db, dZ, A, W, np.empty((n_out, n_in), dtype))
             np.testing.assert_allclose(dA, dZ.astype(np.float64) @ W.T, rtol=1e-4, atol=1e-4)
@@ -112,7 +114,7 @@ for dtype in (np.float32, np.float64):
         b = rng.standard_normal(n_out).astype(dtype)
         dense.dense_forward_split(Z, A, W, b, partials)
         act = np.full((B, n_out), np.nan, dtype)
-        dense.add_partials(Z, partials, act, 3, 0.0, True)   # 3: relu, in the same pass
+        dense.add_partials(Z, partials, act, 3, dtype(0), True)   # 3: relu, in the same pass
         np.testing.assert_allclose(Z, A.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(act, np.maximum(Z, 0))
 print("ok")

@@ -37,7 +37,7 @@ def test_losses(loss, output, scale, dtype):
     np.testing.assert_allclose(value, expect, rtol=tol(dtype)["rtol"])
     dZ = np.full_like(Z, np.nan)
     scratch = np.empty_like(A)
-    loss_k.loss_backward(dZ, scratch, Z, A, Y, SW, code, param, value, ACTIVATIONS[output][0], 0.0)
+    loss_k.loss_backward(dZ, scratch, Z, A, Y, SW, code, param, value, ACTIVATIONS[output][0], dtype(0))
     rdZ = ref.loss_backward(loss, Z, A, Y, dtype(param), expect, output, 0.0, SW)
     assert np.isfinite(dZ).all()
     np.testing.assert_allclose(dZ, rdZ, **tol(dtype))
@@ -64,7 +64,7 @@ def test_poisson_against_the_reference_and_scikit_learn(dtype):
     theirs = np.mean([metrics.mean_poisson_deviance(Y[:, j], A[:, j]) for j in range(m)]) / 2
     np.testing.assert_allclose(unweighted, theirs, rtol=tol(dtype)["rtol"])
     dZ = np.full_like(Z, np.nan)
-    loss_k.loss_backward(dZ, np.empty_like(A), Z, A, Y, SW, code, 0.0, value, ACTIVATIONS["exp"].code, 0.0)
+    loss_k.loss_backward(dZ, np.empty_like(A), Z, A, Y, SW, code, 0.0, value, ACTIVATIONS["exp"].code, dtype(0))
     np.testing.assert_allclose(dZ, (A - Y) * SW[:, None] / (B * m), **tol(dtype))
     np.testing.assert_allclose(dZ, ref.loss_backward("poisson", Z, A, Y, dtype(0), expect, "exp", 0.0, SW),
                                **tol(dtype))
