@@ -98,7 +98,7 @@ def _announced(wrap, dispatcher, what):
     return call
 
 
-_DRIVERS = ("predict_into", "loss_total", "loss_and_gradients", "train_epochs", "penalties")
+_DRIVERS = ("evaluate", "loss_and_gradients", "train_epochs", "penalties")
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,6 +123,10 @@ class CpuBackend:
         self.ranges = spec.weight_ranges
         self.grads = aligned.zeros(spec.n_params, self.dtype)
         self.hp = args.hyper(spec, drop_key)
+        # driver.evaluate's empty halves: the outputs a loss does not keep, the targets a
+        # prediction has not (the same types as the real ones, so both calls run one compile)
+        self._no_outputs = np.empty((0, spec.n_out), self.dtype)
+        self._no_targets = read_only(np.empty((0, spec.n_out), self.dtype))
         self._workspaces = {}
         self._total = None   # the full-batch gradient's sum over blocks (loss_and_gradients)
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
@@ -222,7 +226,8 @@ class CpuBackend:
     def predict(self, params, state, X):
         out = np.empty((X.shape[0], self.spec.n_out), dtype=self.dtype)
         ws = self._eval_ws(X)
-        self._eval_drivers(ws, X).predict_into(out, self._dense(X), self._net(params, state), self.hp, ws)
+        self._eval_drivers(ws, X).evaluate(out, self._dense(X), self._no_targets, self._net(params, state), self.hp,
+                                           ws)
         return out
 
     def loss(self, params, state, X, Y):
@@ -230,7 +235,7 @@ class CpuBackend:
         net = self._net(params, state)
         ws = self._eval_ws(X)
         drv = self._eval_drivers(ws, X)
-        total = drv.loss_total(self._dense(X), read_only(Y), net, self.hp, ws)
+        total = drv.evaluate(self._no_outputs, self._dense(X), read_only(Y), net, self.hp, ws)
         mean = total / loss_divisor(spec.loss_code, X.shape[0], Y.shape[1])
         data_loss = np.sqrt(mean) if spec.loss_code == RMSE else mean
         return float(data_loss + drv.penalties(False, net, self.hp, ws))

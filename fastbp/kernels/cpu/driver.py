@@ -445,23 +445,13 @@ def train_epochs(X, Y, SW, orders, lrs, start, stop, batch_size, counter, net, h
 # ---- evaluation ----
 
 @serial
-def predict_into(out, X, net, hp, ws):
-    """out (n, n_out): the network's output for X (inference mode), in blocks of the workspace."""
-    net, ws, out, X = borrow(net), borrow(ws), borrow(out), borrow(X)
-    L = net.layers.shape[0] - 1
-    cap = ws.xb.shape[0]
-    for start in range(0, X.shape[0], cap):
-        b = min(cap, X.shape[0] - start)
-        copy_rows(ws.xb, X, start, b)
-        sparse_rows(b, None, start, FULL, ws)
-        forward(b, False, False, False, 0, net, hp, ws)
-        copy_rows(out[start:start + b], _block(ws.abuf, ws.a_off, net.layers, L, b, False), 0, b)
-
-
-@serial
-def loss_total(X, Y, net, hp, ws):
-    """Sum of the per-sample losses over X in inference mode (the caller divides)."""
-    net, ws, X, Y = borrow(net), borrow(ws), borrow(X), borrow(Y)
+def evaluate(out, X, Y, net, hp, ws):
+    """Inference mode over X, in blocks of the workspace: the network's output into out
+    (n, n_out) where out has rows, and the sum of the per-sample losses against Y where Y has
+    rows (the caller divides); returns that sum (0 without Y). predict passes no Y and loss no
+    out: one driver for both, so that the forward pass, which each inlines whole, compiles once
+    and not twice."""
+    net, ws, out, X, Y = borrow(net), borrow(ws), borrow(out), borrow(X), borrow(Y)
     layers = net.layers
     L = layers.shape[0] - 1
     cap = ws.xb.shape[0]
@@ -470,14 +460,17 @@ def loss_total(X, Y, net, hp, ws):
         b = min(cap, X.shape[0] - start)
         copy_rows(ws.xb, X, start, b)
         sparse_rows(b, None, start, FULL, ws)
-        copy_rows(ws.yb, Y, start, b)
-        ws.wb[:b] = 1
         forward(b, False, False, False, 0, net, hp, ws)
-        loss_rows(ws.rows[:b], _block(ws.zbuf, ws.z_off, layers, L, b, True),
-                  _block(ws.abuf, ws.a_off, layers, L, b, False), ws.yb[:b], ws.wb[:b], hp.loss_code,
-                  hp.loss_param)
-        for i in range(b):
-            total += ws.rows[i]
+        if out.shape[0] > 0:
+            copy_rows(out[start:start + b], _block(ws.abuf, ws.a_off, layers, L, b, False), 0, b)
+        if Y.shape[0] > 0:
+            copy_rows(ws.yb, Y, start, b)
+            ws.wb[:b] = 1
+            loss_rows(ws.rows[:b], _block(ws.zbuf, ws.z_off, layers, L, b, True),
+                      _block(ws.abuf, ws.a_off, layers, L, b, False), ws.yb[:b], ws.wb[:b], hp.loss_code,
+                      hp.loss_param)
+            for i in range(b):
+                total += ws.rows[i]
     return total
 
 

@@ -152,3 +152,27 @@ def test_the_drivers_built_for_dense_x_serve_sparse_x(monkeypatch):
     with compiled() as names:
         run(sp.csr_matrix(X))
     assert names == []
+
+
+def test_predict_and_loss_run_one_compiled_driver(monkeypatch):
+    """predict and loss are one driver (driver.evaluate), each passing an empty array for the
+    half it does not use: unless those empties have the types of the real arrays, the second
+    call compiles the driver again, and the whole forward pass with it."""
+    import numpy as np
+    from fastbp import Network, config
+    from fastbp.kernels.compile import variant
+    from fastbp.kernels.cpu import driver
+
+    monkeypatch.setattr(config, "SPECIALIZE", True)
+    X, y = problem([4, 9, 3], "softmax", n=30)
+    net = Network([4, 9, 3], seed=1, dtype="float32")
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    P = net.predict(X)
+    loss = net.loss(X, y)
+    ref = Network([4, 9, 3], seed=1, dtype="float32", backend="numpy")
+    ref.set_weights(net.get_weights())
+    np.testing.assert_allclose(P, ref.predict(X), rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(ref.loss(X, y), rel=1e-5)
+    evaluates = {variant(driver.evaluate, **dict(key)) for key in net._backend.variants()}
+    sigs = [s for d in evaluates for s in d.signatures if str(s[0].dtype) == "float32"]
+    assert len(sigs) == 1, sigs

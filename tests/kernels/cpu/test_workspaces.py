@@ -68,7 +68,7 @@ def test_no_driver_releases_the_gil():
     """Sharing rests on single-threaded drivers holding the GIL for the whole call."""
     from fastbp.kernels.compile import variant
     from fastbp.kernels.cpu import distributed, driver
-    entries = [driver.train_epochs, driver.predict_into, driver.loss_total, driver.loss_and_gradients,
+    entries = [driver.train_epochs, driver.evaluate, driver.loss_and_gradients,
                driver.penalties, distributed.train_epochs_mpi]
     for entry in entries:
         for d in (entry, variant(entry, THREADED=False)):
