@@ -369,38 +369,47 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
     touched[:ntouched] (a sparse batch's columns) are updated, each by the thread that owns it in
     sparse.py's kernels; ntouched FUSED: none of them (sgd_step did)."""
     coef = coefficients(code, lr, hyper, t, params.dtype.type)
+    # update_range is written once in each branch below, inside a loop over the ranges it
+    # updates: every call of it is a copy of every optimizer's loops to compile (four copies
+    # took the general build's threaded update_by_owner about twice as long)
     # (each test starts with the switch itself, so that dense variants prune the sparse branches)
     if not THREADED:   # one thread owns all of it: one loop over the vector, and less to compile
-        if not USE_SPARSE or ntouched == FULL:
-            update_range(params, grads, m, v, code, coef, 0, params.shape[0])
-            return
         w, nz = layers[0, W_OFF], layers[0, N_UNITS] * layers[0, PIECES]
-        update_range(params, grads, m, v, code, coef, 0, w)
-        update_range(params, grads, m, v, code, coef, w + layers[0, N_IN] * nz, params.shape[0])
-        update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), 0, 1)
+        parts = 1   # all of it, or (a sparse batch) the first W's rows, then the ranges around it
+        if USE_SPARSE and ntouched != FULL:
+            update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), 0, 1)
+            parts = 2
+        for part in range(parts):
+            i0 = 0 if part == 0 else w + layers[0, N_IN] * nz
+            i1 = w if parts == 2 and part == 0 else params.shape[0]
+            update_range(params, grads, m, v, code, coef, i0, i1)
         return
     threads = thread_count()
     for k in prange(threads):
         for l in range(layers.shape[0]):
             n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
             w = layers[l, W_OFF]
+            rows_only = False
             if USE_SPARSE and l == 0 and ntouched != FULL:
                 update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), k, threads)
-                i0 = i1 = 0
-            elif split_by_inputs(b, view2d(params, w, n_in, nz), partials):
-                r0, r1 = even_part(n_in, k, threads)
-                i0, i1 = w + r0 * nz, w + r1 * nz
-            else:
-                i0, i1 = even_part(n_in * nz, k, threads)
-                i0, i1 = w + i0, w + i1
-            update_range(params, grads, m, v, code, coef, i0, i1)
-            i0, i1 = even_part(nz, k, threads)
-            o = layers[l, B_OFF]
-            update_range(params, grads, m, v, code, coef, o + i0, o + i1)
-            if USE_BATCH_NORM and layers[l, BN]:
-                i0, i1 = even_part(2 * nz, k, threads)
-                o = layers[l, G_OFF]
-                update_range(params, grads, m, v, code, coef, o + i0, o + i1)
+                rows_only = True
+            # this thread's part of W (none where update_rows did it), of the biases, and of
+            # batch norm's gamma and beta
+            for part in range(3 if USE_BATCH_NORM and layers[l, BN] else 2):
+                if part == 0:
+                    if rows_only:
+                        continue
+                    if split_by_inputs(b, view2d(params, w, n_in, nz), partials):
+                        r0, r1 = even_part(n_in, k, threads)
+                        i0, i1 = w + r0 * nz, w + r1 * nz
+                    else:
+                        i0, i1 = even_part(n_in * nz, k, threads)
+                        i0, i1 = w + i0, w + i1
+                else:
+                    o = layers[l, B_OFF] if part == 1 else layers[l, G_OFF]
+                    i0, i1 = even_part(nz * part, k, threads)
+                    i0, i1 = o + i0, o + i1
+                update_range(params, grads, m, v, code, coef, i0, i1)
 
 
 @serial
