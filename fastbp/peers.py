@@ -23,7 +23,7 @@ import numpy as np
 
 from .data import epoch_orders
 from .network import Network, seed_streams
-from .workloads import MAX_FITS, fastest  # noqa: F401 (MAX_FITS: scripts/peers.py's help)
+from .workloads import fastest
 
 
 @dataclass(frozen=True)

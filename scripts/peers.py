@@ -29,7 +29,7 @@ import numpy as np
 from fastbp import peers as P
 from fastbp.bench import limits
 from fastbp.busy import BUSY, Watch
-from fastbp.workloads import WORKLOADS
+from fastbp.workloads import MAX_FITS, WORKLOADS
 
 # --peers names -> the peers' table names
 SHORT = {"lean": "lean NumPy", "numpy": "numpy backend", "jax": "JAX jit + scan",
@@ -64,7 +64,7 @@ def main(argv=None):
                    help="warm fits timed per peer, at least (the minimum is shown; default 3)")
     p.add_argument("--least", type=float, default=1.0,
                    help="seconds of timed fits per peer, at least: short fits repeat until then "
-                        f"(at most {P.MAX_FITS} fits; default 1)")
+                        f"(at most {MAX_FITS} fits; default 1)")
     p.add_argument("--epochs", type=int, help="instead of each workload's own epoch count (quick looks)")
     p.add_argument("--features", action="store_true",
                    help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer, for the peers "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastbp import peers
-from fastbp.workloads import WORKLOADS
+from fastbp.workloads import MAX_FITS, WORKLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +122,7 @@ class _Clock:
     ([0.5, 0.2, 0.9], 3, 0.0, 3, 0.2),          # no budget: exactly `repeats`
     ([2.0, 1.5, 1.0, 0.1], 3, 1.0, 3, 1.0),     # long fits: `repeats` already exceed the budget
     ([0.3, 0.3, 0.3, 0.05, 0.3], 3, 1.0, 5, 0.05),   # short fits: until the timed fits add up to 1 s
-    ([0.0001], 1, 10.0, peers.MAX_FITS, 0.0001),      # but never more than MAX_FITS
+    ([0.0001], 1, 10.0, MAX_FITS, 0.0001),            # but never more than MAX_FITS
 ])
 def test_time_peer_repeats_short_fits_until_they_add_up(monkeypatch, seconds, repeats, least, fits, best):
     clock = _Clock(seconds)
