@@ -93,6 +93,8 @@ SPLIT_MIN_ROWS = 16
 
 # ---- the dense layer's paths (dense.forward_path / backward_path; scripts/crossover.py) ----
 GEMM_MIN_WEIGHTS = 64     # the naive loops below this many weights
+NAIVE_VECTOR_OUTPUTS = 4  # the naive forward loops run over the outputs as vectors from this many, below
+                          # it sum each output in a register (scripts/crossover.py --naive)
 GEMM_NARROW = 16          # gemm_nt forward for layers of fewer outputs than this ...
 GEMM_NARROW_MIN_ROWS = 8  # ... from this many batch rows
 SERIAL_MACS = 512 * 1024  # narrow backward passes of fewer multiply-adds: one thread

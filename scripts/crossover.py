@@ -7,6 +7,7 @@ by side, single-threaded, over layer shapes: the basis of dense.forward_path and
     python scripts/crossover.py --dense
     python scripts/crossover.py --blas     # parallel: blocked kernels vs OpenBLAS (dense.BLAS)
     python scripts/crossover.py --split --batch 64   # parallel steps, layers split by W's rows or not
+    python scripts/crossover.py --naive    # the naive forward loops' two row forms, tiny layers
 
 --split times parallel training steps with config.SPLIT_INPUTS on and off (a compile-time
 setting: each in its own process, FASTBP_SPLIT_INPUTS=1 or 0, run twice in turn).
@@ -24,6 +25,7 @@ import numpy as np
 import fastbp
 from fastbp import config
 from fastbp.kernels import compile
+from fastbp.kernels.cpu.dense import naive_row_axpy, naive_row_sums
 
 
 def step_time(width, batch, dtype, parallel):
@@ -64,6 +66,37 @@ def dense_table(dtype):
         chosen = f"{names[d.forward_path(B, W)]}/{names[d.backward_path(B, W)]}"
         print(f"{f'{B}x{n_in}x{n_out}':>16s} {times[0]:10.2f} {times[1]:8.2f} {times[2]:8.2f} {times[3]:10.2f} "
               f"{times[4]:8.2f} {times[5]:8.2f} {chosen:>15s}")
+
+
+@numba.njit
+def _naive_rows(vector, Z, A, W, b, repeats):
+    for _ in range(repeats):
+        for i in range(A.shape[0]):
+            if vector:
+                naive_row_axpy(Z, A, W, b, i)
+            else:
+                naive_row_sums(Z, A, W, b, i)
+
+
+def naive_table(dtype):
+    """The naive forward kernel's two forms of a row on one thread, over layers of fewer than
+    config.GEMM_MIN_WEIGHTS weights: each output summed in a register, or a vector loop over the
+    outputs. The basis of config.NAIVE_VECTOR_OUTPUTS. Nanoseconds per layer (all its rows)."""
+    from fastbp.bench import best_time
+    rng = np.random.default_rng(0)
+    repeats = 1000
+    print(f"naive forward, one thread, {dtype}, nanoseconds per layer; config.NAIVE_VECTOR_OUTPUTS = "
+          f"{config.NAIVE_VECTOR_OUTPUTS}")
+    print(f"{'rows x in x out':>16s} {'sums':>9s} {'vector':>9s} {'chosen':>8s}")
+    for B, n_in, n_out in [(4, 2, 4), (4, 4, 1), (8, 8, 2), (64, 16, 2), (64, 16, 3), (64, 8, 4), (4, 8, 7),
+                           (64, 8, 7), (4, 2, 5), (64, 8, 5), (4, 2, 6), (64, 8, 6), (4, 2, 8), (64, 7, 8), (64, 5, 12), (64, 3, 16), (4, 1, 40),
+                           (64, 1, 63), (256, 31, 2), (256, 63, 1)]:
+        A, W = rng.standard_normal((B, n_in)).astype(dtype), rng.standard_normal((n_in, n_out)).astype(dtype)
+        b, Z = rng.standard_normal(n_out).astype(dtype), np.empty((B, n_out), dtype)
+        sums, vector = (best_time(lambda v=v: _naive_rows(v, Z, A, W, b, repeats)) / repeats * 1e9
+                        for v in (False, True))
+        chosen = "vector" if n_out >= config.NAIVE_VECTOR_OUTPUTS else "sums"
+        print(f"{f'{B}x{n_in}x{n_out}':>16s} {sums:9.1f} {vector:9.1f} {chosen:>8s}")
 
 
 def blas_table(dtype, threads):
@@ -129,6 +162,7 @@ def main():
     p.add_argument("--dense", action="store_true", help="naive vs blocked dense kernels instead")
     p.add_argument("--blas", action="store_true", help="parallel blocked kernels vs OpenBLAS instead")
     p.add_argument("--split", action="store_true", help="parallel steps with and without the split by inputs")
+    p.add_argument("--naive", action="store_true", help="the naive forward loops' two row forms instead")
     p.add_argument("--parallel-json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.parallel_json:
@@ -138,6 +172,8 @@ def main():
         return split_table(args.batch, args.dtype)
     if args.dense:
         return dense_table(args.dtype)
+    if args.naive:
+        return naive_table(args.dtype)
     if args.blas:
         blas_table(args.dtype, numba.get_num_threads())
         return blas_table(args.dtype, 1)

@@ -336,18 +336,38 @@ def dense_backward_blocked(dA, dW, db, dZ, A, W, need_dA, At, dZt):
         gemm_nt(dA, dZ, W, db, False)
 
 
+@serial
+def naive_row_sums(Z, A, W, b, i):
+    """Row i of Z = A W + b, each output summed in a register: for few outputs, where a vector
+    loop over them costs more than it saves (config.NAIVE_VECTOR_OUTPUTS)."""
+    for j in range(W.shape[1]):
+        s = b[j]
+        for k in range(A.shape[1]):
+            s += A[i, k] * W[k, j]
+        Z[i, j] = s
+
+
+@serial
+def naive_row_axpy(Z, A, W, b, i):
+    """Row i of Z = A W + b as a sum of W's rows scaled by A's, a vector loop over the outputs."""
+    for j in range(W.shape[1]):
+        Z[i, j] = b[j]
+    for k in range(A.shape[1]):
+        a = A[i, k]
+        for j in range(W.shape[1]):
+            Z[i, j] += a * W[k, j]
+
+
 @kernel
 def dense_forward_naive(Z, A, W, b):
-    """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b (n_out,)."""
-    B, n_in = A.shape
-    n_out = W.shape[1]
+    """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b (n_out,). Both row forms add the same
+    terms in the same order."""
+    B = A.shape[0]
     for i in prange(B):
-        for j in range(n_out):
-            Z[i, j] = b[j]
-        for k in range(n_in):
-            a = A[i, k]
-            for j in range(n_out):
-                Z[i, j] += a * W[k, j]
+        if W.shape[1] < config.NAIVE_VECTOR_OUTPUTS:
+            naive_row_sums(Z, A, W, b, i)
+        else:
+            naive_row_axpy(Z, A, W, b, i)
 
 
 @kernel
@@ -359,18 +379,19 @@ def dense_backward_naive(dA, dW, db, dZ, A, W, need_dA):
     B, n_in = A.shape
     n_out = dZ.shape[1]
     zero = dZ.dtype.type(0)
+    # Every sum is kept in a register and stored once: on these tiny layers, vector loops over
+    # n_out that add into memory cost more than the arithmetic (the README's "Tiny layers").
     for k in prange(n_in):          # each thread owns whole rows of dW
         for j in range(n_out):
-            dW[k, j] = zero
-        for i in range(B):
-            a = A[i, k]
-            for j in range(n_out):
-                dW[k, j] += a * dZ[i, j]
+            s = zero
+            for i in range(B):
+                s += A[i, k] * dZ[i, j]
+            dW[k, j] = s
     for j in range(n_out):          # db: a short serial sum over the batch
-        db[j] = zero
-    for i in range(B):
-        for j in range(n_out):
-            db[j] += dZ[i, j]
+        s = zero
+        for i in range(B):
+            s += dZ[i, j]
+        db[j] = s
     if need_dA:
         for i in prange(B):         # each thread owns whole rows of dA
             for k in range(n_in):
