@@ -47,11 +47,11 @@ SIGMOID = ACTIVATIONS["sigmoid"].code
 
 @serial
 def sigmoid_forward(z, p):
+    # 1 / (1 + e) for z >= 0, e / (1 + e) below, with e = exp(-|z|), which cannot overflow. One
+    # exp and a select: branching on z's sign costs a misprediction on every other element.
     one = type(z)(1)
-    if z >= type(z)(0):   # exp of a non-positive argument cannot overflow
-        return one / (one + np.exp(-z))
-    e = np.exp(z)
-    return e / (one + e)
+    e = np.exp(-abs(z))
+    return (one if z >= type(z)(0) else e) / (one + e)
 
 
 @serial
