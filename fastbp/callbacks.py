@@ -36,24 +36,45 @@ class History(Callback):
     """What fit returns: `history` maps each figure to its per-epoch list; `epoch` the indices."""
 
     def __init__(self):
-        self.history = {}
-        self.epoch = []
+        self._history = {}
+        self._epoch = []
+        self._pending = []   # runs of epochs recorded in bulk, made into lists when first read
+
+    @property
+    def history(self):
+        self._flush()
+        return self._history
+
+    @property
+    def epoch(self):
+        self._flush()
+        return self._epoch
 
     def on_epoch_end(self, epoch, logs):
-        self.epoch.append(epoch)
+        self._flush()
+        self._epoch.append(epoch)
         for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
+            self._history.setdefault(key, []).append(value)
 
     def extend(self, epochs, **figures):
-        """Record several epochs at once (lists of equal length per figure)."""
-        self.epoch.extend(epochs)
-        for key, values in figures.items():
-            self.history.setdefault(key, []).extend(values)
+        """Record several epochs at once: `epochs` a range, each figure a NumPy array or list of
+        one value per epoch, which no one writes afterwards: kept as given until read. A fit of a thousand epochs in one compiled
+        call would otherwise spend a tenth of a small network's whole fit making Python floats
+        that nobody may read."""
+        self._pending.append((epochs, figures))
+
+    def _flush(self):
+        for epochs, figures in self._pending:
+            self._epoch.extend(epochs)
+            for key, values in figures.items():
+                self._history.setdefault(key, []).extend(values.tolist() if hasattr(values, "tolist") else values)
+        self._pending.clear()
 
     def truncate(self, n):
         """Keep the first n epochs' records only (an epoch rolled back)."""
-        del self.epoch[n:]
-        for values in self.history.values():
+        self._flush()
+        del self._epoch[n:]
+        for values in self._history.values():
             del values[n:]
 
     def __repr__(self):

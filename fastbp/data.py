@@ -153,15 +153,15 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
     if Y.shape[1] != n_out:
         raise ValueError(f"{name} has {Y.shape[1]} target column(s) but the output layer has {n_out} "
                          f"unit(s)")
-    if output == "sigmoid":
-        values = np.unique(Y)   # (comparisons rather than np.isin, whose set-up dominates small sets)
-        if np.all((values == -1) | (values == 1)) and np.any(values == -1):
+    # comparisons over Y rather than np.unique (a sort) or np.isin, whose set-up dominates small sets
+    if output == "sigmoid" and not np.all((Y == 0) | (Y == 1)):
+        if np.all((Y == -1) | (Y == 1)):
             warnings.warn(f"{name} uses -1/+1 labels; mapping -1 -> 0 for the sigmoid output, whose "
                           f"range is (0, 1)", stacklevel=3)
             Y = (Y > 0)
-        elif not np.all((values == 0) | (values == 1)):
+        else:
             raise ValueError(f"{name} for a sigmoid output must be 0/1 (or -1/+1) labels, got values "
-                             f"{values[:5].tolist()}; for real-valued targets use output='linear'")
+                             f"{np.unique(Y)[:5].tolist()}; for real-valued targets use output='linear'")
     if output == "exp" and np.any(Y < 0):
         raise ValueError(f"{name} for an exp output (Poisson loss) must be non-negative counts or rates, "
                          f"got a minimum of {Y.min():g}; for real-valued targets use output='linear'")

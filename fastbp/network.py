@@ -470,8 +470,7 @@ class Network:
                         break
                     seconds = (time.perf_counter() - t0) / k
                     if k > 1:   # a run of epochs with no Python between them: record it in bulk
-                        history.extend(range(epoch, epoch + k), loss=losses.tolist(), lr=lrs.tolist(),
-                                       time=[seconds] * k)
+                        history.extend(range(epoch, epoch + k), loss=losses, lr=lrs, time=[seconds] * k)
                         opt.samples_seen += n * k
                         epoch += k
                         self.epochs_done = epoch

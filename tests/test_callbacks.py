@@ -24,6 +24,29 @@ def test_callback_sees_logs_and_can_stop():
     assert cb.seen[0][1] == ["loss", "lr", "time", "val_loss", "val_score"]
 
 
+def test_history_recorded_in_bulk_reads_as_lists_per_epoch():
+    """Epochs run in one compiled call are recorded as arrays and read as Keras-style lists of
+    Python numbers, in order across fits, each epoch's loss the one the network computes."""
+    import pickle
+    X, y = problem([3, 4, 2], "softmax", n=20)
+    net = fastbp.Network([3, 4, 2], seed=0)
+    first = net.fit(X, y, epochs=4, lr=0.05)
+    second = net.fit(X, y, epochs=3, lr=0.05)
+    assert first.epoch == [0, 1, 2, 3] and second.epoch == [0, 1, 2]
+    assert set(first.history) == {"loss", "lr", "time"}
+    assert all(type(v) is float for v in first.history["loss"] + first.history["lr"])
+    assert first.history["lr"] == [0.05] * 4
+    # the last recorded loss is the mean loss before the last epoch's updates: below the first
+    assert first.history["loss"][-1] < first.history["loss"][0]
+    copy = pickle.loads(pickle.dumps(second))
+    assert copy.history == second.history and copy.epoch == second.epoch
+    again = fastbp.callbacks.History()
+    again.extend(range(2), loss=np.array([1.0, 2.0]), lr=[0.1, 0.1])
+    again.on_epoch_end(2, {"loss": 3.0, "lr": 0.1})
+    again.truncate(2)
+    assert again.epoch == [0, 1] and again.history == {"loss": [1.0, 2.0], "lr": [0.1, 0.1]}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_early_stopping_stops_and_restores_best(backend):
     """A large lr makes validation loss bounce; training stops `patience` epochs after the best,

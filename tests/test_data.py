@@ -51,3 +51,20 @@ def test_a_classifier_needs_two_classes_wherever_they_are(output, n_out):
             other[where] = (single + 1) % max(n_out, 2)
             data.check_two_classes(data.encode_targets(other, net.spec, np.float64, 50), net.spec)
     data.check_two_classes(np.zeros((5, 2)), fastbp.Network([2, 3, 2], output="linear").spec)   # not a classifier
+
+
+def test_sigmoid_targets_take_0_1_or_plus_minus_1_and_name_what_else_they_got():
+    """0/1 pass as they are; -1/+1 map to 0/1 with a warning; anything else is refused, naming
+    the values."""
+    import warnings
+    from fastbp import data
+    spec = fastbp.Network([2, 3, 2], output="sigmoid").spec
+    y = np.array([[0, 1], [1, 1], [1, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(data.encode_targets(y, spec, np.float32, 3), y)
+        np.testing.assert_array_equal(data.encode_targets(np.ones((3, 2)), spec, np.float32, 3), 1)
+    with pytest.warns(UserWarning, match="-1/\\+1"):
+        np.testing.assert_array_equal(data.encode_targets(2 * y - 1, spec, np.float32, 3), y)
+    with pytest.raises(ValueError, match=r"0/1 \(or -1/\+1\) labels, got values \[-1, 0, 1\]"):
+        data.encode_targets(np.array([[-1, 0], [1, 1], [1, 0]]), spec, np.float32, 3)   # -1 with 0: neither

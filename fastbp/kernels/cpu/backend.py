@@ -118,6 +118,7 @@ class CpuBackend:
     def __init__(self, spec, dtype, drop_key):
         self.spec = spec
         self.dtype = np.dtype(dtype)
+        self._dtype_name = self.dtype.name   # (NumPy computes a dtype's name anew on every read)
         self.layers = np.ascontiguousarray(spec.layers)
         self.layer_f = spec.layer_floats(self.dtype)
         self.ranges = spec.weight_ranges
@@ -166,7 +167,7 @@ class CpuBackend:
         `threaded`), compiled for what they need at up to `key_rows` rows (default `rows`), on X's
         kind (dense or sparse) and, when training, with `optimizer`."""
         key = self.needs(self.threaded(rows, passes, X), key_rows or rows, optimizer, is_sparse(X))
-        return _drivers_for(key, self.dtype.name, optimizer is not None)
+        return _drivers_for(key, self._dtype_name, optimizer is not None)
 
     def workspace(self, cap, training=True, X=None):
         """The workspace for batches of up to `cap` rows of X, reading X if it is sparse. A
