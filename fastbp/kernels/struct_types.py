@@ -23,8 +23,9 @@ def _field_key(value):
     """What Numba's type of `value` depends on, or None where this module does not know."""
     kind = type(value)
     if kind is np.ndarray:
-        flags = value.flags
-        return (value.dtype.str, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable)
+        # the flags as one integer: contiguity, writability and alignment (and more, which only
+        # makes the key finer); a dtype's .str is computed on every read, the dtype hashes fast
+        return (value.dtype, value.ndim, value.flags.num)
     if kind is int:   # int64, or uint64 beyond it
         return (int, _INT64[0] <= value < _INT64[1])
     if kind is float or kind is bool or isinstance(value, np.generic):
