@@ -19,6 +19,7 @@ from collections.abc import Hashable
 from pathlib import Path
 
 import numba
+import numpy as np
 from numba import njit
 from numba.core import caching
 
@@ -144,12 +145,12 @@ def general_built(dtype):
     """Whether `fastbp compile --all` built the general drivers for `dtype` into CACHE_DIR; fits
     then use them rather than compile a variant. Looked up once per process and dtype, not on
     every fit; a build by another process meanwhile serves this one's next start."""
-    return _marker_exists(_general_marker(dtype))
+    return _marker_exists(CACHE_DIR, np.dtype(dtype).char)   # (a dtype's name is worked out on every read)
 
 
 @functools.lru_cache(maxsize=None)
-def _marker_exists(path):
-    return os.path.exists(path)
+def _marker_exists(cache_dir, char):
+    return os.path.exists(_general_marker(np.dtype(char)))
 
 
 def mark_general_built(dtype):

@@ -29,18 +29,18 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     Returns the keyword arguments of compile.variant, in a canonical order (usable as a key):
     only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
     built it)."""
-    layers = spec.layers
+    layers = spec.layers.tolist()   # Python ints: reading NumPy's one by one costs more than this call
     itemsize = np.dtype(dtype).itemsize
     forward, backward = {NAIVE}, {NAIVE}
-    for l in range(1 if sparse else 0, layers.shape[0]):   # a sparse first layer has its own kernels
+    for row in layers[1 if sparse else 0:]:   # a sparse first layer has its own kernels
         # the path rules read only W's shape, size and itemsize
-        shape = (int(layers[l, N_IN]), int(layers[l, N_UNITS] * layers[l, PIECES]))
+        shape = (row[N_IN], row[N_UNITS] * row[PIECES])
         f, b = paths_over(rows, _WeightShape(shape, shape[0] * shape[1], itemsize))
         forward |= f
         backward |= b
     values = dict(
         THREADED=bool(threaded),
-        USED_ACTIVATIONS=tuple(sorted({int(c) for c in layers[:, ACT]})),
+        USED_ACTIVATIONS=tuple(sorted({row[ACT] for row in layers})),
         USED_LOSSES=(int(spec.loss_code),),
         FORWARD_PATHS=tuple(sorted(int(p) for p in forward)),
         BACKWARD_PATHS=tuple(sorted(int(p) for p in backward)),
