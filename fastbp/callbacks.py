@@ -58,9 +58,9 @@ class History(Callback):
 
     def extend(self, epochs, **figures):
         """Record several epochs at once: `epochs` a range, each figure a NumPy array or list of
-        one value per epoch, which no one writes afterwards: kept as given until read. A fit of a thousand epochs in one compiled
-        call would otherwise spend a tenth of a small network's whole fit making Python floats
-        that nobody may read."""
+        one value per epoch, which no one writes afterwards: kept as given until read. A fit of a
+        thousand epochs in one compiled call would otherwise spend a tenth of a small network's
+        whole fit making Python floats that nobody may read."""
         self._pending.append((epochs, figures))
 
     def _flush(self):
@@ -69,6 +69,13 @@ class History(Callback):
             for key, values in figures.items():
                 self._history.setdefault(key, []).extend(values.tolist() if hasattr(values, "tolist") else values)
         self._pending.clear()
+
+    def __setstate__(self, state):
+        # a History pickled by an earlier fastbp holds its lists as `history` and `epoch`
+        if "history" in state:
+            state = dict(state, _history=state["history"], _epoch=state["epoch"], _pending=[])
+            del state["history"], state["epoch"]
+        self.__dict__.update(state)
 
     def truncate(self, n):
         """Keep the first n epochs' records only (an epoch rolled back)."""

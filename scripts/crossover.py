@@ -89,8 +89,8 @@ def naive_table(dtype):
           f"{config.NAIVE_VECTOR_OUTPUTS}")
     print(f"{'rows x in x out':>16s} {'sums':>9s} {'vector':>9s} {'chosen':>8s}")
     for B, n_in, n_out in [(4, 2, 4), (4, 4, 1), (8, 8, 2), (64, 16, 2), (64, 16, 3), (64, 8, 4), (4, 8, 7),
-                           (64, 8, 7), (4, 2, 5), (64, 8, 5), (4, 2, 6), (64, 8, 6), (4, 2, 8), (64, 7, 8), (64, 5, 12), (64, 3, 16), (4, 1, 40),
-                           (64, 1, 63), (256, 31, 2), (256, 63, 1)]:
+                           (64, 8, 7), (4, 2, 5), (64, 8, 5), (4, 2, 6), (64, 8, 6), (4, 2, 8), (64, 7, 8),
+                           (64, 5, 12), (64, 3, 16), (4, 1, 40), (64, 1, 63), (256, 31, 2), (256, 63, 1)]:
         A, W = rng.standard_normal((B, n_in)).astype(dtype), rng.standard_normal((n_in, n_out)).astype(dtype)
         b, Z = rng.standard_normal(n_out).astype(dtype), np.empty((B, n_out), dtype)
         sums, vector = (best_time(lambda v=v: _naive_rows(v, Z, A, W, b, repeats)) / repeats * 1e9

@@ -40,6 +40,9 @@ def test_history_recorded_in_bulk_reads_as_lists_per_epoch():
     assert first.history["loss"][-1] < first.history["loss"][0]
     copy = pickle.loads(pickle.dumps(second))
     assert copy.history == second.history and copy.epoch == second.epoch
+    earlier = fastbp.callbacks.History.__new__(fastbp.callbacks.History)   # as an earlier fastbp pickled it
+    earlier.__setstate__({"history": {"loss": [0.5]}, "epoch": [0]})
+    assert earlier.history == {"loss": [0.5]} and earlier.epoch == [0]
     again = fastbp.callbacks.History()
     again.extend(range(2), loss=np.array([1.0, 2.0]), lr=[0.1, 0.1])
     again.on_epoch_end(2, {"loss": 3.0, "lr": 0.1})
