@@ -145,23 +145,23 @@ def general_built(dtype):
     """Whether `fastbp compile --all` built the general drivers for `dtype` into CACHE_DIR; fits
     then use them rather than compile a variant. Looked up once per process and dtype, not on
     every fit; a build by another process meanwhile serves this one's next start."""
-    return _marker_exists(CACHE_DIR, np.dtype(dtype).char)   # (a dtype's name is worked out on every read)
+    return _marker_exists(CACHE_DIR, np.dtype(dtype))
 
 
 @functools.lru_cache(maxsize=None)
-def _marker_exists(cache_dir, char):
-    return os.path.exists(_general_marker(np.dtype(char)))
+def _marker_exists(cache_dir, dtype):
+    return os.path.exists(_general_marker(cache_dir, dtype))
 
 
 def mark_general_built(dtype):
     os.makedirs(CACHE_DIR, exist_ok=True)
-    with open(_general_marker(dtype), "w") as f:
+    with open(_general_marker(CACHE_DIR, dtype), "w") as f:
         f.write("every branch of the drivers compiled by `fastbp compile --all`\n")
     _marker_exists.cache_clear()
 
 
-def _general_marker(dtype):
-    return os.path.join(CACHE_DIR, f"general-{getattr(dtype, 'name', dtype)}.built")
+def _general_marker(cache_dir, dtype):
+    return os.path.join(cache_dir, f"general-{np.dtype(dtype).name}.built")
 
 
 def _jit(fn, parallel, **options):
