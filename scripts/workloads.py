@@ -76,7 +76,7 @@ def memory_table(args, backends):
             if result is None:
                 print("needs Linux's /proc/self/clear_refs")
                 return 1
-            line += f" {result[0]:14.1f} {result[1]:10.1f} {result[2]:12.1f}"
+            line += f" {result[0]:14.1f} {result[1]:10.1f} {result[2]:12.2f}"
         print(line, flush=True)
     return 0
 

@@ -21,6 +21,8 @@ Biases are added in the same pass. Parallel loops run over outputs no other iter
 A multi-threaded training step cuts the tiled layers by W's rows instead (split_by_inputs and
 the kernels below it), so that each thread keeps its own rows of W from step to step.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import prange
 
@@ -68,13 +70,50 @@ def forward_path(rows, W):
     return BLOCKED
 
 
+WeightShape = namedtuple("WeightShape", ["shape", "size", "itemsize"])   # what the path rules read of W
+
+
+def weight_shape(n_in, n_out, itemsize):
+    """A stand-in for a layer's W that the path rules (forward_path, backward_path, paths_over,
+    scratch_sizes) accept in plain Python, where no array exists yet."""
+    return WeightShape((n_in, n_out), n_in * n_out, itemsize)
+
+
+def _thresholds(W):
+    # the row counts at which forward_path or backward_path may change for W: both rules read
+    # the batch size only in these comparisons
+    return config.GEMM_NARROW_MIN_ROWS, -(-config.BLAS_MIN_MACS // max(W.size, 1))
+
+
 def paths_over(max_rows, W):
     """The paths forward_path and backward_path take for W at every batch size from 1 to
     max_rows: two sets (plain Python, for kernels/cpu/needs.py). Both rules change with the batch
     size only at the row counts they test, so those and the two ends find every path."""
-    thresholds = (config.GEMM_NARROW_MIN_ROWS, -(-config.BLAS_MIN_MACS // max(W.size, 1)))
-    rows = {1, max_rows} | {r for r in thresholds if 1 <= r <= max_rows}
+    rows = {1, max_rows} | {r for r in _thresholds(W) if 1 <= r <= max_rows}
     return {forward_path.py_func(r, W) for r in rows}, {backward_path.py_func(r, W) for r in rows}
+
+
+def _most_rows(rule, path, max_rows, W):
+    # the largest batch size up to max_rows at which `rule` takes `path` for W (0: none): the
+    # rule is constant between its thresholds, so it is max_rows or one below a threshold
+    rows = sorted({max_rows} | {r - 1 for r in _thresholds(W) if 1 <= r - 1 <= max_rows}, reverse=True)
+    return next((r for r in rows if rule.py_func(r, W) == path), 0)
+
+
+def scratch_sizes(max_rows, W, training):
+    """Elements of the scratch the dense kernels take for W's layer over batches of 1 to max_rows
+    rows (plain Python, for driver.workspace): (Wt, At, dZt). Wt holds W^T where the forward pass
+    may take the blocked path, or a training step the tiled one (dw_and_da, its narrow branch
+    and the split all transpose W); At and dZt hold a batch's A^T and dZ^T where a training step
+    may take the blocked path, only for the batch sizes that take it. The naive, tiled-forward
+    and OpenBLAS paths need none (a wide network's batches of 256 take OpenBLAS, and only
+    batches of 5 rows or fewer the blocked path). tests/kernels/cpu/test_driver.py checks the
+    sizes against the compiled rules at every batch size: the kernels write there unchecked."""
+    n_in, n_out = W.shape
+    transposed = (_most_rows(forward_path, BLOCKED, max_rows, W)
+                  or training and _most_rows(backward_path, TILED, max_rows, W))
+    blocked = _most_rows(backward_path, BLOCKED, max_rows, W) if training else 0
+    return W.size if transposed else 0, blocked * n_in, blocked * n_out
 
 
 @serial

@@ -13,7 +13,8 @@ below, allocated once per network and batch size:
   stats          batch-norm layers' batch mean and 1/std, at their S_OFF
   rows           per-sample losses
   partials       scratch for chunked sums (penalty, gradient norm)
-  wt, at, dzt    scratch for the dense kernels' transposes of W, A and dZ
+  wt, at, dzt    scratch for the dense kernels' transposes of W, A and dZ, sized for the paths
+                 the layers take at batches of up to cap rows (dense.scratch_sizes)
   zpart          the partial products of layers a training step splits by inputs (all threads
                  but the first: dense.dense_forward_split)
 
@@ -45,7 +46,7 @@ from ..compile import THREADED, kernel, serial, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split,
-                    dense_forward, dense_forward_split, split_by_inputs)
+                    dense_forward, dense_forward_split, scratch_sizes, split_by_inputs, weight_shape)
 from .losses import batch_loss, loss_backward, loss_rows
 from .optim import coefficients, grad_norm, scale, update_range
 from .sparse import FULL, FUSED, list_touched, sgd_step, sparse_backward, sparse_forward
@@ -90,14 +91,15 @@ def workspace(spec, cap, dtype, training=True, sparse=False):
     # dense.split_by_inputs says no and the step cuts by batch rows
     widest = max((nz[l] for l in dense if n_in[l] * nz[l] * itemsize <= config.GEMM_PANEL_BYTES
                   and n_in[l] * nz[l] >= config.SPLIT_MIN_WEIGHTS), default=0)
-    scratch = lambda v: max((v[l] for l in dense), default=0)   # noqa: E731
+    # the dense kernels' scratch, for the largest layer whose paths use it at these batch sizes
+    needed = [scratch_sizes(cap, weight_shape(n_in[l], nz[l], itemsize), training) for l in dense]
+    wt, at, dzt = (max(column) for column in zip(*needed)) if needed else (0, 0, 0)
     n_sparse = spec.n_in if sparse else 0
     n_x = 0 if sparse else spec.n_in
     sizes = dict(xb=cap * n_x, yb=cap * spec.n_out, wb=cap, zbuf=z_size,
                  hbuf=z_size * grad if any(spec.batch_norm) else 0, abuf=a_size,
                  dbuf=a_size * grad if any(spec.dropout) else 0, dzbuf=z_size * grad, dabuf=a_size * grad,
-                 stats=spec.n_state, rows=cap, wt=scratch([i * z for i, z in zip(n_in, nz)]),
-                 at=cap * scratch(n_in) * grad, dzt=cap * scratch(nz) * grad,
+                 stats=spec.n_state, rows=cap, wt=wt, at=at, dzt=dzt,
                  zpart=min((numba.get_num_threads() - 1) * cap * widest, z_size) * grad, xval=0)
     buf = dict(zip(sizes, aligned.carve(list(sizes.values()), dtype)))
     buf["xb"], buf["yb"] = buf["xb"].reshape(cap, n_x), buf["yb"].reshape(cap, spec.n_out)

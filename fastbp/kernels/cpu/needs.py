@@ -8,17 +8,12 @@ takes, and its kernels that read none of the narrowed switches are shared with e
 variant. Each value here must cover every branch the call can take: a branch a variant lacks is
 skipped, not run (dense paths are the exception: a missing one falls back to the naive loops).
 """
-from collections import namedtuple
-
 import numpy as np
 
 from ... import config
 from ..compile import general_built
 from ...spec import ACT, N_IN, N_UNITS, PIECES
-from .dense import NAIVE, paths_over
-
-
-_WeightShape = namedtuple("_WeightShape", ["shape", "size", "itemsize"])   # what the path rules read of W
+from .dense import NAIVE, paths_over, weight_shape
 
 
 def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
@@ -33,9 +28,7 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     itemsize = np.dtype(dtype).itemsize
     forward, backward = {NAIVE}, {NAIVE}
     for row in layers[1 if sparse else 0:]:   # a sparse first layer has its own kernels
-        # the path rules read only W's shape, size and itemsize
-        shape = (row[N_IN], row[N_UNITS] * row[PIECES])
-        f, b = paths_over(rows, _WeightShape(shape, shape[0] * shape[1], itemsize))
+        f, b = paths_over(rows, weight_shape(row[N_IN], row[N_UNITS] * row[PIECES], itemsize))
         forward |= f
         backward |= b
     values = dict(

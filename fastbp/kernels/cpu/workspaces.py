@@ -72,9 +72,11 @@ class SharedWorkspaces:
     def _key(spec, cap, dtype, training, sparse):
         # everything driver.workspace reads: the layer table (sizes, pieces, flags, offsets),
         # dropout and batch norm, the thread count (zpart's size) and the settings it sizes by
+        # (the dense path rules among them: scratch_sizes)
         return (spec.layers.tobytes(), spec.layers.shape, spec.dropout, spec.batch_norm, spec.n_state,
                 np.dtype(dtype).str, int(cap), bool(training), bool(sparse), numba.get_num_threads(),
-                config.GEMM_PANEL_BYTES, config.SPLIT_MIN_WEIGHTS, config.REDUCE_CHUNKS)
+                config.GEMM_PANEL_BYTES, config.SPLIT_MIN_WEIGHTS, config.REDUCE_CHUNKS, config.GEMM_MIN_WEIGHTS,
+                config.GEMM_NARROW, config.GEMM_NARROW_MIN_ROWS, config.BLAS_MIN_MACS)
 
 
 SHARED = SharedWorkspaces()

@@ -1,5 +1,6 @@
-"""fastbp/kernels/cpu/driver.py: the compiled epoch loop allocates nothing per batch, and gives
-the same training on one thread and on two."""
+"""fastbp/kernels/cpu/driver.py: the compiled epoch loop allocates nothing per batch, gives the
+same training on one thread and on two, and its workspace holds the scratch every dense path
+takes, and no more."""
 import os
 import subprocess
 import sys
@@ -68,3 +69,37 @@ def test_nothing_is_allocated_per_batch():
     for few, many in (counts[:2], counts[2:4]):   # plain, then with every training feature
         assert many == few, f"{many - few} extra allocations for 270 extra batches"
     assert counts[5] == counts[4], f"{counts[5] - counts[4]} extra allocations for 40 extra OpenBLAS-path batches"
+
+
+@pytest.mark.parametrize("sizes, cap", [([784, 1024, 1024, 10], 256), ([784, 1024, 1024, 10], 7),
+                                        ([256, 256, 256, 10], 64), ([64, 512, 3], 32), ([2, 4, 2], 16)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training", [True, False])
+def test_workspace_scratch_holds_what_every_path_takes_at_every_batch_size(sizes, cap, dtype, training):
+    """The dense kernels write their transposes into the workspace's wt, at and dzt unchecked
+    (views without bounds): at every batch size up to cap, the path the compiled rules pick
+    must find room for W^T (the blocked forward pass; a training step's tiled backward pass)
+    and for A^T and dZ^T (a training step's blocked backward pass)."""
+    from fastbp.kernels.cpu import dense, driver
+    ws = driver.workspace(fastbp.Network(sizes, seed=0).spec, cap, dtype, training=training)
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        W = np.empty((n_in, n_out), dtype)
+        for b in range(1, cap + 1):
+            forward, backward = dense.forward_path(b, W), dense.backward_path(b, W)
+            if forward == dense.BLOCKED or training and backward == dense.TILED:
+                assert ws.wt.size >= W.size, (n_in, n_out, b)
+            if training and backward == dense.BLOCKED:
+                assert ws.at.size >= b * n_in and ws.dzt.size >= b * n_out, (n_in, n_out, b)
+
+
+def test_workspace_holds_no_scratch_for_paths_its_layers_never_take():
+    """A wide network's batches of 256 take OpenBLAS, which transposes nothing; only batches of a
+    few rows take the blocked path: A^T and dZ^T are sized for those (2 MB less in float32)."""
+    from fastbp.kernels import blas_library
+    from fastbp.kernels.cpu import driver
+    if not blas_library.FOUND:
+        pytest.skip("no OpenBLAS found: the wide layers take the blocked path at every batch size")
+    ws = driver.workspace(fastbp.Network([784, 1024, 1024, 10], seed=0).spec, 256, np.float32)
+    assert 0 < ws.at.size < 16 * 1024 and 0 < ws.dzt.size < 16 * 1024
+    tiny = driver.workspace(fastbp.Network([2, 4, 2], seed=0).spec, 16, np.float32)
+    assert tiny.wt.size == tiny.at.size == tiny.dzt.size == 0   # the naive loops only
