@@ -25,17 +25,20 @@ from ..compile import kernel, serial
 
 
 @intrinsic
-def tile_fma(typingctx, C, A, B, i0, j0, K, sa, sp):
-    """C[i0:i0+R, j0:j0+NR] += op(A)[i0:i0+R, :K] @ B[:K, j0:j0+NR], with R = TILE_ROWS and NR
-    = TILE_VECTORS vectors of VECTOR_BYTES; op(A)[i, p] is A's element at flat offset
-    i * sa + p * sp (so one intrinsic serves A and A^T). The caller guarantees the tile lies
-    inside C and that rows of B and C are contiguous."""
+def tile_fma(typingctx, C, A, B, bias, has_bias, i0, j0, K, sa, sp):
+    """C[i0:i0+R, j0:j0+NR] = op(A)[i0:i0+R, :K] @ B[:K, j0:j0+NR] (+ bias[j0:j0+NR] on every
+    row when has_bias), with R = TILE_ROWS and NR = TILE_VECTORS vectors of VECTOR_BYTES;
+    op(A)[i, p] is A's element at flat offset i * sa + p * sp (so one intrinsic serves A and
+    A^T). The accumulators start from the bias or zero, never from C: C is only written, so the
+    caller fills nothing beforehand (a fill, then a load of what it wrote, cost a memset per
+    product). The caller guarantees the tile lies inside C and that rows of B and C and the
+    bias are contiguous."""
     rows, nvec = config.TILE_ROWS, config.TILE_VECTORS
     fused = "contract" in config.FASTMATH   # FASTBP_FASTMATH=0: separate multiply and add
 
     def codegen(context, builder, sig, args):
-        c, a, b, i0, j0, K, sa, sp = args
-        ct, at, bt = sig.args[:3]
+        c, a, b, bias, has_bias, i0, j0, K, sa, sp = args
+        ct, at, bt, biast = sig.args[:4]
         elt = context.get_value_type(ct.dtype)
         size = context.get_abi_sizeof(elt)
         width = config.VECTOR_BYTES // size
@@ -57,15 +60,27 @@ def tile_fma(typingctx, C, A, B, i0, j0, K, sa, sp):
         def at_(ptr, offset):
             return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
 
-        # accumulators start from C (which the caller filled with the bias or zero); allocas
-        # in the entry block, which LLVM promotes to registers
+        # accumulators start from the bias or zero (allocas in the entry block, which LLVM
+        # promotes to registers)
+        biasarr = context.make_array(biast)(context, builder, bias)
+        with_bias = context.cast(builder, has_bias, sig.args[4], types.boolean)
+        start = [cgutils.alloca_once(builder, vec) for _ in range(nvec)]
+        with builder.if_else(with_bias) as (then, otherwise):
+            with then:
+                for v in range(nvec):
+                    builder.store(builder.load(at_(biasarr.data, builder.add(j0, const(v * width))), align=size),
+                                  start[v])
+            with otherwise:
+                for v in range(nvec):
+                    builder.store(lir.Constant(vec, None), start[v])
+        first = [builder.load(slot) for slot in start]
         acc = []
         for r in range(rows):
             row = builder.mul(builder.add(i0, const(r)), ldc)
             for v in range(nvec):
                 offset = builder.add(row, builder.add(j0, const(v * width)))
                 slot = cgutils.alloca_once(builder, vec)
-                builder.store(builder.load(at_(carr.data, offset), align=size), slot)
+                builder.store(first[v], slot)
                 acc.append((slot, offset))
         zeros = lir.Constant(lir.VectorType(lir.IntType(32), width), [0] * width)
         with cgutils.for_range(builder, K) as loop:
@@ -88,7 +103,7 @@ def tile_fma(typingctx, C, A, B, i0, j0, K, sa, sp):
             builder.store(builder.load(slot), at_(carr.data, offset), align=size)
         return context.get_dummy_value()
 
-    return types.void(C, A, B, types.intp, types.intp, types.intp, types.intp, types.intp), codegen
+    return types.void(C, A, B, bias, has_bias, types.intp, types.intp, types.intp, types.intp, types.intp), codegen
 
 
 @intrinsic
@@ -196,21 +211,22 @@ def _axpy_rows(C, A, B, a_trans, i0, i1, j0, j1):
 
 @serial
 def block_product(C, A, B, bias, has_bias, a_trans, i0, i1, j0, j1):
-    """C[i0:i1, j0:j1] = op(A)[i0:i1] B[:, j0:j1] (+ bias): filled with the bias, then tile_fma
-    on every whole tile, then the columns right of the tiles and the rows below them."""
+    """C[i0:i1, j0:j1] = op(A)[i0:i1] B[:, j0:j1] (+ bias): tile_fma on every whole tile, then
+    the columns right of the tiles and the rows below them, filled with the bias first."""
     zero = C.dtype.type(0)
     item = C.itemsize
     R, NR = config.TILE_ROWS, tile_columns(C)
-    for i in range(i0, i1):
-        c = C[i, j0:j1]
-        for j in range(j1 - j0):
-            c[j] = bias[j0 + j] if has_bias else zero
     i_end = i0 + (i1 - i0) // R * R
     j_end = j0 + (j1 - j0) // NR * NR
+    for i in range(i0, i1):   # the edges only: the tiles start from the bias themselves
+        lo = j_end if i < i_end else j0
+        c = C[i, lo:j1]
+        for j in range(j1 - lo):
+            c[j] = bias[lo + j] if has_bias else zero
     sa, sp = (A.strides[1] // item, A.strides[0] // item) if a_trans else (A.strides[0] // item, A.strides[1] // item)
     for r in range(i0, i_end, R):
         for c0 in range(j0, j_end, NR):
-            tile_fma(C, A, B, r, c0, B.shape[0], sa, sp)
+            tile_fma(C, A, B, bias, has_bias, r, c0, B.shape[0], sa, sp)
     if j_end < j1:
         _axpy_rows(C, A, B, a_trans, i0, i_end, j_end, j1)
     if i_end < i1:
