@@ -33,7 +33,7 @@ from .activations import activate_rows
 from .blas import gemm_blas
 from .gemm_nt import gemm_nt
 from .threads import even_part, thread_count
-from .tiles import block_product, gemm_tiled, tile_columns, transpose, transpose_rows
+from .tiles import block_product, gemm_tiled, row_product, tile_columns, transpose, transpose_narrow, transpose_rows
 from .views import view2d
 
 
@@ -231,14 +231,10 @@ def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
 def narrow_backward_serial(dA, dW, db, dZ, A, W, Wt):
     """dense_backward_tiled's narrow branch on the calling thread."""
     n_in, n_out = W.shape
-    rows = dZ.shape[0]
-    w = config.VECTOR_BYTES // W.itemsize
-    for ib in range((n_in + w - 1) // w):
-        transpose_rows(Wt, W, ib)
-    block_product(dA, dZ, Wt, db, False, False, 0, rows, 0, n_in)
-    block_product(Wt, dZ, A, db, False, True, 0, n_out, 0, n_in)
-    for ib in range((n_out + w - 1) // w):
-        transpose_rows(dW, Wt, ib)
+    transpose_narrow(Wt, W, False)
+    block_product(dA, dZ, Wt, db, False, False, 0, dZ.shape[0], 0, n_in)
+    row_product(Wt, dZ, A, True)        # dW^T: n_out rows, fewer than a tile
+    transpose_narrow(Wt, dW, True)
     _column_sums_of(db, dZ, 0, n_out)
 
 

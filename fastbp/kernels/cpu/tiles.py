@@ -24,16 +24,17 @@ from ... import config
 from ..compile import kernel, serial
 
 
-@intrinsic
-def tile_fma(typingctx, C, A, B, bias, has_bias, i0, j0, K, sa, sp):
-    """C[i0:i0+R, j0:j0+NR] = op(A)[i0:i0+R, :K] @ B[:K, j0:j0+NR] (+ bias[j0:j0+NR] on every
-    row when has_bias), with R = TILE_ROWS and NR = TILE_VECTORS vectors of VECTOR_BYTES;
-    op(A)[i, p] is A's element at flat offset i * sa + p * sp (so one intrinsic serves A and
-    A^T). The accumulators start from the bias or zero, never from C: C is only written, so the
-    caller fills nothing beforehand (a fill, then a load of what it wrote, cost a memset per
-    product). The caller guarantees the tile lies inside C and that rows of B and C and the
-    bias are contiguous."""
-    rows, nvec = config.TILE_ROWS, config.TILE_VECTORS
+def _tile_of(name, rows_of):
+    """The tile micro-kernel `name` (tile_fma, row_fma) of rows_of() rows, read when a kernel
+    using it is typed (as config is)."""
+    def tile(typingctx, C, A, B, bias, has_bias, i0, j0, K, sa, sp):
+        return _tile_codegen(rows_of(), C, A, B, bias, has_bias)
+    tile.__name__ = tile.__qualname__ = name
+    return intrinsic(tile)
+
+
+def _tile_codegen(rows, C, A, B, bias, has_bias):
+    nvec = config.TILE_VECTORS
     fused = "contract" in config.FASTMATH   # FASTBP_FASTMATH=0: separate multiply and add
 
     def codegen(context, builder, sig, args):
@@ -104,6 +105,20 @@ def tile_fma(typingctx, C, A, B, bias, has_bias, i0, j0, K, sa, sp):
         return context.get_dummy_value()
 
     return types.void(C, A, B, bias, has_bias, types.intp, types.intp, types.intp, types.intp, types.intp), codegen
+
+
+# tile_fma(C, A, B, bias, has_bias, i0, j0, K, sa, sp): C[i0:i0+R, j0:j0+NR] = op(A)[i0:i0+R, :K]
+# @ B[:K, j0:j0+NR] (+ bias[j0:j0+NR] on every row when has_bias), with R = TILE_ROWS and NR =
+# TILE_VECTORS vectors of VECTOR_BYTES; op(A)[i, p] is A's element at flat offset i * sa + p * sp
+# (so one intrinsic serves A and A^T). The accumulators start from the bias or zero, never from
+# C: C is only written, so the caller fills nothing beforehand (a fill, then a load of what it
+# wrote, cost a memset per product). The caller guarantees the tile lies inside C and that rows
+# of B and C and the bias are contiguous.
+tile_fma = _tile_of("tile_fma", lambda: config.TILE_ROWS)
+# row_fma: the same for one row of C (R = 1), for products of fewer rows than a tile
+# (row_product); its TILE_VECTORS chains of multiply-adds are fewer than the FMA units can
+# overlap, but they stay in registers where block_product's edge loops add into memory
+row_fma = _tile_of("row_fma", lambda: 1)
 
 
 @intrinsic
@@ -182,6 +197,99 @@ def transpose(T, M):
         transpose_rows(T, M, ib)
 
 
+def _narrow_shuffle(n, to_narrow):
+    """The intrinsic that moves one block of w rows (w the elements in a vector of
+    VECTOR_BYTES) between a narrow matrix of n columns and its transpose: gather (to_narrow
+    False): T[:, i0:i0+w] = M[i0:i0+w, :]^T; scatter (to_narrow True): M[i0:i0+w, :] =
+    T[:, i0:i0+w]^T. M's block is n * w contiguous elements (n vectors); one shuffle of all n
+    vectors per output vector. The element loops took 0.8 ns an element, more than the
+    product the transposes serve (an output layer of 2 units' backward pass)."""
+    def shuffle_block(typingctx, T, M, i0):
+        def codegen(context, builder, sig, args):
+            t, m, i0 = args
+            tt, mt = sig.args[:2]
+            elt = context.get_value_type(tt.dtype)
+            size = context.get_abi_sizeof(elt)
+            w = config.VECTOR_BYTES // size
+            vec = lir.VectorType(elt, w)
+            i64, i32 = lir.IntType(64), lir.IntType(32)
+            tarr = context.make_array(tt)(context, builder, t)
+            marr = context.make_array(mt)(context, builder, m)
+            ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
+
+            def ptr(data, offset):
+                return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
+
+            def t_row(j):
+                return ptr(tarr.data, builder.add(builder.mul(lir.Constant(i64, j), ldt), i0))
+
+            def m_part(k):
+                return ptr(marr.data, builder.add(builder.mul(i0, lir.Constant(i64, n)), lir.Constant(i64, k * w)))
+
+            def concat(parts):   # one vector of all parts, padded with zeros to a power of two
+                while len(parts) > 1:
+                    if len(parts) % 2:
+                        parts = parts + [lir.Constant(parts[0].type, None)]
+                    width = parts[0].type.count
+                    both = lir.Constant(lir.VectorType(i32, 2 * width), list(range(2 * width)))
+                    parts = [builder.shuffle_vector(parts[k], parts[k + 1], both) for k in range(0, len(parts), 2)]
+                return parts[0]
+
+            def pick(whole, sources):
+                mask = lir.Constant(lir.VectorType(i32, w), sources)
+                return builder.shuffle_vector(whole, lir.Constant(whole.type, None), mask)
+
+            if to_narrow:   # element (r, j) of M's block from T's row j
+                whole = concat([builder.load(t_row(j), align=size) for j in range(n)])
+                for k in range(n):
+                    flat = [k * w + e for e in range(w)]
+                    builder.store(pick(whole, [(f % n) * w + f // n for f in flat]), m_part(k), align=size)
+            else:           # T's row j from elements (r, j) of M's block
+                whole = concat([builder.load(m_part(k), align=size) for k in range(n)])
+                for j in range(n):
+                    builder.store(pick(whole, [r * n + j for r in range(w)]), t_row(j), align=size)
+            return context.get_dummy_value()
+
+        return types.void(T, M, types.intp), codegen
+    shuffle_block.__name__ = shuffle_block.__qualname__ = "%s_narrow_%d" % ("scatter" if to_narrow else "gather", n)
+    return intrinsic(shuffle_block)
+
+
+_gather_2, _gather_3, _gather_4 = (_narrow_shuffle(n, False) for n in (2, 3, 4))
+_scatter_2, _scatter_3, _scatter_4 = (_narrow_shuffle(n, True) for n in (2, 3, 4))
+NARROW_SHUFFLED = 4   # the most columns transpose_narrow shuffles; wider ones go element by element
+
+
+@serial
+def transpose_narrow(T, M, to_narrow):
+    """T (n, m) = M (m, n)^T, or (to_narrow) M = T^T, for a narrow M with contiguous rows (up to
+    NARROW_SHUFFLED columns by whole vectors, the rows left over and wider M by elements)."""
+    m, n = M.shape
+    w = config.VECTOR_BYTES // M.itemsize
+    done = 0
+    if 2 <= n <= NARROW_SHUFFLED and M.strides[0] == n * M.itemsize:
+        done = m - m % w
+        for i0 in range(0, done, w):
+            if n == 2 and to_narrow:
+                _scatter_2(T, M, i0)
+            elif n == 2:
+                _gather_2(T, M, i0)
+            elif n == 3 and to_narrow:
+                _scatter_3(T, M, i0)
+            elif n == 3:
+                _gather_3(T, M, i0)
+            elif to_narrow:
+                _scatter_4(T, M, i0)
+            else:
+                _gather_4(T, M, i0)
+    for j in range(n):
+        for i in range(done, m):
+            if to_narrow:
+                M[i, j] = T[j, i]
+            else:
+                T[j, i] = M[i, j]
+
+
 @serial
 def _op(A, i, p, trans):
     """Element (i, p) of op(A): A[p, i] when trans, else A[i, p]."""
@@ -231,6 +339,27 @@ def block_product(C, A, B, bias, has_bias, a_trans, i0, i1, j0, j1):
         _axpy_rows(C, A, B, a_trans, i0, i_end, j_end, j1)
     if i_end < i1:
         _axpy_rows(C, A, B, a_trans, i_end, i1, j0, j1)
+
+
+@serial
+def row_product(C, A, B, a_trans):
+    """C = op(A) B for a C of fewer rows than a tile, one row of whole tiles at a time
+    (row_fma), then the columns right of them: block_product would leave every row to its edge
+    loops, which add into memory."""
+    zero = C.dtype.type(0)
+    item = C.itemsize
+    m, n = C.shape
+    NR = tile_columns(C)
+    j_end = n // NR * NR
+    sa, sp = (A.strides[1] // item, A.strides[0] // item) if a_trans else (A.strides[0] // item, A.strides[1] // item)
+    for i in range(m):
+        for c0 in range(0, j_end, NR):
+            row_fma(C, A, B, B[0], False, i, c0, B.shape[0], sa, sp)
+        c = C[i, j_end:n]
+        for j in range(n - j_end):
+            c[j] = zero
+    if j_end < n:
+        _axpy_rows(C, A, B, a_trans, 0, m, j_end, n)
 
 
 @kernel

@@ -53,6 +53,40 @@ def test_transpose(m, n, dtype):
         np.testing.assert_array_equal(T, M.T)
 
 
+@pytest.mark.parametrize("m", [1, 7, 16, 33, 64])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_transpose_narrow_both_ways(m, n, dtype):
+    """The shuffled vector blocks (2 to NARROW_SHUFFLED columns), the rows below them and the
+    element loops (1 column, 5 columns), gathering W^T and scattering back into W; exact. A
+    narrow matrix whose rows are not adjacent (a view of wider rows) takes the element loops."""
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(m * 10 + n)
+    M = rand(rng, (m, n), dtype)
+    wide = rand(rng, (m, n + 3), dtype)
+    for source in (M, wide[:, 1:n + 1]):
+        T = np.full((n, m), np.nan, dtype)
+        tiles.transpose_narrow(T, source, False)
+        np.testing.assert_array_equal(T, source.T)
+        back = np.full((m, n + 3), np.nan, dtype)[:, :n] if source is not M else np.full((m, n), np.nan, dtype)
+        tiles.transpose_narrow(T, back, True)
+        np.testing.assert_array_equal(back, source)
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 7])
+@pytest.mark.parametrize("K,n", [(1, 1), (16, 64), (9, 70), (33, 20)])
+@pytest.mark.parametrize("a_trans", [False, True])
+def test_row_product(m, K, n, a_trans, dtype):
+    """C = op(A) B for fewer rows than a tile: whole row tiles, the columns right of them
+    (70 = 2 tiles and 6 columns in float32), or (20) no whole tile at all."""
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(m + K + n)
+    opA, B = rand(rng, (m, K), dtype), rand(rng, (K, n), dtype)
+    A = np.ascontiguousarray(opA.T) if a_trans else opA
+    C = np.full((m, n), np.nan, dtype)
+    tiles.row_product(C, A, B, a_trans)
+    np.testing.assert_allclose(C, opA.astype(np.float64) @ B, **tol(dtype))
+
+
 TILE_CONFIG_PROBE = r"""
 import numpy as np
 from fastbp import config
@@ -67,6 +101,16 @@ for dtype in (np.float32, np.float64):
     T = np.empty((40, 27), dtype)
     tiles.transpose(T, A)
     np.testing.assert_array_equal(T, A.T)
+    for n in (2, 3, 4):
+        N, T = A[:, :n].copy(), np.empty((n, 27), dtype)
+        tiles.transpose_narrow(T, N, False)
+        np.testing.assert_array_equal(T, N.T)
+        back = np.empty_like(N)
+        tiles.transpose_narrow(T, back, True)
+        np.testing.assert_array_equal(back, N)
+    C = np.empty((3, 70), dtype)
+    tiles.row_product(C, A[:3], B, False)
+    np.testing.assert_allclose(C, A[:3].astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
 print("ok")
 """
 
