@@ -41,16 +41,32 @@ def test_gemm_tiled_into_views_of_wider_rows(dtype):
     assert not big_C[:4].any() and not big_C[21:].any() and not big_C[:, :10].any() and not big_C[:, 86:].any()
 
 
-@pytest.mark.parametrize("m,n", [(1, 1), (3, 5), (16, 16), (17, 33), (64, 256), (130, 300), (300, 70)])
+@pytest.mark.parametrize("m,n", [(1, 1), (3, 5), (16, 16), (17, 33), (64, 256), (130, 300), (300, 70), (37, 3), (300, 2)])
 def test_transpose(m, n, dtype):
     """Vector blocks, the columns right of them and the rows below them; the one-thread path
-    (small) and the parallel one; exact."""
+    (small), the parallel one and narrow matrices (transpose_narrow); exact."""
     from fastbp.kernels.cpu import tiles
     M = rand(np.random.default_rng(m + n), (m, n), dtype)
     for fn in (tiles.transpose, one_thread(tiles.transpose)):
         T = np.full((n, m), np.nan, dtype)
         fn(T, M)
         np.testing.assert_array_equal(T, M.T)
+
+
+@pytest.mark.parametrize("w,lane", [(16, 4), (8, 2), (8, 4), (4, 2)])
+def test_transpose_plan_transposes(w, lane):
+    """The shuffle rounds of every vector shape (AVX-512 and AVX2, float32 and float64), run
+    on labelled elements in NumPy: the last round holds the columns in order, and every mask
+    draws from the two sources only."""
+    from fastbp.kernels.cpu import tiles
+    M = np.arange(w * w).reshape(w, w)
+    rows = list(M)
+    for shuffles in tiles.transpose_plan(w, lane):
+        assert all(len(mask) == w and 0 <= min(mask) and max(mask) < 2 * w for _, _, mask in shuffles)
+        rows = [np.concatenate([rows[a], rows[b]])[mask] for a, b, mask in shuffles]
+    np.testing.assert_array_equal(np.array(rows), M.T)
+    with pytest.raises(ValueError, match="no transpose plan"):
+        tiles.transpose_plan(w, 8)
 
 
 @pytest.mark.parametrize("m", [1, 7, 16, 33, 64])
