@@ -8,6 +8,7 @@ by side, single-threaded, over layer shapes: the basis of dense.forward_path and
     python scripts/crossover.py --blas     # parallel: blocked kernels vs OpenBLAS (dense.BLAS)
     python scripts/crossover.py --split --batch 64   # parallel steps, layers split by W's rows or not
     python scripts/crossover.py --naive    # the naive forward loops' two row forms, tiny layers
+    python scripts/crossover.py --narrow   # output layers' backward pass and the transposes, in ns
 
 --split times parallel training steps with config.SPLIT_INPUTS on and off (a compile-time
 setting: each in its own process, FASTBP_SPLIT_INPUTS=1 or 0, run twice in turn).
@@ -135,6 +136,55 @@ def blas_table(dtype, threads):
               f"{times[2]:8.1f} {times[3]:10.1f} {times[4]:8.1f} {times[5]:8.1f} {chosen:>10s}")
 
 
+@numba.njit
+def _calls(fn, n, args):
+    for _ in range(n):
+        fn(*args)
+
+
+def per_call(fn, args, calls=20000, repeats=7):
+    """Seconds per call of compiled `fn(*args)`, the best of `repeats` loops of `calls` calls
+    made from compiled code: from Python, a call costs about a microsecond, more than the
+    kernels timed here."""
+    _calls(fn, 10, args)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _calls(fn, calls, args)
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+@numba.njit
+def _element_transpose(T, M):
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            T[j, i] = M[i, j]
+
+
+def narrow_table(dtype):
+    """One thread: an output layer's backward pass (dense.narrow_backward_serial) against the
+    naive loops, and the transposes (tiles.transpose) against an element loop, in ns."""
+    from fastbp.kernels.cpu import dense as d, tiles
+    rng = np.random.default_rng(0)
+    f = lambda *s: rng.standard_normal(s).astype(dtype)
+    print(f"one thread, {dtype}, ns per call")
+    print(f"{'rows x in x out':>16s} {'narrow':>8s} {'naive':>8s}")
+    naive = compile.one_thread(d.dense_backward_naive)
+    for B, n_in, n_out in [(16, 64, 1), (16, 64, 2), (16, 64, 4), (32, 128, 10), (16, 64, 20)]:
+        A, W, dZ = f(B, n_in), f(n_in, n_out), f(B, n_out)
+        dA, dW, db, Wt = np.empty_like(A), np.empty_like(W), np.empty(n_out, dtype), np.empty((n_out, n_in), dtype)
+        fast = per_call(d.narrow_backward_serial, (dA, dW, db, dZ, A, W, Wt))
+        slow = per_call(naive, (dA, dW, db, dZ, A, W, True))
+        print(f"{f'{B}x{n_in}x{n_out}':>16s} {fast * 1e9:8.0f} {slow * 1e9:8.0f}")
+    print(f"{'transpose m x n':>16s} {'blocks':>8s} {'elements':>8s}")
+    transpose = compile.one_thread(tiles.transpose)
+    for m, n in [(64, 2), (128, 10), (64, 64), (256, 128)]:
+        M, T = f(m, n), np.empty((n, m), dtype)
+        fast, slow = per_call(transpose, (T, M)), per_call(_element_transpose, (T, M))
+        print(f"{f'{m}x{n}':>16s} {fast * 1e9:8.0f} {slow * 1e9:8.0f}")
+
+
 WIDTHS = (16, 32, 64, 96, 128, 192, 256, 384, 512)
 
 
@@ -163,6 +213,7 @@ def main():
     p.add_argument("--blas", action="store_true", help="parallel blocked kernels vs OpenBLAS instead")
     p.add_argument("--split", action="store_true", help="parallel steps with and without the split by inputs")
     p.add_argument("--naive", action="store_true", help="the naive forward loops' two row forms instead")
+    p.add_argument("--narrow", action="store_true", help="output layers' backward pass and the transposes instead")
     p.add_argument("--parallel-json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.parallel_json:
@@ -174,6 +225,8 @@ def main():
         return dense_table(args.dtype)
     if args.naive:
         return naive_table(args.dtype)
+    if args.narrow:
+        return narrow_table(args.dtype)
     if args.blas:
         blas_table(args.dtype, numba.get_num_threads())
         return blas_table(args.dtype, 1)

@@ -62,9 +62,11 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=3,
                    help="warm fits timed per peer, at least (the minimum is shown; default 3)")
-    p.add_argument("--least", type=float, default=1.0,
+    # 5 s: on a shared 2-CPU machine two threads at times run no faster than one, in spells of
+    # 1-10 s (the README's "mid's two modes"); a threaded peer's three fits could all fall in one
+    p.add_argument("--least", type=float, default=5.0,
                    help="seconds of timed fits per peer, at least: short fits repeat until then "
-                        f"(at most {MAX_FITS} fits; default 1)")
+                        f"(at most {MAX_FITS} fits; default 5)")
     p.add_argument("--epochs", type=int, help="instead of each workload's own epoch count (quick looks)")
     p.add_argument("--features", action="store_true",
                    help="Adam (lr 0.001), dropout 0.2 and batch norm on every hidden layer, for the peers "

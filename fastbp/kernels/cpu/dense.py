@@ -233,7 +233,9 @@ def narrow_backward_serial(dA, dW, db, dZ, A, W, Wt):
     n_in, n_out = W.shape
     transpose_narrow(Wt, W, False)
     block_product(dA, dZ, Wt, db, False, False, 0, dZ.shape[0], 0, n_in)
-    row_product(Wt, dZ, A, True)        # dW^T: n_out rows, fewer than a tile
+    whole = n_out - n_out % config.TILE_ROWS   # dW^T: whole tiles, then the rows below them
+    block_product(Wt, dZ, A, db, False, True, 0, whole, 0, n_in)
+    row_product(Wt, dZ, A, True, whole, n_out)
     transpose_narrow(Wt, dW, True)
     _column_sums_of(db, dZ, 0, n_out)
 

@@ -130,8 +130,8 @@ def transpose_plan(w, lane):
     The first rounds transpose lane x lane blocks inside each 128-bit lane (unpack patterns,
     which stay in their lane); then whole lanes move between vectors (two lanes from each
     source, a lane shuffle). Row-wide interleaving instead (each round mixing elements across
-    lanes, one permute of two sources each) measured 1.3-1.6x slower on AVX-512, with the same
-    number of shuffles (the README's "Transposes")."""
+    lanes, one permute of two sources each) measured slower on AVX-512 with as many shuffles
+    (the README's "Transposes and narrow output layers" has the figures)."""
     if lane not in (2, 4) or w % lane or w // lane not in (2, 4):
         raise ValueError(f"no transpose plan for {w}-element vectors of {lane}-element lanes")
     lanes = w // lane
@@ -223,11 +223,11 @@ def transpose_rows(T, M, ib):
 def transpose(T, M):
     """T (n, m) = M (m, n)^T, in vector blocks (transpose_block); parallel over blocks of rows
     of M, which write disjoint columns of T. Up to config.TRANSPOSE_SERIAL elements (L1-resident),
-    one thread; an M of NARROW_SHUFFLED columns or fewer, by transpose_narrow."""
+    one thread; an M of fewer columns than a vector holds, by transpose_narrow."""
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
     blocks = (m + w - 1) // w
-    if n <= NARROW_SHUFFLED:   # (a narrow layer's W, for the blocked forward pass)
+    if n < w:   # (a narrow layer's W, for the blocked forward pass)
         transpose_narrow(T, M, False)
         return
     if m * n <= config.TRANSPOSE_SERIAL:
@@ -243,8 +243,9 @@ def _narrow_shuffle(n, to_narrow):
     VECTOR_BYTES) between a narrow matrix of n columns and its transpose: gather (to_narrow
     False): T[:, i0:i0+w] = M[i0:i0+w, :]^T; scatter (to_narrow True): M[i0:i0+w, :] =
     T[:, i0:i0+w]^T. M's block is n * w contiguous elements (n vectors); one shuffle of all n
-    vectors per output vector. The element loops took 0.8 ns an element, more than the
-    product the transposes serve (an output layer of 2 units' backward pass)."""
+    vectors per output vector. Element by element, the two transposes of an output layer of 2
+    units took longer than the products they serve (the README's "Transposes and narrow output
+    layers")."""
     def shuffle_block(typingctx, T, M, i0):
         def codegen(context, builder, sig, args):
             t, m, i0 = args
@@ -298,17 +299,124 @@ def _narrow_shuffle(n, to_narrow):
 
 _gather_2, _gather_3, _gather_4 = (_narrow_shuffle(n, False) for n in (2, 3, 4))
 _scatter_2, _scatter_3, _scatter_4 = (_narrow_shuffle(n, True) for n in (2, 3, 4))
-NARROW_SHUFFLED = 4   # the most columns transpose_narrow shuffles; wider ones go element by element
+NARROW_SHUFFLED = 4   # the most columns transpose_narrow shuffles whole vectors of
+
+
+@intrinsic
+def _gather_window(typingctx, T, M, i0, shift):
+    """T[:, i0:i0+w] = M[i0:i0+w, :]^T for an M of n < w columns with contiguous rows: each row
+    loaded as a whole vector from `shift` elements before its start (0, or w - n where a window
+    from the start would read past M's end: the caller keeps every window inside M), the w x w
+    block transposed as transpose_block does, and only the n rows of T that hold M's columns
+    stored (rows `shift` to `shift + n` of the block). Loads only outside the rows it transposes,
+    never stores: threads may gather neighbouring blocks at once."""
+    def codegen(context, builder, sig, args):
+        t, m, i0, shift = args
+        tt, mt = sig.args[:2]
+        elt = context.get_value_type(tt.dtype)
+        size = context.get_abi_sizeof(elt)
+        w = config.VECTOR_BYTES // size
+        vec = lir.VectorType(elt, w)
+        i64, i32 = lir.IntType(64), lir.IntType(32)
+        tarr = context.make_array(tt)(context, builder, t)
+        marr = context.make_array(mt)(context, builder, m)
+        ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
+        n = builder.extract_value(marr.shape, 1)
+
+        def ptr(data, offset):
+            return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
+
+        rows = [builder.load(ptr(marr.data, builder.sub(builder.mul(builder.add(i0, lir.Constant(i64, r)), n), shift)),
+                             align=size) for r in range(w)]
+        for shuffles in transpose_plan(w, 16 // size):
+            rows = [builder.shuffle_vector(rows[a], rows[b], lir.Constant(lir.VectorType(i32, w), mask))
+                    for a, b, mask in shuffles]
+        for c in range(w):   # column c of the window is column c - shift of M
+            col = builder.sub(lir.Constant(i64, c), shift)
+            inside = builder.and_(builder.icmp_signed(">=", col, lir.Constant(i64, 0)), builder.icmp_signed("<", col, n))
+            with builder.if_then(inside):
+                builder.store(rows[c], ptr(tarr.data, builder.add(builder.mul(col, ldt), i0)), align=size)
+        return context.get_dummy_value()
+
+    return types.void(T, M, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _scatter_window(typingctx, T, M, i0, count):
+    """M[i0:i0+count, :] = T[:, i0:i0+w]^T for an M of n < w columns with contiguous rows, T
+    having w columns from i0: the n rows of T and w - n of zeros as a w x w block, transposed as
+    transpose_block does, and each of the first `count` rows of the result stored as a whole
+    vector from the start of its row of M: n elements of the row, then w - n zeros past its end,
+    over the rows after it. The caller writes those rows later (the stores go in order of rows)
+    and keeps every store inside M: only for a thread that alone writes M."""
+    def codegen(context, builder, sig, args):
+        t, m, i0, count = args
+        tt, mt = sig.args[:2]
+        elt = context.get_value_type(tt.dtype)
+        size = context.get_abi_sizeof(elt)
+        w = config.VECTOR_BYTES // size
+        vec = lir.VectorType(elt, w)
+        i64, i32 = lir.IntType(64), lir.IntType(32)
+        tarr = context.make_array(tt)(context, builder, t)
+        marr = context.make_array(mt)(context, builder, m)
+        ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
+        n = builder.extract_value(marr.shape, 1)
+
+        def ptr(data, offset):
+            return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
+
+        rows = []
+        for j in range(w):   # row j of T where it exists, zeros below (selected: no load past T)
+            slot = cgutils.alloca_once_value(builder, lir.Constant(vec, None))
+            with builder.if_then(builder.icmp_signed("<", lir.Constant(i64, j), n)):
+                row = builder.load(ptr(tarr.data, builder.add(builder.mul(lir.Constant(i64, j), ldt), i0)), align=size)
+                builder.store(row, slot)
+            rows.append(builder.load(slot))
+        for shuffles in transpose_plan(w, 16 // size):
+            rows = [builder.shuffle_vector(rows[a], rows[b], lir.Constant(lir.VectorType(i32, w), mask))
+                    for a, b, mask in shuffles]
+        for r in range(w):   # in order of rows: each store's spill is overwritten by the next
+            with builder.if_then(builder.icmp_signed("<", lir.Constant(i64, r), count)):
+                builder.store(rows[r], ptr(marr.data, builder.mul(builder.add(i0, lir.Constant(i64, r)), n)), align=size)
+        return context.get_dummy_value()
+
+    return types.void(T, M, types.intp, types.intp), codegen
 
 
 @serial
 def transpose_narrow(T, M, to_narrow):
-    """T (n, m) = M (m, n)^T, or (to_narrow) M = T^T, for a narrow M with contiguous rows (up to
-    NARROW_SHUFFLED columns by whole vectors, the rows left over and wider M by elements)."""
+    """T (n, m) = M (m, n)^T, or (to_narrow) M = T^T, on the calling thread, for an M of few
+    columns: up to NARROW_SHUFFLED by shuffles of whole vectors; more but fewer than a vector
+    holds, by blocks of w rows (_gather_window, _scatter_window, which writes past the rows it
+    stores, so M = T^T is for a thread that alone writes M); the rows left over, and an M whose
+    rows are not contiguous, by elements; an M of w columns or more by transpose_rows' blocks."""
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
+    if n >= w:   # not narrow: transpose_rows' blocks
+        for ib in range((n + w - 1) // w if to_narrow else (m + w - 1) // w):
+            if to_narrow:
+                transpose_rows(M, T, ib)
+            else:
+                transpose_rows(T, M, ib)
+        return
     done = 0
-    if 2 <= n <= NARROW_SHUFFLED and M.strides[0] == n * M.itemsize:
+    packed = M.strides[0] == n * M.itemsize and M.strides[1] == M.itemsize
+    if NARROW_SHUFFLED < n and packed and to_narrow:
+        # the rows whose whole-vector store stays inside M, in blocks inside T's columns; the
+        # element loops below write the rows after them, over the last stores' spill
+        done = min(max(0, (m * n - w) // n + 1), m - m % w)
+        for i0 in range(0, done, w):
+            _scatter_window(T, M, i0, min(w, done - i0))
+    elif NARROW_SHUFFLED < n and packed:
+        for i0 in range(0, m - m % w, w):
+            if (i0 + w - 1) * n + w <= m * n:   # every window from its row's start stays inside M
+                _gather_window(T, M, i0, 0)
+            elif i0 * n >= w - n:               # ... or every window ending at its row's end does
+                _gather_window(T, M, i0, w - n)
+            else:
+                break
+            done = i0 + w
+    elif 2 <= n <= NARROW_SHUFFLED and packed:
         done = m - m % w
         for i0 in range(0, done, w):
             if n == 2 and to_narrow:
@@ -383,24 +491,24 @@ def block_product(C, A, B, bias, has_bias, a_trans, i0, i1, j0, j1):
 
 
 @serial
-def row_product(C, A, B, a_trans):
-    """C = op(A) B for a C of fewer rows than a tile, one row of whole tiles at a time
+def row_product(C, A, B, a_trans, i0, i1):
+    """C[i0:i1] = op(A)[i0:i1] B for fewer rows than a tile, one row of whole tiles at a time
     (row_fma), then the columns right of them: block_product would leave every row to its edge
     loops, which add into memory."""
     zero = C.dtype.type(0)
     item = C.itemsize
-    m, n = C.shape
+    n = C.shape[1]
     NR = tile_columns(C)
     j_end = n // NR * NR
     sa, sp = (A.strides[1] // item, A.strides[0] // item) if a_trans else (A.strides[0] // item, A.strides[1] // item)
-    for i in range(m):
+    for i in range(i0, i1):
         for c0 in range(0, j_end, NR):
             row_fma(C, A, B, B[0], False, i, c0, B.shape[0], sa, sp)
         c = C[i, j_end:n]
         for j in range(n - j_end):
             c[j] = zero
     if j_end < n:
-        _axpy_rows(C, A, B, a_trans, 0, m, j_end, n)
+        _axpy_rows(C, A, B, a_trans, i0, i1, j_end, n)
 
 
 @kernel

@@ -92,11 +92,11 @@ def test_dispatch_reaches_every_dense_path():
 
 
 @pytest.mark.parametrize("B,n_in,n_out", [(16, 64, 1), (16, 64, 2), (5, 33, 3), (16, 70, 4), (32, 128, 5),
-                                          (17, 33, 9)])
+                                          (17, 33, 9), (32, 128, 10), (16, 64, 20)])
 def test_narrow_backward_serial(B, n_in, n_out, dtype):
     """An output layer's backward pass on the calling thread, for the widths it treats
-    differently (1 column; 2 to 4, shuffled; wider), with and without the rows and columns
-    left over from whole vectors and tiles."""
+    differently (1 column; 2 to 4, shuffled; 5 to a vector, windows; wider, blocks), with and
+    without the rows and columns left over from whole vectors and tiles."""
     rng = np.random.default_rng(B + n_in + n_out)
     A, W, dZ = rand(rng, (B, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, (B, n_out), dtype)
     dA, dW, db = (np.full(s, np.nan, dtype) for s in [(B, n_in), (n_in, n_out), n_out])

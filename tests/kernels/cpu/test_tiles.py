@@ -69,12 +69,15 @@ def test_transpose_plan_transposes(w, lane):
         tiles.transpose_plan(w, 8)
 
 
-@pytest.mark.parametrize("m", [1, 7, 16, 33, 64])
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("m", [1, 7, 16, 33, 64, 128])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 10, 15, 20])
 def test_transpose_narrow_both_ways(m, n, dtype):
-    """The shuffled vector blocks (2 to NARROW_SHUFFLED columns), the rows below them and the
-    element loops (1 column, 5 columns), gathering W^T and scattering back into W; exact. A
-    narrow matrix whose rows are not adjacent (a view of wider rows) takes the element loops."""
+    """Gathering W^T and scattering it back into W, exact: the shuffled vector blocks (2 to
+    NARROW_SHUFFLED columns), the windows (5 to 15 columns: from the rows' starts, and from
+    their ends where a window would pass M's end; 16 rows of 10 float32 columns fit neither),
+    the rows below them, the element loops (1 column; scattering 5 or more) and the blocks of
+    transpose_rows (16 float32 or 8 float64 columns and more). A narrow matrix whose rows are
+    not adjacent (a view of wider rows) takes the element loops."""
     from fastbp.kernels.cpu import tiles
     rng = np.random.default_rng(m * 10 + n)
     M = rand(rng, (m, n), dtype)
@@ -83,24 +86,32 @@ def test_transpose_narrow_both_ways(m, n, dtype):
         T = np.full((n, m), np.nan, dtype)
         tiles.transpose_narrow(T, source, False)
         np.testing.assert_array_equal(T, source.T)
-        back = np.full((m, n + 3), np.nan, dtype)[:, :n] if source is not M else np.full((m, n), np.nan, dtype)
+        # scattered into the front of a longer buffer: nothing past M is written
+        buf = np.full(m * n + 64, np.nan, dtype) if source is M else np.full((m, n + 3), np.nan, dtype)
+        back = buf[:m * n].reshape(m, n) if source is M else buf[:, :n]
         tiles.transpose_narrow(T, back, True)
         np.testing.assert_array_equal(back, source)
+        assert source is not M or np.isnan(buf[m * n:]).all()
 
 
 @pytest.mark.parametrize("m", [1, 2, 5, 7])
 @pytest.mark.parametrize("K,n", [(1, 1), (16, 64), (9, 70), (33, 20)])
 @pytest.mark.parametrize("a_trans", [False, True])
 def test_row_product(m, K, n, a_trans, dtype):
-    """C = op(A) B for fewer rows than a tile: whole row tiles, the columns right of them
-    (70 = 2 tiles and 6 columns in float32), or (20) no whole tile at all."""
+    """C = op(A) B for fewer rows than a tile, all rows or all but the first: whole row tiles,
+    the columns right of them (70 = 2 tiles and 6 columns in float32), or (20) no whole tile."""
     from fastbp.kernels.cpu import tiles
     rng = np.random.default_rng(m + K + n)
     opA, B = rand(rng, (m, K), dtype), rand(rng, (K, n), dtype)
     A = np.ascontiguousarray(opA.T) if a_trans else opA
     C = np.full((m, n), np.nan, dtype)
-    tiles.row_product(C, A, B, a_trans)
-    np.testing.assert_allclose(C, opA.astype(np.float64) @ B, **tol(dtype))
+    tiles.row_product(C, A, B, a_trans, 0, m)
+    expect = opA.astype(np.float64) @ B
+    np.testing.assert_allclose(C, expect, **tol(dtype))
+    part = np.full((m, n), np.nan, dtype)   # rows 1 to m only: row 0 untouched
+    tiles.row_product(part, A, B, a_trans, 1, m)
+    np.testing.assert_allclose(part[1:], expect[1:], **tol(dtype))
+    assert np.isnan(part[0]).all()
 
 
 TILE_CONFIG_PROBE = r"""
@@ -125,7 +136,7 @@ for dtype in (np.float32, np.float64):
         tiles.transpose_narrow(T, back, True)
         np.testing.assert_array_equal(back, N)
     C = np.empty((3, 70), dtype)
-    tiles.row_product(C, A[:3], B, False)
+    tiles.row_product(C, A[:3], B, False, 0, 3)
     np.testing.assert_allclose(C, A[:3].astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
 print("ok")
 """
