@@ -63,7 +63,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3,
                    help="warm fits timed per peer, at least (the minimum is shown; default 3)")
     # 5 s: on a shared 2-CPU machine two threads at times run no faster than one, in spells of
-    # 1-10 s (the README's "mid's two modes"); a threaded peer's three fits could all fall in one
+    # 1-10 s (the README's "Against the peers", on mid); a threaded peer's three fits could all fall in one
     p.add_argument("--least", type=float, default=5.0,
                    help="seconds of timed fits per peer, at least: short fits repeat until then "
                         f"(at most {MAX_FITS} fits; default 5)")
