@@ -15,6 +15,8 @@ packed: B's rows are read where they lie, which suits the small and mid-sized pr
 training step (OpenBLAS spends much of its time at these sizes packing); products whose B
 does not stay in L2 go to gemm_nt or OpenBLAS instead (dense.forward_path).
 """
+from collections import namedtuple
+
 import llvmlite.ir as lir
 from numba import prange, types
 from numba.core import cgutils
@@ -167,6 +169,38 @@ def transpose_plan(w, lane):
     return rounds
 
 
+_Block = namedtuple("_Block", ["size", "w", "vec", "i64", "i32", "tarr", "marr", "ldt"])
+
+
+def _block_of(context, builder, sig, args):
+    """What the block intrinsics (transpose_block, the narrow shuffles, the windows) take from
+    their first two arguments, T and M: the element size, w (elements in a vector of
+    VECTOR_BYTES), the vector type, the integer types, both arrays' structures and T's row
+    stride in elements."""
+    tt, mt = sig.args[:2]
+    elt = context.get_value_type(tt.dtype)
+    size = context.get_abi_sizeof(elt)
+    w = config.VECTOR_BYTES // size
+    i64 = lir.IntType(64)
+    tarr = context.make_array(tt)(context, builder, args[0])
+    marr = context.make_array(mt)(context, builder, args[1])
+    ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
+    return _Block(size, w, lir.VectorType(elt, w), i64, lir.IntType(32), tarr, marr, ldt)
+
+
+def _vector_at(builder, blk, data, offset):
+    """A pointer to the vector at element `offset` of `data`."""
+    return builder.bitcast(builder.gep(data, [offset]), blk.vec.as_pointer())
+
+
+def _transposed(builder, blk, rows):
+    """The w vectors of `rows` transposed as a w x w block (transpose_plan's shuffles)."""
+    for shuffles in transpose_plan(blk.w, 16 // blk.size):
+        rows = [builder.shuffle_vector(rows[a], rows[b], lir.Constant(lir.VectorType(blk.i32, blk.w), mask))
+                for a, b, mask in shuffles]
+    return rows
+
+
 @intrinsic
 def transpose_block(typingctx, T, M, i0, j0):
     """T[j0:j0+w, i0:i0+w] = M[i0:i0+w, j0:j0+w]^T for one w x w block, w the elements in a
@@ -174,29 +208,19 @@ def transpose_block(typingctx, T, M, i0, j0):
     vector stores into T's rows. Element by element, a transpose did one load and one store per
     element, and took longer than the product it serves."""
     def codegen(context, builder, sig, args):
-        t, m, i0, j0 = args
-        tt, mt = sig.args[:2]
-        elt = context.get_value_type(tt.dtype)
-        size = context.get_abi_sizeof(elt)
-        w = config.VECTOR_BYTES // size
-        vec = lir.VectorType(elt, w)
-        i64, i32 = lir.IntType(64), lir.IntType(32)
-        tarr = context.make_array(tt)(context, builder, t)
-        marr = context.make_array(mt)(context, builder, m)
-        ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
-        ldm = builder.sdiv(builder.extract_value(marr.strides, 0), lir.Constant(i64, size))
+        i0, j0 = args[2:]
+        blk = _block_of(context, builder, sig, args)
+        w, size, i64 = blk.w, blk.size, blk.i64
+        ldm = builder.sdiv(builder.extract_value(blk.marr.strides, 0), lir.Constant(i64, size))
 
         def row_ptr(arr, ld, r, c0):
-            offset = builder.add(builder.mul(r, ld), c0)
-            return builder.bitcast(builder.gep(arr.data, [offset]), vec.as_pointer())
+            return _vector_at(builder, blk, arr.data, builder.add(builder.mul(r, ld), c0))
 
-        rows = [builder.load(row_ptr(marr, ldm, builder.add(i0, lir.Constant(i64, r)), j0), align=size)
+        rows = [builder.load(row_ptr(blk.marr, ldm, builder.add(i0, lir.Constant(i64, r)), j0), align=size)
                 for r in range(w)]
-        for shuffles in transpose_plan(w, 16 // size):
-            rows = [builder.shuffle_vector(rows[a], rows[b], lir.Constant(lir.VectorType(i32, w), mask))
-                    for a, b, mask in shuffles]
+        rows = _transposed(builder, blk, rows)
         for c in range(w):
-            builder.store(rows[c], row_ptr(tarr, ldt, builder.add(j0, lir.Constant(i64, c)), i0), align=size)
+            builder.store(rows[c], row_ptr(blk.tarr, blk.ldt, builder.add(j0, lir.Constant(i64, c)), i0), align=size)
         return context.get_dummy_value()
 
     return types.void(T, M, types.intp, types.intp), codegen
@@ -248,25 +272,16 @@ def _narrow_shuffle(n, to_narrow):
     layers")."""
     def shuffle_block(typingctx, T, M, i0):
         def codegen(context, builder, sig, args):
-            t, m, i0 = args
-            tt, mt = sig.args[:2]
-            elt = context.get_value_type(tt.dtype)
-            size = context.get_abi_sizeof(elt)
-            w = config.VECTOR_BYTES // size
-            vec = lir.VectorType(elt, w)
-            i64, i32 = lir.IntType(64), lir.IntType(32)
-            tarr = context.make_array(tt)(context, builder, t)
-            marr = context.make_array(mt)(context, builder, m)
-            ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
-
-            def ptr(data, offset):
-                return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
+            i0 = args[2]
+            blk = _block_of(context, builder, sig, args)
+            w, size, i64, i32 = blk.w, blk.size, blk.i64, blk.i32
 
             def t_row(j):
-                return ptr(tarr.data, builder.add(builder.mul(lir.Constant(i64, j), ldt), i0))
+                return _vector_at(builder, blk, blk.tarr.data, builder.add(builder.mul(lir.Constant(i64, j), blk.ldt), i0))
 
             def m_part(k):
-                return ptr(marr.data, builder.add(builder.mul(i0, lir.Constant(i64, n)), lir.Constant(i64, k * w)))
+                return _vector_at(builder, blk, blk.marr.data,
+                                  builder.add(builder.mul(i0, lir.Constant(i64, n)), lir.Constant(i64, k * w)))
 
             def concat(parts):   # one vector of all parts, padded with zeros to a power of two
                 while len(parts) > 1:
@@ -311,31 +326,20 @@ def _gather_window(typingctx, T, M, i0, shift):
     stored (rows `shift` to `shift + n` of the block). Loads only outside the rows it transposes,
     never stores: threads may gather neighbouring blocks at once."""
     def codegen(context, builder, sig, args):
-        t, m, i0, shift = args
-        tt, mt = sig.args[:2]
-        elt = context.get_value_type(tt.dtype)
-        size = context.get_abi_sizeof(elt)
-        w = config.VECTOR_BYTES // size
-        vec = lir.VectorType(elt, w)
-        i64, i32 = lir.IntType(64), lir.IntType(32)
-        tarr = context.make_array(tt)(context, builder, t)
-        marr = context.make_array(mt)(context, builder, m)
-        ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
-        n = builder.extract_value(marr.shape, 1)
-
-        def ptr(data, offset):
-            return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
-
-        rows = [builder.load(ptr(marr.data, builder.sub(builder.mul(builder.add(i0, lir.Constant(i64, r)), n), shift)),
+        i0, shift = args[2:]
+        blk = _block_of(context, builder, sig, args)
+        w, size, i64 = blk.w, blk.size, blk.i64
+        n = builder.extract_value(blk.marr.shape, 1)
+        rows = [builder.load(_vector_at(builder, blk, blk.marr.data,
+                                        builder.sub(builder.mul(builder.add(i0, lir.Constant(i64, r)), n), shift)),
                              align=size) for r in range(w)]
-        for shuffles in transpose_plan(w, 16 // size):
-            rows = [builder.shuffle_vector(rows[a], rows[b], lir.Constant(lir.VectorType(i32, w), mask))
-                    for a, b, mask in shuffles]
+        rows = _transposed(builder, blk, rows)
         for c in range(w):   # column c of the window is column c - shift of M
             col = builder.sub(lir.Constant(i64, c), shift)
             inside = builder.and_(builder.icmp_signed(">=", col, lir.Constant(i64, 0)), builder.icmp_signed("<", col, n))
             with builder.if_then(inside):
-                builder.store(rows[c], ptr(tarr.data, builder.add(builder.mul(col, ldt), i0)), align=size)
+                builder.store(rows[c], _vector_at(builder, blk, blk.tarr.data, builder.add(builder.mul(col, blk.ldt), i0)),
+                              align=size)
         return context.get_dummy_value()
 
     return types.void(T, M, types.intp, types.intp), codegen
@@ -350,34 +354,22 @@ def _scatter_window(typingctx, T, M, i0, count):
     over the rows after it. The caller writes those rows later (the stores go in order of rows)
     and keeps every store inside M: only for a thread that alone writes M."""
     def codegen(context, builder, sig, args):
-        t, m, i0, count = args
-        tt, mt = sig.args[:2]
-        elt = context.get_value_type(tt.dtype)
-        size = context.get_abi_sizeof(elt)
-        w = config.VECTOR_BYTES // size
-        vec = lir.VectorType(elt, w)
-        i64, i32 = lir.IntType(64), lir.IntType(32)
-        tarr = context.make_array(tt)(context, builder, t)
-        marr = context.make_array(mt)(context, builder, m)
-        ldt = builder.sdiv(builder.extract_value(tarr.strides, 0), lir.Constant(i64, size))
-        n = builder.extract_value(marr.shape, 1)
-
-        def ptr(data, offset):
-            return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
-
+        i0, count = args[2:]
+        blk = _block_of(context, builder, sig, args)
+        w, size, i64 = blk.w, blk.size, blk.i64
+        n = builder.extract_value(blk.marr.shape, 1)
         rows = []
         for j in range(w):   # row j of T where it exists, zeros below (selected: no load past T)
-            slot = cgutils.alloca_once_value(builder, lir.Constant(vec, None))
+            slot = cgutils.alloca_once_value(builder, lir.Constant(blk.vec, None))
             with builder.if_then(builder.icmp_signed("<", lir.Constant(i64, j), n)):
-                row = builder.load(ptr(tarr.data, builder.add(builder.mul(lir.Constant(i64, j), ldt), i0)), align=size)
-                builder.store(row, slot)
+                at = builder.add(builder.mul(lir.Constant(i64, j), blk.ldt), i0)
+                builder.store(builder.load(_vector_at(builder, blk, blk.tarr.data, at), align=size), slot)
             rows.append(builder.load(slot))
-        for shuffles in transpose_plan(w, 16 // size):
-            rows = [builder.shuffle_vector(rows[a], rows[b], lir.Constant(lir.VectorType(i32, w), mask))
-                    for a, b, mask in shuffles]
+        rows = _transposed(builder, blk, rows)
         for r in range(w):   # in order of rows: each store's spill is overwritten by the next
             with builder.if_then(builder.icmp_signed("<", lir.Constant(i64, r), count)):
-                builder.store(rows[r], ptr(marr.data, builder.mul(builder.add(i0, lir.Constant(i64, r)), n)), align=size)
+                at = builder.mul(builder.add(i0, lir.Constant(i64, r)), n)
+                builder.store(rows[r], _vector_at(builder, blk, blk.marr.data, at), align=size)
         return context.get_dummy_value()
 
     return types.void(T, M, types.intp, types.intp), codegen
