@@ -33,7 +33,8 @@ from .activations import activate_rows
 from .blas import gemm_blas
 from .gemm_nt import gemm_nt
 from .threads import even_part, thread_count
-from .tiles import block_product, gemm_tiled, row_product, tile_columns, transpose, transpose_narrow, transpose_rows
+from .tiles import (block_product, gather_narrow, gemm_tiled, row_product, scatter_narrow, tile_columns, transpose,
+                    transpose_rows)
 from .views import view2d
 
 
@@ -231,12 +232,12 @@ def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
 def narrow_backward_serial(dA, dW, db, dZ, A, W, Wt):
     """dense_backward_tiled's narrow branch on the calling thread."""
     n_in, n_out = W.shape
-    transpose_narrow(Wt, W, False)
+    gather_narrow(Wt, W)
     block_product(dA, dZ, Wt, db, False, False, 0, dZ.shape[0], 0, n_in)
     whole = n_out - n_out % config.TILE_ROWS   # dW^T: whole tiles, then the rows below them
     block_product(Wt, dZ, A, db, False, True, 0, whole, 0, n_in)
     row_product(Wt, dZ, A, True, whole, n_out)
-    transpose_narrow(Wt, dW, True)
+    scatter_narrow(dW, Wt)
     _column_sums_of(db, dZ, 0, n_out)
 
 

@@ -247,12 +247,12 @@ def transpose_rows(T, M, ib):
 def transpose(T, M):
     """T (n, m) = M (m, n)^T, in vector blocks (transpose_block); parallel over blocks of rows
     of M, which write disjoint columns of T. Up to config.TRANSPOSE_SERIAL elements (L1-resident),
-    one thread; an M of fewer columns than a vector holds, by transpose_narrow."""
+    one thread; an M of fewer columns than a vector holds, by gather_narrow."""
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
     blocks = (m + w - 1) // w
     if n < w:   # (a narrow layer's W, for the blocked forward pass)
-        transpose_narrow(T, M, False)
+        gather_narrow(T, M)
         return
     if m * n <= config.TRANSPOSE_SERIAL:
         for ib in range(blocks):
@@ -314,7 +314,7 @@ def _narrow_shuffle(n, to_narrow):
 
 _gather_2, _gather_3, _gather_4 = (_narrow_shuffle(n, False) for n in (2, 3, 4))
 _scatter_2, _scatter_3, _scatter_4 = (_narrow_shuffle(n, True) for n in (2, 3, 4))
-NARROW_SHUFFLED = 4   # the most columns transpose_narrow shuffles whole vectors of
+NARROW_SHUFFLED = 4   # the most columns gather_narrow and scatter_narrow shuffle whole vectors of
 
 
 @intrinsic
@@ -376,30 +376,27 @@ def _scatter_window(typingctx, T, M, i0, count):
 
 
 @serial
-def transpose_narrow(T, M, to_narrow):
-    """T (n, m) = M (m, n)^T, or (to_narrow) M = T^T, on the calling thread, for an M of few
-    columns: up to NARROW_SHUFFLED by shuffles of whole vectors; more but fewer than a vector
-    holds, by blocks of w rows (_gather_window, _scatter_window, which writes past the rows it
-    stores, so M = T^T is for a thread that alone writes M); the rows left over, and an M whose
-    rows are not contiguous, by elements; an M of w columns or more by transpose_rows' blocks."""
+def _packed(M):
+    """Whether M's rows lie one after another in memory (a block of rows is whole vectors)."""
+    return M.strides[0] == M.shape[1] * M.itemsize and M.strides[1] == M.itemsize
+
+
+@serial
+def gather_narrow(T, M):
+    """T (n, m) = M (m, n)^T on the calling thread, for an M of few columns: up to
+    NARROW_SHUFFLED by shuffles of whole vectors, more but fewer than a vector holds by windows
+    of w rows (_gather_window), the rows left over and an M whose rows are not adjacent by
+    elements, an M of w columns or more by transpose_rows' blocks. A separate function from
+    scatter_narrow so that each caller compiles only the direction it uses (both in one, with a
+    flag, cost a digits fit seconds of compiling)."""
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
-    if n >= w:   # not narrow: transpose_rows' blocks
-        for ib in range((n + w - 1) // w if to_narrow else (m + w - 1) // w):
-            if to_narrow:
-                transpose_rows(M, T, ib)
-            else:
-                transpose_rows(T, M, ib)
+    if n >= w:
+        for ib in range((m + w - 1) // w):
+            transpose_rows(T, M, ib)
         return
     done = 0
-    packed = M.strides[0] == n * M.itemsize and M.strides[1] == M.itemsize
-    if NARROW_SHUFFLED < n and packed and to_narrow:
-        # the rows whose whole-vector store stays inside M, in blocks inside T's columns; the
-        # element loops below write the rows after them, over the last stores' spill
-        done = min(max(0, (m * n - w) // n + 1), m - m % w)
-        for i0 in range(0, done, w):
-            _scatter_window(T, M, i0, min(w, done - i0))
-    elif NARROW_SHUFFLED < n and packed:
+    if NARROW_SHUFFLED < n and _packed(M):
         for i0 in range(0, m - m % w, w):
             if (i0 + w - 1) * n + w <= m * n:   # every window from its row's start stays inside M
                 _gather_window(T, M, i0, 0)
@@ -408,27 +405,50 @@ def transpose_narrow(T, M, to_narrow):
             else:
                 break
             done = i0 + w
-    elif 2 <= n <= NARROW_SHUFFLED and packed:
+    elif 2 <= n and _packed(M):
         done = m - m % w
         for i0 in range(0, done, w):
-            if n == 2 and to_narrow:
-                _scatter_2(T, M, i0)
-            elif n == 2:
+            if n == 2:
                 _gather_2(T, M, i0)
-            elif n == 3 and to_narrow:
-                _scatter_3(T, M, i0)
             elif n == 3:
                 _gather_3(T, M, i0)
-            elif to_narrow:
-                _scatter_4(T, M, i0)
             else:
                 _gather_4(T, M, i0)
     for j in range(n):
         for i in range(done, m):
-            if to_narrow:
-                M[i, j] = T[j, i]
+            T[j, i] = M[i, j]
+
+
+@serial
+def scatter_narrow(M, T):
+    """M (m, n) = T (n, m)^T on the calling thread, for an M of few columns, as gather_narrow
+    the other way; its windows (_scatter_window) write past the rows they store, so only for a
+    thread that alone writes M."""
+    m, n = M.shape
+    w = config.VECTOR_BYTES // M.itemsize
+    if n >= w:
+        for ib in range((n + w - 1) // w):
+            transpose_rows(M, T, ib)
+        return
+    done = 0
+    if NARROW_SHUFFLED < n and _packed(M):
+        # the rows whose whole-vector store stays inside M, in blocks inside T's columns; the
+        # element loop below writes the rows after them, over the last stores' spill
+        done = min(max(0, (m * n - w) // n + 1), m - m % w)
+        for i0 in range(0, done, w):
+            _scatter_window(T, M, i0, min(w, done - i0))
+    elif 2 <= n and _packed(M):
+        done = m - m % w
+        for i0 in range(0, done, w):
+            if n == 2:
+                _scatter_2(T, M, i0)
+            elif n == 3:
+                _scatter_3(T, M, i0)
             else:
-                T[j, i] = M[i, j]
+                _scatter_4(T, M, i0)
+    for j in range(n):
+        for i in range(done, m):
+            M[i, j] = T[j, i]
 
 
 @serial

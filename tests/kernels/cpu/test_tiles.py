@@ -44,7 +44,7 @@ def test_gemm_tiled_into_views_of_wider_rows(dtype):
 @pytest.mark.parametrize("m,n", [(1, 1), (3, 5), (16, 16), (17, 33), (64, 256), (130, 300), (300, 70), (37, 3), (300, 2)])
 def test_transpose(m, n, dtype):
     """Vector blocks, the columns right of them and the rows below them; the one-thread path
-    (small), the parallel one and narrow matrices (transpose_narrow); exact."""
+    (small), the parallel one and narrow matrices (gather_narrow); exact."""
     from fastbp.kernels.cpu import tiles
     M = rand(np.random.default_rng(m + n), (m, n), dtype)
     for fn in (tiles.transpose, one_thread(tiles.transpose)):
@@ -71,7 +71,7 @@ def test_transpose_plan_transposes(w, lane):
 
 @pytest.mark.parametrize("m", [1, 7, 16, 33, 64, 128])
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 10, 15, 20])
-def test_transpose_narrow_both_ways(m, n, dtype):
+def test_gather_narrow_then_scatter_narrow(m, n, dtype):
     """Gathering W^T and scattering it back into W, exact: the shuffled vector blocks (2 to
     NARROW_SHUFFLED columns), the windows (5 to 15 columns: from the rows' starts, and from
     their ends where a window would pass M's end; 16 rows of 10 float32 columns fit neither),
@@ -84,12 +84,12 @@ def test_transpose_narrow_both_ways(m, n, dtype):
     wide = rand(rng, (m, n + 3), dtype)
     for source in (M, wide[:, 1:n + 1]):
         T = np.full((n, m), np.nan, dtype)
-        tiles.transpose_narrow(T, source, False)
+        tiles.gather_narrow(T, source)
         np.testing.assert_array_equal(T, source.T)
         # scattered into the front of a longer buffer: nothing past M is written
         buf = np.full(m * n + 64, np.nan, dtype) if source is M else np.full((m, n + 3), np.nan, dtype)
         back = buf[:m * n].reshape(m, n) if source is M else buf[:, :n]
-        tiles.transpose_narrow(T, back, True)
+        tiles.scatter_narrow(back, T)
         np.testing.assert_array_equal(back, source)
         assert source is not M or np.isnan(buf[m * n:]).all()
 
@@ -130,10 +130,10 @@ for dtype in (np.float32, np.float64):
     np.testing.assert_array_equal(T, A.T)
     for n in (2, 3, 4):
         N, T = A[:, :n].copy(), np.empty((n, 27), dtype)
-        tiles.transpose_narrow(T, N, False)
+        tiles.gather_narrow(T, N)
         np.testing.assert_array_equal(T, N.T)
         back = np.empty_like(N)
-        tiles.transpose_narrow(T, back, True)
+        tiles.scatter_narrow(back, T)
         np.testing.assert_array_equal(back, N)
     C = np.empty((3, 70), dtype)
     tiles.row_product(C, A[:3], B, False, 0, 3)
