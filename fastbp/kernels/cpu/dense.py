@@ -233,9 +233,13 @@ def narrow_backward_serial(dA, dW, db, dZ, A, W, Wt):
     """dense_backward_tiled's narrow branch on the calling thread."""
     n_in, n_out = W.shape
     gather_narrow(Wt, W)
-    block_product(dA, dZ, Wt, db, False, False, 0, dZ.shape[0], 0, n_in)
     whole = n_out - n_out % config.TILE_ROWS   # dW^T: whole tiles, then the rows below them
-    block_product(Wt, dZ, A, db, False, True, 0, whole, 0, n_in)
+    for k in range(2):   # both products through one block_product: half the code to compile
+        if k == 0:
+            C, B, trans, rows = dA, Wt, False, dZ.shape[0]   # dA = dZ W^T
+        else:
+            C, B, trans, rows = Wt, A, True, whole           # dW^T = dZ^T A
+        block_product(C, dZ, B, db, False, trans, 0, rows, 0, n_in)
     row_product(Wt, dZ, A, True, whole, n_out)
     scatter_narrow(dW, Wt)
     _column_sums_of(db, dZ, 0, n_out)
@@ -252,8 +256,12 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
     threads = thread_count()
     if not THREADED or threads == 1:   # (the twin compiles this branch only)
         transpose(Wt, W)
-        block_product(dA, dZ, Wt, db, False, False, 0, rows, 0, n_in)
-        block_product(dW, A, dZ, db, False, True, 0, n_in, 0, n_out)
+        for k in range(2):   # both products through one block_product: half the code to compile
+            if k == 0:
+                C, X, B, trans, m, n = dA, dZ, Wt, False, rows, n_in    # dA = dZ W^T
+            else:
+                C, X, B, trans, m, n = dW, A, dZ, True, n_in, n_out     # dW = A^T dZ
+            block_product(C, X, B, db, False, trans, 0, m, 0, n)
         _column_sums_of(db, dZ, 0, n_out)
         return
     t_dw = (threads + 1) // 2

@@ -2,11 +2,12 @@
 driver variant that serves it.
 
 The general build of a driver holds every branch any network may take: every activation, loss
-and optimizer, batch norm, dropout, penalties, clipping and every dense path. Compiling all of it
-is most of a first fit's wait. A variant compiled for `needs(...)` holds only what that network
-takes, and its kernels that read none of the narrowed switches are shared with every other
-variant. Each value here must cover every branch the call can take: a branch a variant lacks is
-skipped, not run (dense paths are the exception: a missing one falls back to the naive loops).
+and optimizer, batch norm, dropout, penalties, clipping, every dense path and every narrow
+transpose. Compiling all of it is most of a first fit's wait. A variant compiled for
+`needs(...)` holds only what that network takes, and its kernels that read none of the narrowed
+switches are shared with every other variant. Each value here must cover every branch the call
+can take: a branch a variant lacks is skipped, not run (dense paths and narrow transposes are the
+exceptions: a missing one falls back to the naive loops or to element loops).
 """
 import numpy as np
 
@@ -14,6 +15,7 @@ from ... import config
 from ..compile import general_built
 from ...spec import ACT, N_IN, N_UNITS, PIECES
 from .dense import NAIVE, paths_over, weight_shape
+from .tiles import NARROW_SHUFFLED
 
 
 def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
@@ -31,6 +33,12 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
         f, b = paths_over(rows, weight_shape(row[N_IN], row[N_UNITS] * row[PIECES], itemsize))
         forward |= f
         backward |= b
+    # the narrow transposes (tiles.gather_narrow, scatter_narrow) of the matrices with a layer's
+    # inputs or outputs as columns (W, A, dZ and their transposes), narrower than a vector
+    vector = config.VECTOR_BYTES // itemsize
+    # (none where every layer runs the naive loops, so that such networks share one variant)
+    columns = ({c for row in layers for c in (row[N_IN], row[N_UNITS] * row[PIECES])}
+               if forward | backward != {NAIVE} else set())
     values = dict(
         THREADED=bool(threaded),
         USED_ACTIVATIONS=tuple(sorted({row[ACT] for row in layers})),
@@ -43,6 +51,8 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
         USED_OPTIMIZERS=(int(optimizer.code),) if optimizer is not None else (),
         USE_CLIP=optimizer is not None and bool(optimizer.clip_norm),
         USE_SPARSE=bool(sparse),
+        NARROW_SHUFFLES=tuple(sorted(c for c in columns if 2 <= c <= NARROW_SHUFFLED)),
+        NARROW_WINDOWS=any(NARROW_SHUFFLED < c < vector for c in columns),
     )
     if not config.SPECIALIZE or general_built(np.dtype(dtype)):
         values = {"THREADED": values["THREADED"]}

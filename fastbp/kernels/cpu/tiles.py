@@ -23,7 +23,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import config
-from ..compile import kernel, serial
+from ..compile import kernel, serial, switch
 
 
 def _tile_of(name, rows_of):
@@ -315,6 +315,12 @@ def _narrow_shuffle(n, to_narrow):
 _gather_2, _gather_3, _gather_4 = (_narrow_shuffle(n, False) for n in (2, 3, 4))
 _scatter_2, _scatter_3, _scatter_4 = (_narrow_shuffle(n, True) for n in (2, 3, 4))
 NARROW_SHUFFLED = 4   # the most columns gather_narrow and scatter_narrow shuffle whole vectors of
+# The narrow transposes compiled in: the column counts shuffled whole, and whether windows serve
+# NARROW_SHUFFLED + 1 to w - 1 columns. A network's variant narrows them to its layers' widths
+# (needs.py): a digits fit (10 outputs) compiles no shuffle. A matrix whose kind a variant lacks
+# goes element by element: slower, never wrong.
+NARROW_SHUFFLES = switch("NARROW_SHUFFLES", (2, 3, 4))
+NARROW_WINDOWS = switch("NARROW_WINDOWS", True)
 
 
 @intrinsic
@@ -382,6 +388,13 @@ def _packed(M):
 
 
 @serial
+def _shuffled(n):
+    """Whether gather_narrow and scatter_narrow shuffle whole vectors for n columns (a count
+    NARROW_SHUFFLES holds)."""
+    return (2 in NARROW_SHUFFLES and n == 2) or (3 in NARROW_SHUFFLES and n == 3) or (4 in NARROW_SHUFFLES and n == 4)
+
+
+@serial
 def gather_narrow(T, M):
     """T (n, m) = M (m, n)^T on the calling thread, for an M of few columns: up to
     NARROW_SHUFFLED by shuffles of whole vectors, more but fewer than a vector holds by windows
@@ -396,7 +409,7 @@ def gather_narrow(T, M):
             transpose_rows(T, M, ib)
         return
     done = 0
-    if NARROW_SHUFFLED < n and _packed(M):
+    if NARROW_WINDOWS and NARROW_SHUFFLED < n and _packed(M):
         for i0 in range(0, m - m % w, w):
             if (i0 + w - 1) * n + w <= m * n:   # every window from its row's start stays inside M
                 _gather_window(T, M, i0, 0)
@@ -405,14 +418,14 @@ def gather_narrow(T, M):
             else:
                 break
             done = i0 + w
-    elif 2 <= n and _packed(M):
+    elif _shuffled(n) and _packed(M):
         done = m - m % w
         for i0 in range(0, done, w):
-            if n == 2:
+            if 2 in NARROW_SHUFFLES and n == 2:
                 _gather_2(T, M, i0)
-            elif n == 3:
+            elif 3 in NARROW_SHUFFLES and n == 3:
                 _gather_3(T, M, i0)
-            else:
+            elif 4 in NARROW_SHUFFLES and n == 4:
                 _gather_4(T, M, i0)
     for j in range(n):
         for i in range(done, m):
@@ -431,20 +444,20 @@ def scatter_narrow(M, T):
             transpose_rows(M, T, ib)
         return
     done = 0
-    if NARROW_SHUFFLED < n and _packed(M):
+    if NARROW_WINDOWS and NARROW_SHUFFLED < n and _packed(M):
         # the rows whose whole-vector store stays inside M, in blocks inside T's columns; the
         # element loop below writes the rows after them, over the last stores' spill
         done = min(max(0, (m * n - w) // n + 1), m - m % w)
         for i0 in range(0, done, w):
             _scatter_window(T, M, i0, min(w, done - i0))
-    elif 2 <= n and _packed(M):
+    elif _shuffled(n) and _packed(M):
         done = m - m % w
         for i0 in range(0, done, w):
-            if n == 2:
+            if 2 in NARROW_SHUFFLES and n == 2:
                 _scatter_2(T, M, i0)
-            elif n == 3:
+            elif 3 in NARROW_SHUFFLES and n == 3:
                 _scatter_3(T, M, i0)
-            else:
+            elif 4 in NARROW_SHUFFLES and n == 4:
                 _scatter_4(T, M, i0)
     for j in range(n):
         for i in range(done, m):

@@ -29,7 +29,7 @@ def test_a_plain_network_needs_only_its_own_branches():
     assert key == dict(THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,), USED_LOSSES=(losses.BCE,),
                        FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False,
                        USE_DROPOUT=False, USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False,
-                       USE_SPARSE=False)
+                       USE_SPARSE=False, NARROW_SHUFFLES=(), NARROW_WINDOWS=False)
 
 
 def test_sparse_input_adds_its_kernels_and_drops_the_first_layers_dense_paths():
@@ -63,3 +63,17 @@ def test_the_general_build_when_specializing_is_off(monkeypatch):
     from fastbp import config
     monkeypatch.setattr(config, "SPECIALIZE", False)
     assert needs(make_spec([4, 8, 3]), "float32", True, 32, SGD(0.1)) == (("THREADED", True),)
+
+
+def test_the_narrow_transposes_follow_the_layer_widths():
+    """Shuffles for 2 to 4 columns and windows for 5 to a vector's width less one, as the layers'
+    inputs and outputs need them; none where every layer runs the naive loops."""
+    def narrow(sizes, dtype):
+        spec = make_spec(sizes, output="sigmoid" if sizes[-1] == 1 else "softmax")
+        key = dict(needs(spec, dtype, False, 32, SGD(0.1)))
+        return key["NARROW_SHUFFLES"], key["NARROW_WINDOWS"]
+    assert narrow([64, 128, 10], "float32") == ((), True)        # 10 < 16 float32 lanes
+    assert narrow([64, 128, 10], "float64") == ((), False)       # 10 >= 8 float64 lanes
+    assert narrow([32, 64, 64, 2], "float32") == ((2,), False)
+    assert narrow([3, 64, 64, 6], "float32") == ((3,), True)
+    assert narrow([2, 4, 1], "float32") == ((), False)           # naive loops only

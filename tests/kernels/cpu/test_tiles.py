@@ -94,6 +94,26 @@ def test_gather_narrow_then_scatter_narrow(m, n, dtype):
         assert source is not M or np.isnan(buf[m * n:]).all()
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 10])
+def test_narrow_transposes_a_variant_leaves_out(n, dtype):
+    """Variants narrowed to no shuffle, or to windows only (the widths of a network's layers,
+    kernels/cpu/needs.py), move a narrow matrix whose kind they lack element by element, still
+    exactly: a pruned branch must leave the whole matrix to the element loops."""
+    from fastbp.kernels.compile import variant
+    from fastbp.kernels.cpu import tiles
+    rng = np.random.default_rng(n)
+    M = rand(rng, (53, n), dtype)
+    bare = dict(NARROW_SHUFFLES=(), NARROW_WINDOWS=False)
+    for values in (bare, dict(bare, NARROW_WINDOWS=True), dict(bare, NARROW_SHUFFLES=(n,)), {}):
+        gather, scatter = (variant(f, **values) for f in (tiles.gather_narrow, tiles.scatter_narrow))
+        T = np.full((n, 53), np.nan, dtype)
+        gather(T, M)
+        np.testing.assert_array_equal(T, M.T)
+        back = np.full_like(M, np.nan)
+        scatter(back, T)
+        np.testing.assert_array_equal(back, M)
+
+
 @pytest.mark.parametrize("m", [1, 2, 5, 7])
 @pytest.mark.parametrize("K,n", [(1, 1), (16, 64), (9, 70), (33, 20)])
 @pytest.mark.parametrize("a_trans", [False, True])
