@@ -207,25 +207,52 @@ def dense_forward_tiled(Z, A, W, b):
     gemm_tiled(Z, A, W, b, np.bool_(True), np.bool_(False))
 
 
+# The branches of dense_backward_tiled (tiled_kind): dW alone (the first layer, whose input is
+# the data), dW and dA together (dw_and_da), and a narrow layer (an output layer: dW's rows are
+# shorter than a tile) on the calling thread or across threads. A network's variant narrows them
+# to those its tiled layers take at its batch sizes (tiled_kinds_over); a layer whose kind a
+# variant lacks runs the naive loops: slower, never wrong.
+DW_ONLY, DW_AND_DA, NARROW_SERIAL, NARROW_THREADED = 0, 1, 2, 3
+TILED_KINDS = switch("TILED_KINDS", (DW_ONLY, DW_AND_DA, NARROW_SERIAL, NARROW_THREADED))
+
+
 @serial
-def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
+def tiled_kind(rows, W, need_dA):
+    """Which branch of dense_backward_tiled serves a batch of `rows` rows."""
     n_in, n_out = W.shape
     if not need_dA:
+        return DW_ONLY
+    if n_out >= n_in or n_out >= tile_columns(W):
+        return DW_AND_DA
+    return NARROW_SERIAL if _serial_layer(rows, W) else NARROW_THREADED
+
+
+def tiled_kinds_over(max_rows, W, need_dA):
+    """The kinds tiled_kind gives W at every batch size from 1 to max_rows (plain Python, for
+    kernels/cpu/needs.py): it reads the batch size only in _serial_layer's test, which holds
+    from 1 row up to a threshold."""
+    return {tiled_kind.py_func(r, W, need_dA) for r in (1, max_rows)}
+
+
+@serial
+def dense_backward_tiled(dA, dW, db, dZ, A, W, need_dA, Wt):
+    kind = tiled_kind(dZ.shape[0], W, need_dA)
+    if DW_ONLY in TILED_KINDS and kind == DW_ONLY:
         gemm_tiled(dW, A, dZ, db, np.bool_(False), np.bool_(True))  # dW = A^T dZ
         column_sums(db, dZ)
-    elif n_out >= n_in or n_out >= tile_columns(W):
+    elif DW_AND_DA in TILED_KINDS and kind == DW_AND_DA:
         dw_and_da(dA, dW, db, dZ, A, W, Wt)
+    # a narrow layer: dW^T = dZ^T A has rows of n_in. Wt holds W^T for dA, then dW^T.
+    elif NARROW_SERIAL in TILED_KINDS and kind == NARROW_SERIAL:
+        narrow_backward_serial(dA, dW, db, dZ, A, W, Wt)
+    elif NARROW_THREADED in TILED_KINDS and kind == NARROW_THREADED:
+        transpose(Wt, W)                    # gemm_tiled wants W^T's rows contiguous
+        gemm_tiled(dA, dZ, Wt, db, np.bool_(False), np.bool_(False))
+        gemm_tiled(Wt, dZ, A, db, np.bool_(False), np.bool_(True))
+        transpose(dW, Wt)
+        column_sums(db, dZ)
     else:
-        # a narrow layer (an output layer): dW's rows are shorter than a tile, dW^T = dZ^T A
-        # has rows of n_in. Wt holds W^T for dA, then dW^T.
-        if _serial_layer(dZ.shape[0], W):
-            narrow_backward_serial(dA, dW, db, dZ, A, W, Wt)
-        else:
-            transpose(Wt, W)                    # gemm_tiled wants W^T's rows contiguous
-            gemm_tiled(dA, dZ, Wt, db, np.bool_(False), np.bool_(False))
-            gemm_tiled(Wt, dZ, A, db, np.bool_(False), np.bool_(True))
-            transpose(dW, Wt)
-            column_sums(db, dZ)
+        dense_backward_naive(dA, dW, db, dZ, A, W, need_dA)
 
 
 @serial_kernel

@@ -2,19 +2,20 @@
 driver variant that serves it.
 
 The general build of a driver holds every branch any network may take: every activation, loss
-and optimizer, batch norm, dropout, penalties, clipping, every dense path and every narrow
-transpose. Compiling all of it is most of a first fit's wait. A variant compiled for
-`needs(...)` holds only what that network takes, and its kernels that read none of the narrowed
-switches are shared with every other variant. Each value here must cover every branch the call
-can take: a branch a variant lacks is skipped, not run (dense paths and narrow transposes are the
-exceptions: a missing one falls back to the naive loops or to element loops).
+and optimizer, batch norm, dropout, penalties, clipping, every dense path (and every branch of
+the tiled backward pass) and every narrow transpose. Compiling all of it is most of a first
+fit's wait. A variant compiled for `needs(...)` holds only what that network takes, and its
+kernels that read none of the narrowed switches are shared with every other variant. Each value here must cover every branch the call
+can take: a branch a variant lacks is skipped, not run (dense paths, tiled backward kinds and
+narrow transposes are the exceptions: a missing one falls back to the naive loops or to element
+loops).
 """
 import numpy as np
 
 from ... import config
 from ..compile import general_built
 from ...spec import ACT, N_IN, N_UNITS, PIECES
-from .dense import NAIVE, paths_over, weight_shape
+from .dense import NAIVE, TILED, paths_over, tiled_kinds_over, weight_shape
 from .tiles import NARROW_SHUFFLED
 
 
@@ -28,11 +29,15 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     built it)."""
     layers = spec.layers.tolist()   # Python ints: reading NumPy's one by one costs more than this call
     itemsize = np.dtype(dtype).itemsize
-    forward, backward = {NAIVE}, {NAIVE}
-    for row in layers[1 if sparse else 0:]:   # a sparse first layer has its own kernels
-        f, b = paths_over(rows, weight_shape(row[N_IN], row[N_UNITS] * row[PIECES], itemsize))
+    forward, backward, kinds = {NAIVE}, {NAIVE}, set()
+    first = 1 if sparse else 0   # a sparse first layer has its own kernels
+    for l, row in enumerate(layers[first:], first):
+        W = weight_shape(row[N_IN], row[N_UNITS] * row[PIECES], itemsize)
+        f, b = paths_over(rows, W)
         forward |= f
         backward |= b
+        if TILED in b:
+            kinds |= tiled_kinds_over(rows, W, l > 0)
     # the narrow transposes (tiles.gather_narrow, scatter_narrow) of the matrices with a layer's
     # inputs or outputs as columns (W, A, dZ and their transposes), narrower than a vector
     vector = config.VECTOR_BYTES // itemsize
@@ -45,6 +50,7 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
         USED_LOSSES=(int(spec.loss_code),),
         FORWARD_PATHS=tuple(sorted(int(p) for p in forward)),
         BACKWARD_PATHS=tuple(sorted(int(p) for p in backward)),
+        TILED_KINDS=tuple(sorted(kinds)),
         USE_BATCH_NORM=any(spec.batch_norm),
         USE_DROPOUT=any(d > 0 for d in spec.dropout),
         USE_PENALTY=spec.l1 > 0 or spec.l2 > 0,

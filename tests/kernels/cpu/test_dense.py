@@ -106,6 +106,26 @@ def test_narrow_backward_serial(B, n_in, n_out, dtype):
     np.testing.assert_allclose(db, dZ.astype(np.float64).sum(axis=0), **tol(dtype))
 
 
+@pytest.mark.parametrize("n_in,n_out,need_dA", [(64, 128, False), (64, 64, True), (128, 10, True)])
+def test_tiled_backward_in_a_variant(n_in, n_out, need_dA, dtype):
+    """dense_backward_tiled in variants narrowed to the layer's own kind (tiled_kind) and to none
+    of it (kernels/cpu/needs.py left it out): both give the reference's gradients, the second by
+    the naive loops."""
+    from fastbp.kernels.compile import variant
+    rng = np.random.default_rng(n_in + n_out)
+    B = 16
+    A, W, dZ = rand(rng, (B, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, (B, n_out), dtype)
+    kind = dense_k.tiled_kind.py_func(B, W, need_dA)
+    for kinds in ((kind,), tuple(k for k in range(4) if k != kind)):
+        backward = variant(dense_k.dense_backward_tiled, THREADED=False, TILED_KINDS=kinds)
+        dA, dW, db = (np.full(s, np.nan, dtype) for s in [(B, n_in), (n_in, n_out), n_out])
+        backward(dA, dW, db, dZ, A, W, need_dA, np.full((n_out, n_in), np.nan, dtype))
+        np.testing.assert_allclose(dW, A.T.astype(np.float64) @ dZ, **tol(dtype))
+        np.testing.assert_allclose(db, dZ.astype(np.float64).sum(axis=0), **tol(dtype))
+        if need_dA:
+            np.testing.assert_allclose(dA, dZ.astype(np.float64) @ W.T, **tol(dtype))
+
+
 THREE_THREADS_PROBE = r"""
 import numba, numpy as np
 from fastbp.kernels.cpu import dense

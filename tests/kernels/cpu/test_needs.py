@@ -29,7 +29,7 @@ def test_a_plain_network_needs_only_its_own_branches():
     assert key == dict(THREADED=False, USED_ACTIVATIONS=(act.SIGMOID,), USED_LOSSES=(losses.BCE,),
                        FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,), USE_BATCH_NORM=False,
                        USE_DROPOUT=False, USE_PENALTY=False, USED_OPTIMIZERS=(SGD.code,), USE_CLIP=False,
-                       USE_SPARSE=False, NARROW_SHUFFLES=(), NARROW_WINDOWS=False)
+                       USE_SPARSE=False, TILED_KINDS=(), NARROW_SHUFFLES=(), NARROW_WINDOWS=False)
 
 
 def test_sparse_input_adds_its_kernels_and_drops_the_first_layers_dense_paths():
@@ -77,3 +77,20 @@ def test_the_narrow_transposes_follow_the_layer_widths():
     assert narrow([32, 64, 64, 2], "float32") == ((2,), False)
     assert narrow([3, 64, 64, 6], "float32") == ((3,), True)
     assert narrow([2, 4, 1], "float32") == ((), False)           # naive loops only
+
+
+def test_the_tiled_backward_kinds_follow_the_layers():
+    """dW alone for a tiled first layer, dw_and_da for a tiled hidden one, and a narrow output
+    layer on one thread, or across threads where a batch reaches config.SERIAL_MACS."""
+    def kinds(sizes, rows, sparse=False):
+        return dict(needs(make_spec(sizes), "float32", True, rows, SGD(0.1), sparse))["TILED_KINDS"]
+    assert kinds([64, 128, 10], 32) == (dense.DW_ONLY, dense.NARROW_SERIAL)
+    assert kinds([32, 64, 64, 2], 16) == (dense.DW_ONLY, dense.DW_AND_DA, dense.NARROW_SERIAL)
+    # a 1024 x 10 output layer: one thread up to 51 rows, threads from 52 (batches of 256)
+    assert kinds([784, 1024, 1024, 10], 256) == (dense.NARROW_SERIAL, dense.NARROW_THREADED)
+    assert kinds([784, 1024, 1024, 10], 32) == (dense.NARROW_SERIAL,)
+    # sparse input: the first layer is not a dense one
+    assert dense.DW_ONLY not in kinds([300, 64, 64, 2], 16, sparse=True)
+    # every batch size agrees with the compiled rule
+    W = dense.weight_shape(1024, 10, 4)
+    assert {dense.tiled_kind.py_func(r, W, True) for r in range(1, 257)} == dense.tiled_kinds_over(256, W, True)
