@@ -5,10 +5,10 @@ The general build of a driver holds every branch any network may take: every act
 and optimizer, batch norm, dropout, penalties, clipping, every dense path (and every branch of
 the tiled backward pass) and every narrow transpose. Compiling all of it is most of a first
 fit's wait. A variant compiled for `needs(...)` holds only what that network takes, and its
-kernels that read none of the narrowed switches are shared with every other variant. Each value here must cover every branch the call
-can take: a branch a variant lacks is skipped, not run (dense paths, tiled backward kinds and
-narrow transposes are the exceptions: a missing one falls back to the naive loops or to element
-loops).
+kernels that read none of the narrowed switches are shared with every other variant. Each value
+here must cover every branch the call can take: a branch a variant lacks is skipped, not run
+(dense paths, tiled backward kinds and narrow transposes are the exceptions: a missing one
+falls back to the naive loops or to element loops).
 """
 import numpy as np
 
@@ -39,9 +39,9 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
         if TILED in b:
             kinds |= tiled_kinds_over(rows, W, l > 0)
     # the narrow transposes (tiles.gather_narrow, scatter_narrow) of the matrices with a layer's
-    # inputs or outputs as columns (W, A, dZ and their transposes), narrower than a vector
+    # inputs or outputs as columns (W, A, dZ and their transposes), narrower than a vector; none
+    # where every layer runs the naive loops, so that such networks share one variant
     vector = config.VECTOR_BYTES // itemsize
-    # (none where every layer runs the naive loops, so that such networks share one variant)
     columns = ({c for row in layers for c in (row[N_IN], row[N_UNITS] * row[PIECES])}
                if forward | backward != {NAIVE} else set())
     values = dict(

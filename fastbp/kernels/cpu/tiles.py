@@ -391,7 +391,8 @@ def _packed(M):
 def _shuffled(n):
     """Whether gather_narrow and scatter_narrow shuffle whole vectors for n columns (a count
     NARROW_SHUFFLES holds)."""
-    return (2 in NARROW_SHUFFLES and n == 2) or (3 in NARROW_SHUFFLES and n == 3) or (4 in NARROW_SHUFFLES and n == 4)
+    return ((2 in NARROW_SHUFFLES and n == 2) or (3 in NARROW_SHUFFLES and n == 3)
+            or (4 in NARROW_SHUFFLES and n == 4))
 
 
 @serial
