@@ -388,14 +388,6 @@ def _packed(M):
 
 
 @serial
-def _shuffled(n):
-    """Whether gather_narrow and scatter_narrow shuffle whole vectors for n columns (a count
-    NARROW_SHUFFLES holds)."""
-    return ((2 in NARROW_SHUFFLES and n == 2) or (3 in NARROW_SHUFFLES and n == 3)
-            or (4 in NARROW_SHUFFLES and n == 4))
-
-
-@serial
 def gather_narrow(T, M):
     """T (n, m) = M (m, n)^T on the calling thread, for an M of few columns: up to
     NARROW_SHUFFLED by shuffles of whole vectors, more but fewer than a vector holds by windows
@@ -419,15 +411,17 @@ def gather_narrow(T, M):
             else:
                 break
             done = i0 + w
-    elif _shuffled(n) and _packed(M):
-        done = m - m % w
-        for i0 in range(0, done, w):
+    elif _packed(M):   # 2 to NARROW_SHUFFLED columns, those a variant compiled in; else none
+        for i0 in range(0, m - m % w, w):
             if 2 in NARROW_SHUFFLES and n == 2:
                 _gather_2(T, M, i0)
             elif 3 in NARROW_SHUFFLES and n == 3:
                 _gather_3(T, M, i0)
             elif 4 in NARROW_SHUFFLES and n == 4:
                 _gather_4(T, M, i0)
+            else:
+                break
+            done = i0 + w
     for j in range(n):
         for i in range(done, m):
             T[j, i] = M[i, j]
@@ -451,15 +445,17 @@ def scatter_narrow(M, T):
         done = min(max(0, (m * n - w) // n + 1), m - m % w)
         for i0 in range(0, done, w):
             _scatter_window(T, M, i0, min(w, done - i0))
-    elif _shuffled(n) and _packed(M):
-        done = m - m % w
-        for i0 in range(0, done, w):
+    elif _packed(M):   # as gather_narrow
+        for i0 in range(0, m - m % w, w):
             if 2 in NARROW_SHUFFLES and n == 2:
                 _scatter_2(T, M, i0)
             elif 3 in NARROW_SHUFFLES and n == 3:
                 _scatter_3(T, M, i0)
             elif 4 in NARROW_SHUFFLES and n == 4:
                 _scatter_4(T, M, i0)
+            else:
+                break
+            done = i0 + w
     for j in range(n):
         for i in range(done, m):
             M[i, j] = T[j, i]
