@@ -10,6 +10,8 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_CACHE_DIR        the cache's parent directory (default NUMBA_CACHE_DIR, else ~/.cache/fastbp)
   FASTBP_QUIET=1          no line on stderr when a first call compiles kernels
   FASTBP_NUMBA_INLINE_COPIES=1  keep Numba's needless copies of inlined code (kernels/inline_copies.py)
+  FASTBP_LINK_KERNELS=1   link a copy of each kernel's code into every caller, as Numba does
+                          (kernels/own_code.py)
   FASTBP_SPECIALIZE=0     every fit runs the general drivers (one long compile that serves any
                           network) instead of a variant compiled for the network's features
   FASTBP_BLAS=0           every product in fastbp's own kernels, never OpenBLAS
@@ -47,6 +49,10 @@ ERROR_MODEL = "numpy"
 # kernels/inline_copies.py skips them where Numba's source is one it checked; the generated code
 # is the same either way.
 NUMBA_INLINE_COPIES = os.environ.get("FASTBP_NUMBA_INLINE_COPIES", "0") not in ("0", "")
+# Numba links a copy of every kernel's code into each function that calls it (a driver calls
+# nearly all), and LLVM compiles each copy again there. Off (the default), kernels/own_code.py
+# has a call run the kernel's own compiled code where the Numba release is one it checked.
+LINK_KERNELS = os.environ.get("FASTBP_LINK_KERNELS", "0") not in ("0", "")
 
 # ---- blocks and chunks ----
 EVAL_CHUNK = 1024    # rows per block when predicting or scoring (cpu and cuda): bounds the scratch

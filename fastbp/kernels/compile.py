@@ -11,6 +11,7 @@ kernels depend on, and an edit anywhere starts a fresh cache.
 import contextlib
 import functools
 import hashlib
+import importlib
 import os
 import sys
 import threading
@@ -24,19 +25,19 @@ from numba import njit
 from numba.core import caching
 
 from .. import config
-from . import blas_library, inline_copies
+from . import blas_library, inline_copies, own_code
 
 
 def _source_hash():
     # everything compiled code depends on: the kernel sources (this package, compile machinery
     # included), the modules whose constants they import (spec.py's codes, optim.py's slots,
     # config.py), the fastmath flags, numba's version, whether and with which index width
-    # OpenBLAS is called, the vector width of the tiles, and whether training steps split layers
-    # by inputs
+    # OpenBLAS is called, the vector width of the tiles, whether training steps split layers by
+    # inputs, and whether callers run their kernels' own code (kernels/own_code.py)
     pkg = Path(__file__).parent.parent
     h = hashlib.sha1((numba.__version__ + repr(sorted(config.FASTMATH))
                       + repr((blas_library.FOUND, blas_library.BITS, config.VECTOR_BYTES,
-                              config.SPLIT_INPUTS))).encode())
+                              config.SPLIT_INPUTS, own_code.apply()))).encode())
     for f in sorted([pkg / "config.py", pkg / "spec.py", pkg / "optim.py", *(pkg / "kernels").rglob("*.py")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -44,6 +45,7 @@ def _source_hash():
 
 
 inline_copies.apply_when_compiling()   # Numba's inliner without its needless copies
+own_code.apply()   # a kernel's callers run its own code (before any kernel compiles or loads)
 
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
@@ -179,6 +181,8 @@ def _jit(fn, parallel, **options):
 # build (every switch at its general value) is the decorated function itself.
 
 _INFO = {}          # dispatcher -> (python function, parallel, options)
+_GENERAL = {}       # (module, qualname) -> the dispatcher of a decorated function
+_ORIGINS = {}       # (module, qualname) of every compiled function -> (module, qualname, variant key)
 _HANDWRITTEN = {}   # dispatcher -> its hand-written single-threaded twin (twin_is)
 SWITCHES = {}       # switch name -> its general value
 
@@ -196,7 +200,22 @@ def switch(name, general):
 def _compile(fn, parallel, **options):
     dispatcher = _jit(fn, parallel, **options)
     _INFO[dispatcher] = (fn, parallel, options)
+    _GENERAL[fn.__module__, fn.__qualname__] = dispatcher
+    _ORIGINS[fn.__module__, fn.__qualname__] = (fn.__module__, fn.__qualname__, ())
     return dispatcher
+
+
+def origin(module, qualname):
+    """(module, qualname, variant key) of the registered function whose compiled clone is named
+    `qualname` in `module` (its own names and () for a decorated function); None for any other."""
+    return _ORIGINS.get((module, qualname))
+
+
+def built(module, qualname, key):
+    """The dispatcher `origin` described: the variant `key` of the function `qualname` of
+    `module` (imported here: a cached caller may load before the module of its callee)."""
+    importlib.import_module(module)
+    return variant(_GENERAL[module, qualname], **dict(key))
 
 
 def kernel(fn):
@@ -290,6 +309,7 @@ def _make_variant(dispatcher, key):
                                fn.__closure__)
     clone.__qualname__ = fn.__qualname__ + "__" + _tag(key)   # its own disk-cache entry
     clone.__module__ = fn.__module__
+    _ORIGINS[clone.__module__, clone.__qualname__] = (fn.__module__, fn.__qualname__, key)
     _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
 
 

@@ -1,0 +1,88 @@
+"""fastbp/kernels/own_code.py: callers run their kernels' own code, a cached caller loads its
+kernels first (under the names it uses for them, even after they were compiled again), the
+weights are the reference's, and it applies only to a Numba release it was checked on."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import config, datasets
+from fastbp.kernels import own_code
+
+# A fit of the article's network, single-threaded; prints its weights, whether own_code is in
+# place, the names it aliased and how many functions Numba compiled (0: all loaded from the cache)
+PROBE = r"""
+import json
+from numba.core import event
+import fastbp
+from fastbp import datasets
+from fastbp.kernels import own_code
+
+compiled = []
+class Count(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev):
+        pass
+X, y = datasets.seed_example()
+with event.install_listener("numba:compile", Count()):
+    net = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3)
+    net.fit(X, y, epochs=50, batch_size=4, lr=0.5)
+params = [v for w, b in net.get_weights() for v in (*w.ravel().tolist(), *b.tolist())]
+print(json.dumps(dict(params=params, applied=own_code.apply(),
+                      aliases=len(own_code.aliases()), compiled=len(compiled))))
+"""
+
+
+def _flat(net):
+    return [v for w, b in net.get_weights() for v in (*w.ravel().tolist(), *b.tolist())]
+
+
+def _fit(cache):
+    # a variant for the network, as users get (the suite's own processes run the general build)
+    env = dict(os.environ, FASTBP_CACHE_DIR=str(cache), FASTBP_QUIET="1", NUMBA_NUM_THREADS="1",
+               FASTBP_SPECIALIZE="1")
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-3000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not own_code.apply(), reason="own_code is not in place with this Numba or config")
+def test_a_cached_caller_loads_its_kernels_first(tmp_path):
+    first = _fit(tmp_path)
+    assert first["applied"] and first["compiled"] > 0 and first["aliases"] == 0
+    # the kernels' own code, called rather than linked into the driver, trains as the reference
+    X, y = datasets.seed_example()
+    reference = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3,
+                               backend="numpy")
+    reference.fit(X, y, epochs=50, batch_size=4, lr=0.5)
+    np.testing.assert_allclose(first["params"], _flat(reference), rtol=1e-9, atol=1e-11)
+    # a fresh process loads the driver from the cache: its kernels must load before its code,
+    # or the process crashes on an unresolved symbol
+    again = _fit(tmp_path)
+    assert again["compiled"] == 0 and again["aliases"] == 0
+    np.testing.assert_allclose(again["params"], first["params"], rtol=1e-12, atol=0)
+    # the kernels compiled anew (as when two processes fill one cache at once): they get other
+    # names than the cached driver uses, and the driver still loads, under aliases
+    removed = [f for pattern in ("dense.*", "activations.*", "losses.*")
+               for f in glob.glob(str(tmp_path / "kernels-*" / "fastbp" / "kernels" / "cpu" / pattern))]
+    assert removed
+    for f in removed:
+        os.remove(f)
+    renamed = _fit(tmp_path)
+    assert 0 < renamed["compiled"] and renamed["aliases"] > 0
+    np.testing.assert_allclose(renamed["params"], first["params"], rtol=1e-12, atol=0)
+
+
+def test_applied_only_to_a_verified_numba():
+    assert own_code.apply() == (numba.__version__ in own_code.VERIFIED and not config.LINK_KERNELS)
+    if numba.__version__ in own_code.VERIFIED:
+        # the release's source is the one read: a new release needs reading again
+        assert own_code.source_hash() == own_code.VERIFIED[numba.__version__]
