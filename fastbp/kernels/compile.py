@@ -183,6 +183,7 @@ def _jit(fn, parallel, **options):
 _INFO = {}          # dispatcher -> (python function, parallel, options)
 _GENERAL = {}       # (module, qualname) -> the dispatcher of a decorated function
 _ORIGINS = {}       # (module, qualname) of every compiled function -> (module, qualname, variant key)
+_LINKED = set()     # (module, qualname) of the decorated functions whose callers link their code
 _HANDWRITTEN = {}   # dispatcher -> its hand-written single-threaded twin (twin_is)
 SWITCHES = {}       # switch name -> its general value
 
@@ -207,8 +208,10 @@ def _compile(fn, parallel, **options):
 
 def origin(module, qualname):
     """(module, qualname, variant key) of the registered function whose compiled clone is named
-    `qualname` in `module` (its own names and () for a decorated function); None for any other."""
-    return _ORIGINS.get((module, qualname))
+    `qualname` in `module` (its own names and () for a decorated function), if its callers call
+    its own code (kernels/own_code.py); None for a `linked_kernel` and for any other function."""
+    found = _ORIGINS.get((module, qualname))
+    return None if found is None or found[:2] in _LINKED else found
 
 
 def built(module, qualname, key):
@@ -221,6 +224,16 @@ def built(module, qualname, key):
 def kernel(fn):
     """Compile a loop kernel whose `prange` loops run on Numba's thread pool."""
     return _compile(fn, True)
+
+
+def linked_kernel(fn):
+    """Compile a small loop kernel that a step of a small network calls, whose callers link a copy
+    of its code, as Numba does, instead of calling its own (kernels/own_code.py): LLVM inlines
+    these into a small network's driver, and a step of the article's network ran 4-8 % slower
+    without (the README's cold-start section), while the copies cost little to compile."""
+    dispatcher = _compile(fn, True)
+    _LINKED.add((fn.__module__, fn.__qualname__))
+    return dispatcher
 
 
 def serial(fn):

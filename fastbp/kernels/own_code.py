@@ -4,8 +4,9 @@ instead of a copy of the callee's LLVM IR linked into the caller.
 Numba compiles each kernel on its own (optimised, code-generated, cached), and then links a copy
 of its IR into every compiled function that calls it, where LLVM optimises the whole module and
 generates its code again. A driver calls nearly every kernel, so most of the LLVM work on a
-driver went into kernels already compiled (the README's cold-start section has the figures). The
-kernels are loops far too large to inline, so the copies bought nothing at run time.
+driver went into kernels already compiled (the README's cold-start section has the figures).
+Most kernels are loops too large to inline, where the copies buy nothing at run time; the small
+ones a small network's step calls are declared `compile.linked_kernel` and keep Numba's linking.
 
 `apply()` makes a call site of a registered fastbp function (compile.origin knows it) declare the
 callee's symbol and link nothing. Numba's JIT (one MCJIT engine per process) resolves the symbol

@@ -16,7 +16,7 @@ Constants are built from the argument's dtype so float32 math stays float32.
 import numpy as np
 from numba import prange
 
-from ..compile import kernel, serial, switch
+from ..compile import linked_kernel, serial, switch
 from ...spec import ACTIVATIONS
 from .threads import thread_count
 
@@ -261,7 +261,7 @@ def grad_rows(dZ, dA, Z, A, code, param, i0, i1):
 # ---- the kernels ----
 
 
-@kernel
+@linked_kernel
 def activation_forward(A, Z, code, param):
     """A (B, units) = f(Z (B, units * pieces)), each thread a block of rows."""
     B = Z.shape[0]
@@ -270,7 +270,7 @@ def activation_forward(A, Z, code, param):
         activate_rows(A, Z, code, param, B * k // threads, B * (k + 1) // threads)
 
 
-@kernel
+@linked_kernel
 def activation_backward(dZ, dA, Z, A, code, param):
     """dZ (B, units * pieces) from dA (B, units), each thread a block of rows."""
     B = Z.shape[0]

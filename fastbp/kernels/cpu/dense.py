@@ -28,7 +28,7 @@ from numba import prange
 
 from ... import config
 from ..blas_library import FOUND as BLAS_FOUND
-from ..compile import THREADED, kernel, serial, serial_kernel, switch
+from ..compile import THREADED, kernel, linked_kernel, serial, serial_kernel, switch
 from .activations import activate_rows
 from .blas import gemm_blas
 from .gemm_nt import gemm_nt
@@ -431,7 +431,7 @@ def naive_row_axpy(Z, A, W, b, i):
             Z[i, j] += a * W[k, j]
 
 
-@kernel
+@linked_kernel
 def dense_forward_naive(Z, A, W, b):
     """Z (B, n_out) = A (B, n_in) @ W (n_in, n_out) + b (n_out,). Both row forms add the same
     terms in the same order."""
@@ -443,7 +443,7 @@ def dense_forward_naive(Z, A, W, b):
             naive_row_axpy(Z, A, W, b, i)
 
 
-@kernel
+@linked_kernel
 def dense_backward_naive(dA, dW, db, dZ, A, W, need_dA):
     """dW (n_in, n_out) = A^T dZ; db (n_out,) = column sums of dZ; dA (B, n_in) = dZ W^T.
 

@@ -42,7 +42,7 @@ from numba import prange
 
 from ... import aligned, config
 from .. import args, struct_types
-from ..compile import THREADED, kernel, serial, switch
+from ..compile import THREADED, kernel, linked_kernel, serial, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split,
@@ -184,7 +184,7 @@ def _layer_input(l, b, dropout, net, ws):
 
 # ---- copying rows ----
 
-@kernel
+@linked_kernel
 def gather_rows(xb, yb, wb, X, Y, SW, order, start, b):
     """Row i < b of the batch is row order[start + i] of X, Y and SW."""
     for i in prange(b):
@@ -363,7 +363,7 @@ def update_rows(params, grads, m, v, code, coef, w, nz, touched, ntouched, k, th
                 grads[i] = zero
 
 
-@kernel
+@linked_kernel
 def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials, touched, ntouched):
     """The optimizer step, thread k on the rows of W it owns in the layers split by inputs (so
     that W, dW and the optimizer state stay in its core's cache), and on its k-th part of every

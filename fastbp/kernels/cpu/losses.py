@@ -12,7 +12,7 @@ Poisson deviance with its exp output.
 import numpy as np
 from numba import prange
 
-from ..compile import kernel, serial, switch
+from ..compile import kernel, linked_kernel, serial, switch
 from ...spec import LOSSES
 from .activations import activation_backward
 
@@ -22,7 +22,7 @@ MSE, RMSE, HUBER, BCE, CE, POISSON = (LOSSES[n][0] for n in ("mse", "rmse", "hub
 USED_LOSSES = switch("USED_LOSSES", tuple(sorted(v[0] for v in LOSSES.values())))
 
 
-@kernel
+@linked_kernel
 def loss_rows(rows, Z, A, Y, SW, code, param):
     """rows (B,): each sample's loss summed over its outputs, times its weight SW (B,)."""
     B, m = Z.shape
@@ -100,7 +100,7 @@ def _output_delta(dA, Z, A, Y, SW, code, param, loss_value):
                 dA[i, j] = r * scale * w
 
 
-@kernel
+@linked_kernel
 def _fused_delta(dZ, A, Y, SW, code):
     """Softmax + cross-entropy: dZ = (a * sum(y) - y) / n; sigmoid + binary cross-entropy and
     exp + Poisson: dZ = (a - y) / n."""
