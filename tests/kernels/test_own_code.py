@@ -15,29 +15,25 @@ import fastbp
 from fastbp import config, datasets
 from fastbp.kernels import own_code
 
-# A fit of the article's network with batch norm (whose kernels its driver calls, where the
-# naive dense, activation and loss kernels are linked_kernels), single-threaded; prints its weights, whether own_code is in
-# place, the names it aliased and how many functions Numba compiled (0: all loaded from the cache)
+# A fit of the article's network with batch norm (whose kernels its driver calls by their own
+# code, where the naive dense, activation and loss kernels are linked_kernels), single-threaded;
+# prints its weights, whether own_code is in place, how many names it aliased and how many
+# functions Numba compiled (0: all loaded from the cache)
 PROBE = r"""
-import json
-from numba.core import event
+import json, sys
+sys.path.insert(0, sys.argv[1])   # tests/
+from compile_events import compiled
 import fastbp
 from fastbp import datasets
 from fastbp.kernels import own_code
 
-compiled = []
-class Count(event.Listener):
-    def on_start(self, ev):
-        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
-    def on_end(self, ev):
-        pass
 X, y = datasets.seed_example()
-with event.install_listener("numba:compile", Count()):
+with compiled() as names:
     net = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3, batch_norm=True)
     net.fit(X, y, epochs=50, batch_size=4, lr=0.5)
 params = [v for w, b in net.get_weights() for v in (*w.ravel().tolist(), *b.tolist())]
 print(json.dumps(dict(params=params, applied=own_code.apply(),
-                      aliases=len(own_code.aliases()), compiled=len(compiled))))
+                      aliases=len(own_code.aliases()), compiled=len(names))))
 """
 
 
@@ -50,7 +46,8 @@ def _fit(cache):
     env = dict(os.environ, FASTBP_CACHE_DIR=str(cache), FASTBP_QUIET="1", NUMBA_NUM_THREADS="1",
                FASTBP_SPECIALIZE="1")
     env.pop("NUMBA_CACHE_DIR", None)
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", PROBE, tests], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
