@@ -229,7 +229,7 @@ def kernel(fn):
 def linked_kernel(fn):
     """Compile a small loop kernel that a step of a small network calls, whose callers link a copy
     of its code, as Numba does, instead of calling its own (kernels/own_code.py): LLVM inlines
-    these into a small network's driver, and a step of the article's network ran 4-8 % slower
+    these into a small network's driver, and a step of the article's network ran 3-8 % slower
     without (the README's cold-start section), while the copies cost little to compile."""
     dispatcher = _compile(fn, True)
     _LINKED.add((fn.__module__, fn.__qualname__))

@@ -24,8 +24,8 @@ Applied only with a Numba release whose source of the functions this relies on w
 checked (VERIFIED, by version: reading the source at every start would cost a cached start
 milliseconds; tests/kernels/test_own_code.py checks the source of the installed release);
 otherwise, or with config.LINK_KERNELS (FASTBP_LINK_KERNELS=1), Numba links as it always did.
-Either way the cache directory is named by this file's hash among the kernel sources, so code
-cached under one rule is never loaded under the other.
+The kernel cache's directory name includes whether this is in force (compile._source_hash),
+so code cached under one rule is never loaded under the other.
 """
 import hashlib
 import inspect
