@@ -57,7 +57,10 @@ def text_labels(y):
 
 
 def _check_finite(arr, name):
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    # here and in the checks below, ndarray methods (.all(), .any()) rather than np.all and
+    # np.any, whose Python wrappers cost microseconds a call: a small network's whole fit is
+    # a few hundred
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(np.argwhere(~np.isfinite(arr))[0][0])
         raise ValueError(f"{name} holds NaN or infinite values (first in row {bad}); remove or impute "
                          f"them before fitting")
@@ -83,7 +86,7 @@ def _check_sparse(X, n_features, dtype, name):
     csr = sparse.csr_matrix(X)   # CSR input (matrix or array) shares its arrays; others convert once
     if csr.dtype != dtype:
         csr = csr.astype(dtype)
-    if not np.all(np.isfinite(csr.data)):
+    if not np.isfinite(csr.data).all():
         k = int(np.argmax(~np.isfinite(csr.data)))
         bad = int(np.searchsorted(csr.indptr, k, side="right") - 1)
         raise ValueError(f"{name} holds NaN or infinite values (first in row {bad}); remove or impute "
@@ -132,7 +135,7 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
     if output == "softmax":
         if arr.ndim == 1 or arr.shape[1] == 1:
             labels = arr.reshape(-1)
-            if np.any(labels != np.round(labels)):
+            if (labels != np.round(labels)).any():
                 raise ValueError(f"{name} for a softmax output must be integer class labels or one-hot "
                                  f"rows; got non-integer values")
             if labels.min() < 0 or labels.max() >= n_out:
@@ -144,7 +147,7 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
             return Y
         if arr.shape[1] != n_out:
             raise ValueError(f"{name} has {arr.shape[1]} columns but the output layer has {n_out} units")
-        if not (np.all((arr == 0) | (arr == 1)) and np.all(arr.sum(axis=1) == 1)):
+        if not (((arr == 0) | (arr == 1)).all() and (arr.sum(axis=1) == 1).all()):
             raise ValueError(f"{name} has rows that are not one-hot (exactly one 1, the rest 0); pass "
                              f"integer class labels instead")
         return np.ascontiguousarray(arr, dtype=dtype)
@@ -154,15 +157,15 @@ def encode_targets(y, spec, dtype, n_rows, name="y"):
         raise ValueError(f"{name} has {Y.shape[1]} target column(s) but the output layer has {n_out} "
                          f"unit(s)")
     # comparisons over Y rather than np.unique (a sort) or np.isin, whose set-up dominates small sets
-    if output == "sigmoid" and not np.all((Y == 0) | (Y == 1)):
-        if np.all((Y == -1) | (Y == 1)):
+    if output == "sigmoid" and not ((Y == 0) | (Y == 1)).all():
+        if ((Y == -1) | (Y == 1)).all():
             warnings.warn(f"{name} uses -1/+1 labels; mapping -1 -> 0 for the sigmoid output, whose "
                           f"range is (0, 1)", stacklevel=3)
             Y = (Y > 0)
         else:
             raise ValueError(f"{name} for a sigmoid output must be 0/1 (or -1/+1) labels, got values "
                              f"{np.unique(Y)[:5].tolist()}; for real-valued targets use output='linear'")
-    if output == "exp" and np.any(Y < 0):
+    if output == "exp" and (Y < 0).any():
         raise ValueError(f"{name} for an exp output (Poisson loss) must be non-negative counts or rates, "
                          f"got a minimum of {Y.min():g}; for real-valued targets use output='linear'")
     return np.ascontiguousarray(Y, dtype=dtype)
@@ -180,7 +183,7 @@ def check_two_classes(Y, spec):
         rows = Y[:, 0] > 0.5
     else:
         return
-    if not np.any(rows != rows[0]):
+    if not (rows != rows[0]).any():
         single = int(np.argmax(rows[0])) if spec.output == "softmax" else int(rows[0])
         raise ValueError(f"y holds a single class ({single}); a classifier needs "
                          f"at least two to learn from. Check how the data was filtered or split, or use "
@@ -229,7 +232,7 @@ def sample_weights(sample_weight, class_weight, Y, spec, dtype):
         sw = _as_real_array(sample_weight, "sample_weight").astype(np.float64)
         if sw.shape != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X; got {sw.shape}")
-        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        if not np.isfinite(sw).all() or (sw < 0).any():
             raise ValueError("sample_weight must be finite and non-negative")
         w *= sw
     if class_weight is not None:
@@ -255,6 +258,6 @@ def sample_weights(sample_weight, class_weight, Y, spec, dtype):
         else:
             raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
         w *= cw[labels]
-    if not np.any(w > 0):
+    if not (w > 0).any():
         raise ValueError("every sample weight is zero: nothing to train on")
     return np.ascontiguousarray(w, dtype=dtype)

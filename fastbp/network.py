@@ -458,7 +458,7 @@ class Network:
                 recorded, seen, done = len(history.epoch), opt.samples_seen, self.epochs_done
                 try:
                     losses, ran = self._train_chunk(plan, orders, lrs, epoch)
-                    if ran < k or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(self._params)):
+                    if ran < k or not np.isfinite(losses).all() or not np.isfinite(self._params).all():
                         self.restore(snap)
                         committed = True
                         message = (f"training diverged (non-finite loss or weights) in epoch {epoch + ran} "

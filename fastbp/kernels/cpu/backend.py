@@ -29,6 +29,7 @@ from ...spec import N_IN, N_UNITS, PIECES, W_OFF
 from .. import args, blas_library
 from ..compile import notice, variant
 from . import driver
+from .dense import BLAS
 from .driver import read_only
 from .needs import needs
 from .workspaces import SHARED
@@ -58,9 +59,17 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _blas_on_one_thread(fn):
+def _reaches_blas(key):
+    """Whether the drivers of variant `key` (needs.needs) may call OpenBLAS: a variant whose dense
+    paths leave it out never does, and its calls skip holding OpenBLAS to one thread (which
+    costs a small fit's call microseconds)."""
+    paths = dict(key)
+    return BLAS in paths.get("FORWARD_PATHS", (BLAS,)) + paths.get("BACKWARD_PATHS", (BLAS,))
+
+
+def _blas_on_one_thread(fn, blas=True):
     # the dense kernels call OpenBLAS from each thread (kernels/cpu/blas.py)
-    if not blas_library.FOUND:
+    if not blas_library.FOUND or not blas:
         return fn
 
     @functools.wraps(fn)
@@ -70,8 +79,8 @@ def _blas_on_one_thread(fn):
     return run
 
 
-def _one_at_a_time(fn):
-    fn = _blas_on_one_thread(fn)
+def _one_at_a_time(fn, blas=True):
+    fn = _blas_on_one_thread(fn, blas)
 
     @functools.wraps(fn)
     def locked(*args):
@@ -80,10 +89,10 @@ def _one_at_a_time(fn):
     return locked
 
 
-def _announced(wrap, dispatcher, what):
+def _announced(wrap, dispatcher, blas, what):
     # A backend's first call of a driver may compile it (for this dtype: a variant is shared by
     # both dtypes' networks, so the dispatcher's own overloads do not tell), or load it.
-    run = wrap(dispatcher)
+    run = wrap(dispatcher, blas)
     ran = []
 
     @functools.wraps(run)
@@ -108,7 +117,8 @@ def _drivers_for(key, dtype, training):
     skips the empty call that would load it (prepare)."""
     wrap = _one_at_a_time if dict(key)["THREADED"] else _blas_on_one_thread
     what = f"the {dtype} {'training' if training else 'evaluation'} kernels this network needs"
-    return SimpleNamespace(**{k: _announced(wrap, variant(getattr(driver, k), **dict(key)), what)
+    blas = _reaches_blas(key)
+    return SimpleNamespace(**{k: _announced(wrap, variant(getattr(driver, k), **dict(key)), blas, what)
                               for k in _DRIVERS})
 
 
@@ -295,7 +305,7 @@ class CpuBackend:
                              "other rows; use an optimizer with lazy=False")
         key = dict(self.needs(self.threaded(batch_size, X=X), batch_size, optimizer, is_sparse(X)))
         run = (_one_at_a_time if key["THREADED"] else _blas_on_one_thread)(
-            variant(distributed.train_epochs_mpi, **key))
+            variant(distributed.train_epochs_mpi, **key), _reaches_blas(key))
         totals = np.zeros(orders.shape[0])
         buffers = getattr(self, "_mpi_buffers", None)
         if buffers is None or buffers[0].size != self.spec.n_params + 1:

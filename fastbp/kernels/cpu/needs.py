@@ -10,6 +10,8 @@ here must cover every branch the call can take: a branch a variant lacks is skip
 (dense paths, tiled backward kinds and narrow transposes are the exceptions: a missing one
 falls back to the naive loops or to element loops).
 """
+import functools
+
 import numpy as np
 
 from ... import config
@@ -27,8 +29,23 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     Returns the keyword arguments of compile.variant, in a canonical order (usable as a key):
     only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
     built it)."""
-    layers = spec.layers.tolist()   # Python ints: reading NumPy's one by one costs more than this call
-    itemsize = np.dtype(dtype).itemsize
+    dtype = np.dtype(dtype)
+    if not config.SPECIALIZE or general_built(dtype):
+        return (("THREADED", bool(threaded)),)
+    # remembered for the process: every new network of a layout asks again (a fit from scratch
+    # in a loop, a grid search), and working it out costs a small fit more than its checks of X
+    # and y. config's path thresholds are not in the key: the compiled path rules, which these
+    # values must match, read them once per process too
+    layout = (spec.layers.tobytes(), spec.layers.shape, int(spec.loss_code), any(spec.batch_norm),
+              any(d > 0 for d in spec.dropout), spec.l1 > 0 or spec.l2 > 0)
+    trainer = None if optimizer is None else (int(optimizer.code), bool(optimizer.clip_norm))
+    return _specialized(layout, dtype.itemsize, bool(threaded), int(rows), trainer, bool(sparse))
+
+
+@functools.lru_cache(maxsize=1024)
+def _specialized(layout, itemsize, threaded, rows, trainer, sparse):
+    table, shape, loss_code, batch_norm, dropout, penalty = layout
+    layers = np.frombuffer(table, np.int64).reshape(shape).tolist()   # Python ints: faster to read
     forward, backward, kinds = {NAIVE}, {NAIVE}, set()
     first = 1 if sparse else 0   # a sparse first layer has its own kernels
     for l, row in enumerate(layers[first:], first):
@@ -47,19 +64,17 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     values = dict(
         THREADED=bool(threaded),
         USED_ACTIVATIONS=tuple(sorted({row[ACT] for row in layers})),
-        USED_LOSSES=(int(spec.loss_code),),
+        USED_LOSSES=(loss_code,),
         FORWARD_PATHS=tuple(sorted(int(p) for p in forward)),
         BACKWARD_PATHS=tuple(sorted(int(p) for p in backward)),
         TILED_KINDS=tuple(sorted(kinds)),
-        USE_BATCH_NORM=any(spec.batch_norm),
-        USE_DROPOUT=any(d > 0 for d in spec.dropout),
-        USE_PENALTY=spec.l1 > 0 or spec.l2 > 0,
-        USED_OPTIMIZERS=(int(optimizer.code),) if optimizer is not None else (),
-        USE_CLIP=optimizer is not None and bool(optimizer.clip_norm),
-        USE_SPARSE=bool(sparse),
+        USE_BATCH_NORM=batch_norm,
+        USE_DROPOUT=dropout,
+        USE_PENALTY=penalty,
+        USED_OPTIMIZERS=(trainer[0],) if trainer is not None else (),
+        USE_CLIP=trainer is not None and trainer[1],
+        USE_SPARSE=sparse,
         NARROW_SHUFFLES=tuple(sorted(c for c in columns if 2 <= c <= NARROW_SHUFFLED)),
         NARROW_WINDOWS=any(NARROW_SHUFFLED < c < vector for c in columns),
     )
-    if not config.SPECIALIZE or general_built(np.dtype(dtype)):
-        values = {"THREADED": values["THREADED"]}
     return tuple(sorted(values.items()))

@@ -176,3 +176,22 @@ def test_predict_and_loss_run_one_compiled_driver(monkeypatch):
     evaluates = {variant(driver.evaluate, **dict(key)) for key in net._backend.variants()}
     sigs = [s for d in evaluates for s in d.signatures if str(s[0].dtype) == "float32"]
     assert len(sigs) == 1, sigs
+
+
+def test_only_drivers_that_may_call_openblas_hold_it_to_one_thread(monkeypatch):
+    """A driver call holds OpenBLAS to one thread (blas_library.one_thread) where its variant
+    may take the OpenBLAS path; an all-naive variant, as a small network's, skips the hold."""
+    from fastbp import config
+    from fastbp.kernels.cpu import dense
+    from fastbp.kernels.cpu import needs as needs_module
+    from fastbp.kernels.cpu.backend import _reaches_blas
+    from fastbp.optim import SGD
+    from fastbp.spec import make_spec
+    monkeypatch.setattr(config, "SPECIALIZE", True)   # the suite runs the general build
+    monkeypatch.setattr(needs_module, "general_built", lambda dtype: False)
+    small = needs_module.needs(make_spec([2, 4, 1], output="sigmoid"), "float64", False, 4, SGD(0.1))
+    wide = needs_module.needs(make_spec([784, 1024, 1024, 10]), "float32", True, 256, SGD(0.1))
+    assert not _reaches_blas(small)
+    assert _reaches_blas((("THREADED", True),))   # the general build reaches every path
+    assert _reaches_blas(wide) == (dense.BLAS in dict(wide)["FORWARD_PATHS"] + dict(wide)["BACKWARD_PATHS"])
+    assert _reaches_blas(wide) == dense.BLAS_FOUND

@@ -94,3 +94,29 @@ def test_the_tiled_backward_kinds_follow_the_layers():
     # every batch size agrees with the compiled rule
     W = dense.weight_shape(1024, 10, 4)
     assert {dense.tiled_kind.py_func(r, W, True) for r in range(1, 257)} == dense.tiled_kinds_over(256, W, True)
+
+
+def test_remembered_switches_tell_every_layout_apart():
+    """needs remembers its answers for the process: each must be the one worked out afresh, in
+    whatever order the layouts are asked for (a key that left out a feature would hand one
+    network another's switches)."""
+    from fastbp.kernels.cpu import needs as needs_module
+    calls = [(make_spec([4, 8, 3]), "float32", False, 32, SGD(0.1)),
+             (make_spec([4, 8, 3], dropout=0.2), "float32", False, 32, SGD(0.1)),
+             (make_spec([4, 8, 3], batch_norm=True), "float32", False, 32, SGD(0.1)),
+             (make_spec([4, 8, 3], l2=1e-3), "float32", False, 32, SGD(0.1)),
+             (make_spec([4, 8, 3], hidden="tanh"), "float32", False, 32, SGD(0.1)),
+             (make_spec([4, 8, 3], output="sigmoid"), "float32", False, 32, SGD(0.1)),
+             (make_spec([4, 8, 3]), "float32", True, 32, SGD(0.1)),
+             (make_spec([4, 8, 3]), "float32", False, 32, Adam(1e-3)),
+             (make_spec([4, 8, 3]), "float32", False, 32, SGD(0.1, clip_norm=1.0)),
+             (make_spec([4, 8, 3]), "float32", False, 32, None),
+             (make_spec([64, 256, 10]), "float32", False, 32, SGD(0.1)),
+             (make_spec([64, 256, 10]), "float32", False, 1, SGD(0.1)),
+             (make_spec([64, 256, 10]), "float64", False, 32, SGD(0.1))]   # (a naive variant serves both)
+    needs_module._specialized.cache_clear()
+    forward = [needs(*call) for call in calls]
+    needs_module._specialized.cache_clear()
+    backward = [needs(*call) for call in reversed(calls)][::-1]
+    assert forward == backward
+    assert len(set(forward)) == len(calls)
