@@ -18,7 +18,7 @@ def zeros(shape, dtype):
     """np.zeros(shape, dtype), starting on a CACHE_LINE boundary."""
     dtype = np.dtype(dtype)
     count = int(math.prod(shape)) if isinstance(shape, (tuple, list)) else int(shape)   # not np.prod: slow
-    if count == 0:   # nothing to align (an SGD's moments): and .ctypes costs a small fit microseconds
+    if count == 0:   # an empty array (an SGD's moments) has nothing to align, and .ctypes costs microseconds
         return np.zeros(shape, dtype)
     raw = np.zeros(count * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
     start = -raw.ctypes.data % CACHE_LINE

