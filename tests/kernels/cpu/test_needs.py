@@ -113,7 +113,9 @@ def test_remembered_switches_tell_every_layout_apart():
              (make_spec([4, 8, 3]), "float32", False, 32, None),
              (make_spec([64, 256, 10]), "float32", False, 32, SGD(0.1)),
              (make_spec([64, 256, 10]), "float32", False, 1, SGD(0.1)),
-             (make_spec([64, 256, 10]), "float64", False, 32, SGD(0.1))]   # (a naive variant serves both)
+             # float64 on a layout whose paths depend on the itemsize ([4, 8, 3]'s all-naive
+             # variant serves both dtypes, one key)
+             (make_spec([64, 256, 10]), "float64", False, 32, SGD(0.1))]
     needs_module._specialized.cache_clear()
     forward = [needs(*call) for call in calls]
     needs_module._specialized.cache_clear()
