@@ -20,6 +20,19 @@ mangled name carries a per-process counter, so a callee compiled again by anothe
 processes filling one cache at once) has another name than the one its cached caller names;
 then the Callee adds the caller's name for the callee's code to LLVM's symbol table.
 
+The small kernels that stay linked (compile.linked_kernel) are linked as copies that are the
+caller's own. Numba makes a linked copy `linkonce_odr`, a weak symbol in the caller's object, and
+the JIT binds a call to a weak symbol to a definition already loaded in the process if there is
+one. In a process that compiles a driver, its linked kernels were compiled on their own just
+before, so the driver called those far-away objects instead of its copies; a driver loaded from
+the disk cache (its kernels not loaded) called its copies, and the two ran at different speeds
+(the README's cold-start section). So after Numba links a caller's libraries into its module,
+and before LLVM optimizes it, the linked copies of fastbp's functions in a library that calls a
+linked kernel are made internal (_optimize_final_module): every process runs the caller's own
+copies, which LLVM optimizes as private functions of the caller (their calling convention and
+arguments are the caller's to change). They stay out of line (noinline): inlined, the seed step
+ran no faster and LLVM spent longer on the driver (the README's cold-start section).
+
 Applied only with a Numba release whose source of the functions this relies on was read and
 checked (VERIFIED, by version: reading the source at every start would cost a cached start
 milliseconds; tests/kernels/test_own_code.py checks the source of the installed release);
@@ -30,6 +43,7 @@ so code cached under one rule is never loaded under the other.
 import hashlib
 import inspect
 import threading
+import weakref
 from collections import namedtuple
 
 import llvmlite.binding as llvm
@@ -42,13 +56,17 @@ from .. import config
 # libraries its caller links), BaseContext.insert_user_function (its one caller, the one reader of
 # base.user_function), CodeLibrary.__init__ (the library's `_reload_init` set),
 # NativeLowering.run_pass (after lowering, the library's reload_init goes into the compile
-# result, so into the disk cache) and CompileResult._rebuild (a cached function's reload_init
-# runs before its code is loaded).
-VERIFIED = {"0.68.1": "6ff88c43bf808454c5c63ca5457dcb223f1b32cf"}
+# result, so into the disk cache), CompileResult._rebuild (a cached function's reload_init
+# runs before its code is loaded), CPUCodeLibrary.finalize (links its libraries, then calls
+# _optimize_final_module) and CPUCodeLibrary._get_module_for_linking (a linked copy's functions
+# are linkonce_odr).
+VERIFIED = {"0.68.1": "e1078723b61b88e9754e75baa826cac214b2d5cc"}
 
 _lock = threading.RLock()
 _applied = None
 _numba_user_function = None   # numba.core.base.user_function as Numba has it, once replaced
+_numba_optimize_final_module = None   # CPUCodeLibrary._optimize_final_module, once replaced
+_linking = weakref.WeakSet()  # the code libraries whose code calls a linked_kernel
 _aliases = []                 # (name a caller uses, the callee's own name), added to LLVM's table
 
 
@@ -56,7 +74,10 @@ def source_hash():
     """The sha1 of the Numba source this relies on (see VERIFIED)."""
     from numba.core import base, codegen, compiler, imputils, typed_passes
     parts = (imputils.user_function, base.BaseContext.insert_user_function, codegen.CodeLibrary.__init__,
-             typed_passes.NativeLowering.run_pass, compiler.CompileResult._rebuild)
+             typed_passes.NativeLowering.run_pass, compiler.CompileResult._rebuild,
+             codegen.CPUCodeLibrary.finalize,
+             _numba_optimize_final_module or codegen.CPUCodeLibrary._optimize_final_module,
+             codegen.CPUCodeLibrary._get_module_for_linking)
     try:
         return hashlib.sha1("".join(inspect.getsource(f) for f in parts).encode()).hexdigest()
     except OSError:   # no source files (a frozen or .pyc-only install): nothing to check against
@@ -88,10 +109,19 @@ def aliases():
 def _user_function(fndesc, libs):
     # numba.core.base.user_function: the implementation of a call to a compiled function; for
     # fastbp's own, one that links nothing and records the Callee in the caller's library
-    from .compile import origin
+    from .compile import linked, origin
     found = origin(fndesc.modname, fndesc.qualname)
     if found is None:
-        return _numba_user_function(fndesc, libs)
+        linking = _numba_user_function(fndesc, libs)
+        if not linked(fndesc.modname, fndesc.qualname):
+            return linking
+
+        def imp(context, builder, sig, args):   # a linked_kernel: the caller's copy is its own
+            _linking.add(context.active_code_library)
+            return linking(context, builder, sig, args)
+        imp.signature = linking.signature
+        imp.libs = linking.libs
+        return imp
     call = _numba_user_function(fndesc, ())
     callee = Callee(*found, tuple(fndesc.argtypes), fndesc.mangled_name)
 
@@ -103,15 +133,32 @@ def _user_function(fndesc, libs):
     return imp
 
 
+def _optimize_final_module(self):
+    # CPUCodeLibrary._optimize_final_module, which finalize() calls once it has linked the
+    # library's linking libraries into its module: in a caller of a linked_kernel, the linked
+    # copies of fastbp's functions (mangled names "_ZN6fastbp...") are made internal and out of
+    # line first; Numba's own linked helpers, its reference-count functions among them, whose
+    # names LLVM's reference-count pruning looks for, are left as Numba has them
+    if self in _linking:
+        for fn in self._final_module.functions:
+            if (fn.linkage == llvm.Linkage.linkonce_odr and not fn.is_declaration
+                    and fn.name.startswith("_ZN6fastbp")):
+                fn.linkage = llvm.Linkage.internal
+                fn.add_function_attribute("noinline")
+    return _numba_optimize_final_module(self)
+
+
 def apply():
     """Install it, once per process; returns whether it is in place (False where it is turned
     off or the Numba release is not a verified one)."""
-    global _applied, _numba_user_function
+    global _applied, _numba_user_function, _numba_optimize_final_module
     with _lock:
         if _applied is None:
             _applied = not config.LINK_KERNELS and numba.__version__ in VERIFIED
             if _applied:
-                from numba.core import base
+                from numba.core import base, codegen
                 _numba_user_function = base.user_function
                 base.user_function = _user_function
+                _numba_optimize_final_module = codegen.CPUCodeLibrary._optimize_final_module
+                codegen.CPUCodeLibrary._optimize_final_module = _optimize_final_module
         return _applied

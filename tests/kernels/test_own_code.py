@@ -17,23 +17,35 @@ from fastbp.kernels import own_code
 
 # A fit of the article's network with batch norm (whose kernels its driver calls by their own
 # code, where the naive dense, activation and loss kernels are linked_kernels), single-threaded;
-# prints its weights, whether own_code is in place, how many names it aliased and how many
-# functions Numba compiled (0: all loaded from the cache)
+# prints its weights, whether own_code is in place, how many names it aliased, how many
+# functions Numba compiled (0: all loaded from the cache), how many of those are linked_kernels,
+# and in the modules of all those, how many of fastbp's functions are defined as weak linked
+# copies (linkonce_odr, which the JIT may bind to another object's definition)
 PROBE = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])   # tests/
-from compile_events import compiled
+import json, re
+from numba.core import event
 import fastbp
 from fastbp import datasets
-from fastbp.kernels import own_code
+from fastbp.kernels import compile, own_code
 
 X, y = datasets.seed_example()
-with compiled() as names:
+dispatchers = []   # of the functions Numba compiles (rather than loads from the cache)
+
+class Compiled(event.Listener):
+    def on_start(self, ev):
+        dispatchers.append(ev.data["dispatcher"])
+
+    def on_end(self, ev):
+        pass
+with event.install_listener("numba:compile", Compiled()):
     net = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3, batch_norm=True)
     net.fit(X, y, epochs=50, batch_size=4, lr=0.5)
 params = [v for w, b in net.get_weights() for v in (*w.ravel().tolist(), *b.tolist())]
-print(json.dumps(dict(params=params, applied=own_code.apply(),
-                      aliases=len(own_code.aliases()), compiled=len(names))))
+ir = "".join(r.library.get_llvm_str() for d in dispatchers for r in d.overloads.values())
+weak = len(re.findall(r'^define linkonce_odr [^@]*@"?_ZN6fastbp', ir, re.M))
+linked = sum(compile.linked(d.py_func.__module__, d.py_func.__qualname__) for d in dispatchers)
+print(json.dumps(dict(params=params, applied=own_code.apply(), aliases=len(own_code.aliases()),
+                      compiled=len(dispatchers), linked=linked, weak_copies=weak)))
 """
 
 
@@ -46,8 +58,7 @@ def _fit(cache):
     env = dict(os.environ, FASTBP_CACHE_DIR=str(cache), FASTBP_QUIET="1", NUMBA_NUM_THREADS="1",
                FASTBP_SPECIALIZE="1")
     env.pop("NUMBA_CACHE_DIR", None)
-    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", PROBE, tests], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -56,6 +67,9 @@ def _fit(cache):
 def test_a_cached_caller_loads_its_kernels_first(tmp_path):
     first = _fit(tmp_path)
     assert first["applied"] and first["compiled"] > 0 and first["aliases"] == 0
+    # the driver's copies of its linked kernels are its own: none is left weak, where this
+    # process's JIT would bind the driver's calls to the kernels' own objects compiled just before
+    assert first["linked"] > 0 and first["weak_copies"] == 0
     # the kernels' own code, called rather than linked into the driver, trains as the reference
     X, y = datasets.seed_example()
     reference = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3,
@@ -88,6 +102,10 @@ def test_linked_kernels_keep_numbas_linking():
     assert compile.origin(tiled.__module__, tiled.__qualname__) == (
         "fastbp.kernels.cpu.dense", "dense_forward_split", (("THREADED", False),))
     assert compile.origin("numpy", "dot") is None
+    # and only the linked_kernel's callers keep its copy as their own
+    assert compile.linked(naive.__module__, naive.__qualname__)
+    assert not compile.linked(tiled.__module__, tiled.__qualname__)
+    assert not compile.linked("numpy", "dot")
 
 
 def test_applied_only_to_a_verified_numba():
