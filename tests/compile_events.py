@@ -4,14 +4,16 @@ import contextlib
 
 
 @contextlib.contextmanager
-def compiled():
-    """The names of the functions Numba compiles (rather than loads from the cache) in the block."""
+def compiled(dispatchers=False):
+    """The names of the functions Numba compiles (rather than loads from the cache) in the block;
+    their dispatchers instead with `dispatchers=True`."""
     from numba.core import event
     names = []
 
     class Listener(event.Listener):
         def on_start(self, ev):
-            names.append(ev.data["dispatcher"].py_func.__qualname__)
+            dispatcher = ev.data["dispatcher"]
+            names.append(dispatcher if dispatchers else dispatcher.py_func.__qualname__)
 
         def on_end(self, ev):
             pass

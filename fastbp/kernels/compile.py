@@ -210,8 +210,7 @@ def origin(module, qualname):
     """(module, qualname, variant key) of the registered function whose compiled clone is named
     `qualname` in `module` (its own names and () for a decorated function), if its callers call
     its own code (kernels/own_code.py); None for a `linked_kernel` and for any other function."""
-    found = _ORIGINS.get((module, qualname))
-    return None if found is None or found[:2] in _LINKED else found
+    return None if linked(module, qualname) else _ORIGINS.get((module, qualname))
 
 
 def linked(module, qualname):

@@ -22,22 +22,15 @@ from fastbp.kernels import own_code
 # and in the modules of all those, how many of fastbp's functions are defined as weak linked
 # copies (linkonce_odr, which the JIT may bind to another object's definition)
 PROBE = r"""
-import json, re
-from numba.core import event
+import json, re, sys
+sys.path.insert(0, sys.argv[1])   # tests/
+from compile_events import compiled
 import fastbp
 from fastbp import datasets
 from fastbp.kernels import compile, own_code
 
 X, y = datasets.seed_example()
-dispatchers = []   # of the functions Numba compiles (rather than loads from the cache)
-
-class Compiled(event.Listener):
-    def on_start(self, ev):
-        dispatchers.append(ev.data["dispatcher"])
-
-    def on_end(self, ev):
-        pass
-with event.install_listener("numba:compile", Compiled()):
+with compiled(dispatchers=True) as dispatchers:
     net = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3, batch_norm=True)
     net.fit(X, y, epochs=50, batch_size=4, lr=0.5)
 params = [v for w, b in net.get_weights() for v in (*w.ravel().tolist(), *b.tolist())]
@@ -58,7 +51,8 @@ def _fit(cache):
     env = dict(os.environ, FASTBP_CACHE_DIR=str(cache), FASTBP_QUIET="1", NUMBA_NUM_THREADS="1",
                FASTBP_SPECIALIZE="1")
     env.pop("NUMBA_CACHE_DIR", None)
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", PROBE, tests], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
