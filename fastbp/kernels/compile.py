@@ -167,9 +167,16 @@ def _general_marker(cache_dir, dtype):
 
 
 def _jit(fn, parallel, **options):
+    # _nrt=False: no Numba runtime, so no reference counting. A driver's named tuples hold
+    # dozens of arrays, and each copy of one (every argument of the glue inlined into it) was
+    # an increment and a decrement per array in the IR, which Numba spent time emitting and
+    # LLVM removing again (the README's cold-start section has the figures). The arrays belong
+    # to the Python caller for the length of a call.
+    # It also refuses allocation, which the per-batch path must never do: code that allocates
+    # (np.empty, a slice assignment between arrays) fails to compile ("NRT required").
     with _cache_dir():
         return njit(parallel=parallel, cache=config.CACHE, fastmath=config.FASTMATH,
-                    error_model=config.ERROR_MODEL, **options)(fn)
+                    error_model=config.ERROR_MODEL, _nrt=False, **options)(fn)
 
 
 # ---- the registry, and the variants of its functions ----

@@ -37,6 +37,62 @@ def test_float32_kernels_do_no_float64_arithmetic():
         assert int(n_double) == 0, f"{name}: {n_double} float64 operations in the float32 kernel"
 
 
+NO_RUNTIME_PROBE = r"""
+import numpy as np
+from numba.core.errors import NumbaError
+from fastbp.kernels import args
+from fastbp.kernels.compile import serial_kernel
+
+
+@serial_kernel
+def double(net):   # takes arrays out of a named tuple and passes them on, as a driver does
+    params, grads = net.params, net.grads
+    return write(grads, params)
+
+
+@serial_kernel
+def write(out, x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        out[i] = 2 * x[i]
+        s += x[i]
+    return s
+
+
+@serial_kernel
+def allocate(n):
+    return np.zeros(n).sum()
+
+
+p = np.arange(5.0)
+net = args.Net(p, np.zeros(5), np.zeros(1), np.zeros((2, 2), np.int64), np.zeros((2, 2)), np.zeros((1, 2), np.int64))
+print(double(net) == p.sum() and (net.grads == 2 * p).all())
+print(sum(ir.count("NRT_incref") + ir.count("NRT_decref") for ir in double.inspect_llvm().values()))
+try:
+    allocate(3)
+    print("allocated")
+except NumbaError as e:
+    print("refused", type(e).__name__)
+"""
+
+
+def test_compiled_code_has_no_reference_counting_and_cannot_allocate():
+    """fastbp compiles without Numba's runtime (compile._jit): arrays taken out of a named tuple
+    and passed on cost no reference counting in the code (with the runtime, this probe's code
+    has 12 increments and decrements), and code that allocates, which the per-batch path must
+    never do, fails to compile instead of running. Compiled fresh: inspection needs uncached
+    code."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTBP_CACHE="0")
+    ran, counts, allocated = subprocess.run([sys.executable, "-c", NO_RUNTIME_PROBE], env=env, capture_output=True,
+                                            text=True, timeout=300, check=True).stdout.split("\n")[:3]
+    assert ran == "True"
+    assert counts == "0", f"{counts} reference-count calls in the compiled code"
+    assert allocated.startswith("refused"), allocated
+
+
 CACHED_PROBE = r"""
 import numpy as np
 from fastbp.kernels.cpu import dense

@@ -22,7 +22,6 @@ from numba.extending import intrinsic
 from ..compile import serial
 from .driver import apply_update, backward, forward, gather_rows, output_loss, penalties, sparse_rows
 from ..args import SPARSE_FULL as FULL
-from .views import borrow
 
 # The compiled code calls MPI_Allreduce by its symbol name, resolved when the code is loaded, and
 # takes the communicator, datatype and operation handles as arguments. numba-mpi's own calls
@@ -99,8 +98,6 @@ def train_epochs_mpi(X, Y, SW, orders, lrs, batch_size, steps, counter, net, hp,
     """`steps` batches per epoch on every rank (the most any rank needs); totals[e] is this
     rank's sum of batch losses times batch sizes (the caller reduces it). mpi: the Handles of
     the job's communicator."""
-    net, opt, ws = borrow(net), borrow(opt), borrow(ws)
-    X, Y, SW, orders, lrs = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs)
     n = X.shape[0]
     for e in range(orders.shape[0]):
         total = 0.0

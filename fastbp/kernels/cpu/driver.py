@@ -54,7 +54,7 @@ from .regularize import (batchnorm_backward, batchnorm_forward, batchnorm_infere
                          dropout_forward, penalty_backward, penalty_value)
 from . import pace
 from .threads import even_part, thread_count
-from .views import borrow, view1d, view2d
+from .views import view1d, view2d
 
 # What a network may use, compiled in or left out (compile.switch; kernels/cpu/needs.py decides)
 USE_BATCH_NORM = switch("USE_BATCH_NORM", True)
@@ -133,10 +133,6 @@ def with_csr(ws, indptr, indices, data):
 
 
 # ---- views into the flat buffers ----
-
-# Each driver borrows (views.borrow) every array of its arguments once, at its entry: reading a
-# counted array out of a tuple costs an atomic increment and decrement, which was most of the
-# seed workload's time per step.
 
 @serial
 def _weights(params, layers, l):
@@ -418,8 +414,6 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
 def train_rows(start, stop, order, X, Y, SW, batch_size, lr, counter, net, hp, opt, ws):
     """Batches of rows order[start:stop]; returns the sum of batch losses times batch sizes.
     counter[0] is the global step, which keys the dropout masks."""
-    net, opt, ws = borrow(net), borrow(opt), borrow(ws)
-    X, Y, SW, order, counter = borrow(X), borrow(Y), borrow(SW), borrow(order), borrow(counter)
     total = 0.0
     pool = thread_count()
     if THREADED:
@@ -444,8 +438,6 @@ def train_epochs(X, Y, SW, orders, lrs, start, stop, batch_size, counter, net, h
     divides by the rows). Whole epochs (start 0, stop n) and the pieces of one epoch that a
     progress bar draws between (one row of orders) are the same compiled function: one compile,
     not two."""
-    net, opt, ws = borrow(net), borrow(opt), borrow(ws)
-    X, Y, SW, orders, lrs, counter = borrow(X), borrow(Y), borrow(SW), borrow(orders), borrow(lrs), borrow(counter)
     for e in range(orders.shape[0]):
         epoch_totals[e] = train_rows(start, stop, orders[e], X, Y, SW, batch_size, lrs[e], counter, net, hp, opt, ws)
         if not np.isfinite(epoch_totals[e]):
@@ -462,7 +454,6 @@ def evaluate(out, X, Y, net, hp, ws):
     rows (the caller divides); returns that sum (0 without Y). predict passes no Y and loss no
     out: one driver for both, so that the forward pass, which each inlines whole, compiles once
     and not twice."""
-    net, ws, out, X, Y = borrow(net), borrow(ws), borrow(out), borrow(X), borrow(Y)
     layers = net.layers
     L = layers.shape[0] - 1
     cap = ws.xb.shape[0]
@@ -505,7 +496,6 @@ def loss_and_gradients(X, Y, SW, dropout, step, net, hp, ws, total):
     optimizer (L-BFGS) on any number of rows needs only one block's scratch. The mean of block
     means is the full mean only for losses that are means of rows and without batch statistics:
     the caller gives one block of all rows otherwise (batch norm, dropout, rmse)."""
-    net, ws, X, Y, SW, total = borrow(net), borrow(ws), borrow(X), borrow(Y), borrow(SW), borrow(total)
     n, cap = X.shape[0], ws.xb.shape[0]
     value = 0.0
     for start in range(0, n, cap):
@@ -522,5 +512,7 @@ def loss_and_gradients(X, Y, SW, dropout, step, net, hp, ws, total):
         if b < n:
             accumulate(total, net.grads, share, start == 0)
     if cap < n:
-        net.grads[:] = total
+        grads = net.grads
+        for i in range(grads.shape[0]):   # (a slice assignment needs Numba's runtime: compile._jit)
+            grads[i] = total[i]
     return value + penalties(True, net, hp, ws)

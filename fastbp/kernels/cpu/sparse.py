@@ -24,8 +24,9 @@ step's mode in ws.ntouched[0]):
               instead of three).
   n >= 0      rows only (lazy): dW and the update cover the n rows listed in `touched`.
 
-Rows are indexed as M[c, j], never taken as views M[c]: a view per non-zero would cost a
-reference count's atomic increment and decrement each.
+Rows are indexed as M[c, j], never taken as views M[c]: a view per non-zero cost a reference
+count's atomic increment and decrement each when the kernels ran with Numba's reference counting,
+and still costs building the view.
 """
 from numba import prange
 

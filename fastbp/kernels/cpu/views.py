@@ -1,12 +1,13 @@
-"""Borrowed views into the flat workspace and parameter buffers.
+"""Unchecked views into the flat workspace and parameter buffers.
 
 The drivers cut every layer's blocks out of a few flat buffers at each batch. With NumPy-style
-slicing and reshape, each view costs a call into Numba's reshape helper and an atomic increment
-and decrement of its buffer's reference count: about 20 ns, dozens of times per batch, which was
-most of the time of a tiny network's step (the seed workload). These views carry no reference
-count (a null meminfo, which Numba's reference counting skips): they are valid only while the
-caller holds the buffer, which holds for the length of a driver call, and must never be returned
-to Python.
+slicing and reshape, each view costs a call into Numba's reshape helper, and cost an atomic
+increment and decrement of the buffer's reference count too while the kernels ran with Numba's
+reference counting (they run without it now: compile._jit); dozens of views per batch were most
+of a tiny network's step (the seed workload; the README's "What the cpu backend does"). These
+views are built in place with no owner (a null meminfo): they are valid only while the caller
+holds the buffer, which holds for the length of a driver call, and must never be returned to
+Python.
 """
 from numba import types
 from numba.core import cgutils
@@ -50,26 +51,3 @@ def view2d(typingctx, buf, off, rows, cols):
                        itemsize=itemsize, meminfo=None)
         return dst._getvalue()
     return ret(buf, off, rows, cols), codegen
-
-
-def _borrowed(context, builder, typ, value):
-    if isinstance(typ, types.Array):
-        a = make_array(typ)(context, builder, value)
-        a.meminfo = cgutils.get_null_value(a.meminfo.type)
-        a.parent = cgutils.get_null_value(a.parent.type)
-        return a._getvalue()
-    if isinstance(typ, types.BaseTuple):
-        for i, member in enumerate(typ):
-            value = builder.insert_value(
-                value, _borrowed(context, builder, member, builder.extract_value(value, i)), i)
-    return value
-
-
-@intrinsic
-def borrow(typingctx, arg):
-    """The same array without its reference count, or the same (named) tuple with every array in
-    it so treated: what the drivers pass around inside one call, so that reading their arguments
-    costs no atomic increments."""
-    def codegen(context, builder, sig, args):
-        return _borrowed(context, builder, sig.args[0], args[0])
-    return arg(arg), codegen
