@@ -174,9 +174,13 @@ def _jit(fn, parallel, **options):
     # to the Python caller for the length of a call.
     # It also refuses allocation, which the per-batch path must never do: code that allocates
     # (np.empty, a slice assignment between arrays) fails to compile ("NRT required").
+    # no_cfunc_wrapper: Numba builds a C-callable wrapper beside every function, for calls
+    # through first-class function types, which fastbp never makes; a driver's wrapper unpacks
+    # every field of its tuples, and the wrappers took a part of a first fit's compile that
+    # shows (the README's cold-start section).
     with _cache_dir():
         return njit(parallel=parallel, cache=config.CACHE, fastmath=config.FASTMATH,
-                    error_model=config.ERROR_MODEL, _nrt=False, **options)(fn)
+                    error_model=config.ERROR_MODEL, _nrt=False, no_cfunc_wrapper=True, **options)(fn)
 
 
 # ---- the registry, and the variants of its functions ----

@@ -38,6 +38,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
 
 
 NO_RUNTIME_PROBE = r"""
+import re
 import numpy as np
 from numba.core.errors import NumbaError
 from fastbp.kernels import args
@@ -67,7 +68,8 @@ def allocate(n):
 p = np.arange(5.0)
 net = args.Net(p, np.zeros(5), np.zeros(1), np.zeros((2, 2), np.int64), np.zeros((2, 2)), np.zeros((1, 2), np.int64))
 print(double(net) == p.sum() and (net.grads == 2 * p).all())
-print(sum(ir.count("NRT_incref") + ir.count("NRT_decref") for ir in double.inspect_llvm().values()))
+ir = "".join(double.inspect_llvm().values())
+print(ir.count("NRT_incref") + ir.count("NRT_decref"), len(re.findall(r'define [^\n]*@"?cfunc\.', ir)))
 try:
     allocate(3)
     print("allocated")
@@ -76,12 +78,13 @@ except NumbaError as e:
 """
 
 
-def test_compiled_code_has_no_reference_counting_and_cannot_allocate():
+def test_compiled_code_carries_no_reference_counting_nor_c_wrapper_and_cannot_allocate():
     """fastbp compiles without Numba's runtime (compile._jit): arrays taken out of a named tuple
     and passed on cost no reference counting in the code (with the runtime, this probe's code
     has 12 increments and decrements), and code that allocates, which the per-batch path must
-    never do, fails to compile instead of running. Compiled fresh: inspection needs uncached
-    code."""
+    never do, fails to compile instead of running. Nor does Numba build a C-callable wrapper
+    (for first-class function calls, which fastbp does not make) beside each function.
+    Compiled fresh: inspection needs uncached code."""
     import os
     import subprocess
     import sys
@@ -89,7 +92,9 @@ def test_compiled_code_has_no_reference_counting_and_cannot_allocate():
     ran, counts, allocated = subprocess.run([sys.executable, "-c", NO_RUNTIME_PROBE], env=env, capture_output=True,
                                             text=True, timeout=300, check=True).stdout.split("\n")[:3]
     assert ran == "True"
-    assert counts == "0", f"{counts} reference-count calls in the compiled code"
+    refcounts, wrappers = counts.split()
+    assert refcounts == "0", f"{refcounts} reference-count calls in the compiled code"
+    assert wrappers == "0", f"{wrappers} C wrappers compiled"
     assert allocated.startswith("refused"), allocated
 
 
