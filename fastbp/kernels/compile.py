@@ -173,7 +173,8 @@ def _jit(fn, parallel, **options):
     # LLVM removing again (the README's cold-start section has the figures). The arrays belong
     # to the Python caller for the length of a call.
     # It also refuses allocation, which the per-batch path must never do: code that allocates
-    # (np.empty, a slice assignment between arrays) fails to compile ("NRT required").
+    # (np.empty, a slice assignment between arrays) fails to compile (a typing error, or
+    # "NRT required but not enabled").
     # no_cfunc_wrapper: Numba builds a C-callable wrapper beside every function, for calls
     # through first-class function types, which fastbp never makes; a driver's wrapper unpacks
     # every field of its tuples, and the wrappers took a part of a first fit's compile that
