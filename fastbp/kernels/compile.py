@@ -322,13 +322,18 @@ def variant(dispatcher, **values):
     unknown = set(values) - set(SWITCHES)
     if unknown:
         raise ValueError(f"unknown switches {sorted(unknown)}; declared: {sorted(SWITCHES)}")
-    key = tuple(sorted((k, v) for k, v in values.items() if k in depends(dispatcher) and v != SWITCHES[k]))
+    key = _key(dispatcher, values)
     if not key:
         return dispatcher
     with _MAKING:
         if (dispatcher, key) not in _VARIANTS:
             _make_variant(dispatcher, key)
     return _VARIANTS[dispatcher, key]
+
+
+def _key(dispatcher, values):
+    # the switches in `values` that `dispatcher` reads and that differ from the general build
+    return tuple(sorted((k, v) for k, v in values.items() if k in depends(dispatcher) and v != SWITCHES[k]))
 
 
 def _make_variant(dispatcher, key):
@@ -343,6 +348,35 @@ def _make_variant(dispatcher, key):
     clone.__module__ = fn.__module__
     _ORIGINS[clone.__module__, clone.__qualname__] = (fn.__module__, fn.__qualname__, key)
     _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
+
+
+_LINK_COPIES = {}   # (dispatcher, key) -> what the variants' callers link (_for_callers)
+
+
+def _for_callers(dispatcher, settings):
+    # what a variant's compiled code calls for `dispatcher`: its variant, or for a linked_kernel
+    # a clone of that compiled without a CPython wrapper. Callers link a copy of a linked
+    # kernel's IR and never call its own code, so its wrapper (which unboxes every array from a
+    # Python object) was compiled, optimized and turned into machine code for nothing on every
+    # first fit; with kernels/own_code.py in force, no machine code is made for it either.
+    # Python never sees these clones (calling one from Python would jump to no code): variant()
+    # and one_thread() return the full function, a separate compile where a test calls one.
+    fn, parallel, options = _INFO[dispatcher]
+    if (fn.__module__, fn.__qualname__) not in _LINKED:
+        return variant(dispatcher, **settings)
+    if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
+        return _for_callers(_HANDWRITTEN[dispatcher], settings)
+    key = _key(dispatcher, settings)
+    with _MAKING:
+        if (dispatcher, key) not in _LINK_COPIES:
+            clone = types.FunctionType(fn.__code__, _variant_globals(fn.__globals__, key), fn.__name__,
+                                       fn.__defaults__, fn.__closure__)
+            clone.__qualname__ = fn.__qualname__ + ("__" + _tag(key) if key else "") + own_code.LINK_COPY
+            clone.__module__ = fn.__module__
+            _ORIGINS[clone.__module__, clone.__qualname__] = (fn.__module__, fn.__qualname__, key)
+            _LINK_COPIES[dispatcher, key] = _jit(clone, parallel and dict(key).get("THREADED", True),
+                                                 no_cpython_wrapper=True, **options)
+    return _LINK_COPIES[dispatcher, key]
 
 
 def _tag(key):
@@ -362,7 +396,7 @@ def _variant_globals(original, key):
         copy.update((k, v) for k, v in settings.items() if k in original)
         for k, v in original.items():
             if isinstance(v, CPUDispatcher) and v in _INFO:
-                copy[k] = variant(v, **settings)
+                copy[k] = _for_callers(v, settings)
     return _GLOBALS[slot]
 
 

@@ -33,6 +33,13 @@ copies, which LLVM optimizes as private functions of the caller (their calling c
 arguments are the caller's to change). They stay out of line (noinline): inlined, the seed step
 ran no faster and LLVM spent longer on the driver (the README's cold-start section).
 
+A linked kernel's callers only link its IR, so the clone of it they resolve to
+(compile._for_callers, its name ending in LINK_COPY) is optimized but never added to the JIT:
+no machine code is generated for it (_finalize_final_module), the address of its environment is
+written nowhere (_set_env), and the disk cache keeps its IR (_serialize_using_object_code), from
+which a cached copy links as well. Nothing may call such a clone's own code: it has none, and
+what runs is each caller's copy.
+
 Applied only with a Numba release whose source of the functions this relies on was read and
 checked (VERIFIED, by version: reading the source at every start would cost a cached start
 milliseconds; tests/kernels/test_own_code.py checks the source of the installed release);
@@ -58,26 +65,43 @@ from .. import config
 # NativeLowering.run_pass (after lowering, the library's reload_init goes into the compile
 # result, so into the disk cache), CompileResult._rebuild (a cached function's reload_init
 # runs before its code is loaded), CPUCodeLibrary.finalize (links its libraries, then calls
-# _optimize_final_module) and CPUCodeLibrary._get_module_for_linking (a linked copy's functions
-# are linkonce_odr).
-VERIFIED = {"0.68.1": "e1078723b61b88e9754e75baa826cac214b2d5cc"}
+# _optimize_final_module), CPUCodeLibrary._get_module_for_linking (a linked copy's functions
+# are linkonce_odr; it needs only the final module), CPUCodeLibrary._finalize_final_module
+# (adds the module to the JIT, which generates its code), JITCodeLibrary.get_pointer_to_function
+# (0 for a symbol the JIT lacks) and CPUContext.get_executable (so a LINK_COPY's entry point for
+# Python is null), JITCPUCodegen.set_env and JitEngine.is_symbol_defined (where an environment's
+# address is written), CPUCodeLibrary.serialize_using_object_code and serialize_using_bitcode
+# (what the disk cache keeps), CPUCodeLibrary._unserialize (a cached library of IR is finalized
+# as a new one is) and CompileResult._rebuild (a cached function's entry point and environments
+# as after a compile).
+VERIFIED = {"0.68.1": "c5438c8dcad9cd066b79bafd52adc48125eaa0ca"}
+
+# The end of the name of a linked kernel's clone that callers only link (compile._for_callers)
+LINK_COPY = "__link_copy"
 
 _lock = threading.RLock()
 _applied = None
 _numba_user_function = None   # numba.core.base.user_function as Numba has it, once replaced
 _numba_optimize_final_module = None   # CPUCodeLibrary._optimize_final_module, once replaced
+_numba_finalize_final_module = None   # CPUCodeLibrary._finalize_final_module, once replaced
+_numba_serialize = None               # CPUCodeLibrary.serialize_using_object_code, once replaced
+_numba_set_env = None                 # JITCPUCodegen.set_env, once replaced
 _linking = weakref.WeakSet()  # the code libraries whose code calls a linked_kernel
 _aliases = []                 # (name a caller uses, the callee's own name), added to LLVM's table
 
 
 def source_hash():
     """The sha1 of the Numba source this relies on (see VERIFIED)."""
-    from numba.core import base, codegen, compiler, imputils, typed_passes
+    from numba.core import base, codegen, compiler, cpu, imputils, typed_passes
+    library = codegen.CPUCodeLibrary
     parts = (imputils.user_function, base.BaseContext.insert_user_function, codegen.CodeLibrary.__init__,
              typed_passes.NativeLowering.run_pass, compiler.CompileResult._rebuild,
-             codegen.CPUCodeLibrary.finalize,
-             _numba_optimize_final_module or codegen.CPUCodeLibrary._optimize_final_module,
-             codegen.CPUCodeLibrary._get_module_for_linking)
+             library.finalize, _numba_optimize_final_module or library._optimize_final_module,
+             library._get_module_for_linking, _numba_finalize_final_module or library._finalize_final_module,
+             codegen.JITCodeLibrary.get_pointer_to_function, cpu.CPUContext.get_executable,
+             _numba_set_env or codegen.JITCPUCodegen.set_env, codegen.JitEngine.is_symbol_defined,
+             _numba_serialize or library.serialize_using_object_code, library.serialize_using_bitcode,
+             library._unserialize.__func__)
     try:
         return hashlib.sha1("".join(inspect.getsource(f) for f in parts).encode()).hexdigest()
     except OSError:   # no source files (a frozen or .pyc-only install): nothing to check against
@@ -148,10 +172,44 @@ def _optimize_final_module(self):
     return _numba_optimize_final_module(self)
 
 
+def _finalize_final_module(self):
+    # CPUCodeLibrary._finalize_final_module, the last step of finalize() (and of loading a cached
+    # library): for a LINK_COPY, its checks without adding its module to the JIT, so no machine
+    # code; callers link its final module (_get_module_for_linking)
+    if not self.name.endswith(LINK_COPY):
+        return _numba_finalize_final_module(self)
+    self._finalize_dynamic_globals()
+    self._verify_declare_only_symbols()
+    self._finalized = True
+
+
+def _set_env(self, env_name, env):
+    # JITCPUCodegen.set_env, which writes the address of a function's environment into the
+    # JIT's global of that name: after a compile, and for every environment whose global a
+    # cached function's module holds. A LINK_COPY's module is not in the JIT, so neither is the
+    # global of its own environment nor those of the functions linked into it (Numba's helpers,
+    # max and min among them), and Numba would write through a null address. Skipped where the
+    # JIT holds no such global, the one case where Numba would crash (any process's code, not
+    # only fastbp's); nothing reads those: fastbp's kernels never touch their environment, which
+    # only boxing to Python objects does (tests/kernels/test_own_code.py checks that no copy's
+    # code loads it).
+    if self._engine.is_symbol_defined(env_name):
+        _numba_set_env(self, env_name, env)
+
+
+def _serialize_using_object_code(self):
+    # CPUCodeLibrary.serialize_using_object_code, what Numba's disk cache keeps: a LINK_COPY has
+    # no object code, and its IR is what a cached copy is for
+    if self.name.endswith(LINK_COPY):
+        return self.serialize_using_bitcode()
+    return _numba_serialize(self)
+
+
 def apply():
     """Install it, once per process; returns whether it is in place (False where it is turned
     off or the Numba release is not a verified one)."""
-    global _applied, _numba_user_function, _numba_optimize_final_module
+    global _applied, _numba_user_function, _numba_optimize_final_module, _numba_finalize_final_module
+    global _numba_serialize, _numba_set_env
     with _lock:
         if _applied is None:
             _applied = not config.LINK_KERNELS and numba.__version__ in VERIFIED
@@ -161,4 +219,10 @@ def apply():
                 base.user_function = _user_function
                 _numba_optimize_final_module = codegen.CPUCodeLibrary._optimize_final_module
                 codegen.CPUCodeLibrary._optimize_final_module = _optimize_final_module
+                _numba_finalize_final_module = codegen.CPUCodeLibrary._finalize_final_module
+                codegen.CPUCodeLibrary._finalize_final_module = _finalize_final_module
+                _numba_serialize = codegen.CPUCodeLibrary.serialize_using_object_code
+                codegen.CPUCodeLibrary.serialize_using_object_code = _serialize_using_object_code
+                _numba_set_env = codegen.JITCPUCodegen.set_env
+                codegen.JITCPUCodegen.set_env = _set_env
         return _applied

@@ -20,7 +20,9 @@ from fastbp.kernels import own_code
 # prints its weights, whether own_code is in place, how many names it aliased, how many
 # functions Numba compiled (0: all loaded from the cache), how many of those are linked_kernels,
 # and in the modules of all those, how many of fastbp's functions are defined as weak linked
-# copies (linkonce_odr, which the JIT may bind to another object's definition)
+# copies (linkonce_odr, which the JIT may bind to another object's definition); and which
+# (has a CPython wrapper, was turned into machine code, reads its Numba environment) the
+# compiled copies of linked_kernels made for their callers show, and the other compiled functions
 PROBE = r"""
 import json, re, sys
 sys.path.insert(0, sys.argv[1])   # tests/
@@ -37,8 +39,16 @@ params = [v for w, b in net.get_weights() for v in (*w.ravel().tolist(), *b.toli
 ir = "".join(r.library.get_llvm_str() for d in dispatchers for r in d.overloads.values())
 weak = len(re.findall(r'^define linkonce_odr [^@]*@"?_ZN6fastbp', ir, re.M))
 linked = sum(compile.linked(d.py_func.__module__, d.py_func.__qualname__) for d in dispatchers)
+code = {}
+for d in dispatchers:
+    for r in d.overloads.values():
+        text = r.library.get_llvm_str()
+        code.setdefault(d.py_func.__qualname__.endswith(own_code.LINK_COPY), set()).add((
+            r.fndesc.llvm_cpython_wrapper_name in text, r.library._compiled,
+            bool(re.search(r'= load [^\n]*@"?_ZN08NumbaEnv', text))))
+code = {k: sorted(v) for k, v in code.items()}
 print(json.dumps(dict(params=params, applied=own_code.apply(), aliases=len(own_code.aliases()),
-                      compiled=len(dispatchers), linked=linked, weak_copies=weak)))
+                      compiled=len(dispatchers), linked=linked, weak_copies=weak, code=code)))
 """
 
 
@@ -64,6 +74,11 @@ def test_a_cached_caller_loads_its_kernels_first(tmp_path):
     # the driver's copies of its linked kernels are its own: none is left weak, where this
     # process's JIT would bind the driver's calls to the kernels' own objects compiled just before
     assert first["linked"] > 0 and first["weak_copies"] == 0
+    # the copies of the linked kernels that the driver links were compiled to IR only: no
+    # CPython wrapper, no machine code of their own in the JIT; nor do they read the environment
+    # that the JIT does not hold for them (a wrapper does)
+    assert first["code"]["true"] == [[False, False, False]]
+    assert [True, True, True] in first["code"]["false"]   # (the functions Python calls)
     # the kernels' own code, called rather than linked into the driver, trains as the reference
     X, y = datasets.seed_example()
     reference = fastbp.Network([2, 4, 1], hidden="sigmoid", output="sigmoid", dtype="float64", seed=3,
@@ -85,6 +100,15 @@ def test_a_cached_caller_loads_its_kernels_first(tmp_path):
     renamed = _fit(tmp_path)
     assert 0 < renamed["compiled"] and renamed["aliases"] > 0
     np.testing.assert_allclose(renamed["params"], first["params"], rtol=1e-12, atol=0)
+    # the driver compiled anew, in a process where its linked kernels' copies load from the
+    # cache: it links the IR the cache kept for them
+    drivers = glob.glob(str(tmp_path / "kernels-*" / "fastbp" / "kernels" / "cpu" / "driver.train_epochs*"))
+    assert drivers
+    for f in drivers:
+        os.remove(f)
+    relinked = _fit(tmp_path)
+    assert relinked["compiled"] > 0 and relinked["linked"] == 0
+    np.testing.assert_allclose(relinked["params"], first["params"], rtol=1e-12, atol=0)
 
 
 def test_linked_kernels_keep_numbas_linking():
