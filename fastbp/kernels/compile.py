@@ -25,7 +25,7 @@ from numba import njit
 from numba.core import caching
 
 from .. import config
-from . import blas_library, inline_copies, own_code
+from . import blas_library, inline_copies, numba_messages, own_code
 
 
 def _source_hash():
@@ -46,6 +46,7 @@ def _source_hash():
 
 inline_copies.apply_when_compiling()   # Numba's inliner without its needless copies
 own_code.apply()   # a kernel's callers run its own code (before any kernel compiles or loads)
+numba_messages.apply()   # Numba's typing messages without colorama's terminal set-up for each
 
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
