@@ -25,7 +25,7 @@ from numba import njit
 from numba.core import caching
 
 from .. import config
-from . import blas_library, inline_copies, numba_messages, own_code
+from . import blas_library, glue_passes, inline_copies, numba_messages, own_code
 
 
 def _source_hash():
@@ -47,6 +47,7 @@ def _source_hash():
 inline_copies.apply_when_compiling()   # Numba's inliner without its needless copies
 own_code.apply()   # a kernel's callers run its own code (before any kernel compiles or loads)
 numba_messages.apply()   # Numba's typing messages without colorama's terminal set-up for each
+glue_passes.apply()   # a driver's own functions optimized once, with its module
 
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
@@ -258,6 +259,7 @@ def linked_kernel(fn):
 
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
+    glue_passes.skip(fn.__qualname__)
     return _compile(fn, False, inline="always")
 
 
@@ -348,6 +350,8 @@ def _make_variant(dispatcher, key):
     clone.__qualname__ = fn.__qualname__ + "__" + _tag(key)   # its own disk-cache entry
     clone.__module__ = fn.__module__
     _ORIGINS[clone.__module__, clone.__qualname__] = (fn.__module__, fn.__qualname__, key)
+    if options.get("inline") == "always":
+        glue_passes.skip(clone.__qualname__)
     _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
 
 
