@@ -5,8 +5,8 @@ each that does not fit; nearly all are thrown away when the next one fits, and a
 article's network builds about 4,200 of them. Where colorama is installed, Numba styles every
 piece of a message inside a ColorShell: colorama's init() and deinit(), which wrap sys.stdout and
 sys.stderr and unwrap them again, around writing escape codes into a byte buffer that never
-reaches the terminal. That took about 0.19 s of a seed first fit (measured by timing
-HighlightColorScheme._markup through one fit, the README's cold-start section).
+reaches the terminal. That took 0.14-0.19 s of a seed first fit (timing
+HighlightColorScheme._markup through a fit, in three processes; the README's cold-start section).
 
 `apply()` gives Numba's one color-scheme object (errors.termcolor(), which its modules hold from
 import) a _markup that returns the same string, the style's escape codes, the text and colorama's
