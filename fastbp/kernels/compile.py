@@ -181,6 +181,8 @@ def _jit(fn, parallel, **options):
     # through first-class function types, which fastbp never makes; a driver's wrapper unpacks
     # every field of its tuples, and the wrappers took a part of a first fit's compile that
     # shows (the README's cold-start section).
+    if options.get("inline") == "always":   # serial glue, or a variant of it
+        glue_passes.skip(fn.__qualname__)
     with _cache_dir():
         return njit(parallel=parallel, cache=config.CACHE, fastmath=config.FASTMATH,
                     error_model=config.ERROR_MODEL, _nrt=False, no_cfunc_wrapper=True, **options)(fn)
@@ -259,7 +261,6 @@ def linked_kernel(fn):
 
 def serial(fn):
     """Compile glue that runs on one thread (drivers that call kernels, small helpers)."""
-    glue_passes.skip(fn.__qualname__)
     return _compile(fn, False, inline="always")
 
 
@@ -344,15 +345,19 @@ def _make_variant(dispatcher, key):
     if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
         _VARIANTS[dispatcher, key] = variant(_HANDWRITTEN[dispatcher], **settings)
         return
+    _VARIANTS[dispatcher, key] = _compile_clone(dispatcher, key, "__" + _tag(key))
+
+
+def _compile_clone(dispatcher, key, suffix, **extra):
+    # the registered function's code with the key's switches set in its globals, named with
+    # `suffix` (its own disk-cache entry), compiled with `extra` options besides its own
     fn, parallel, options = _INFO[dispatcher]
     clone = types.FunctionType(fn.__code__, _variant_globals(fn.__globals__, key), fn.__name__, fn.__defaults__,
                                fn.__closure__)
-    clone.__qualname__ = fn.__qualname__ + "__" + _tag(key)   # its own disk-cache entry
+    clone.__qualname__ = fn.__qualname__ + suffix
     clone.__module__ = fn.__module__
     _ORIGINS[clone.__module__, clone.__qualname__] = (fn.__module__, fn.__qualname__, key)
-    if options.get("inline") == "always":
-        glue_passes.skip(clone.__qualname__)
-    _VARIANTS[dispatcher, key] = _jit(clone, parallel and settings.get("THREADED", True), **options)
+    return _jit(clone, parallel and dict(key).get("THREADED", True), **options, **extra)
 
 
 _LINK_COPIES = {}   # (dispatcher, key) -> what the variants' callers link (_for_callers)
@@ -366,7 +371,7 @@ def _for_callers(dispatcher, settings):
     # first fit; with kernels/own_code.py in force, no machine code is made for it either.
     # Python never sees these clones (calling one from Python would jump to no code): variant()
     # and one_thread() return the full function, a separate compile where a test calls one.
-    fn, parallel, options = _INFO[dispatcher]
+    fn = _INFO[dispatcher][0]
     if (fn.__module__, fn.__qualname__) not in _LINKED:
         return variant(dispatcher, **settings)
     if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
@@ -374,13 +379,8 @@ def _for_callers(dispatcher, settings):
     key = _key(dispatcher, settings)
     with _MAKING:
         if (dispatcher, key) not in _LINK_COPIES:
-            clone = types.FunctionType(fn.__code__, _variant_globals(fn.__globals__, key), fn.__name__,
-                                       fn.__defaults__, fn.__closure__)
-            clone.__qualname__ = fn.__qualname__ + ("__" + _tag(key) if key else "") + own_code.LINK_COPY
-            clone.__module__ = fn.__module__
-            _ORIGINS[clone.__module__, clone.__qualname__] = (fn.__module__, fn.__qualname__, key)
-            _LINK_COPIES[dispatcher, key] = _jit(clone, parallel and dict(key).get("THREADED", True),
-                                                 no_cpython_wrapper=True, **options)
+            suffix = ("__" + _tag(key) if key else "") + own_code.LINK_COPY
+            _LINK_COPIES[dispatcher, key] = _compile_clone(dispatcher, key, suffix, no_cpython_wrapper=True)
     return _LINK_COPIES[dispatcher, key]
 
 
