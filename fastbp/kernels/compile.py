@@ -231,9 +231,14 @@ def origin(module, qualname):
 
 def linked(module, qualname):
     """Whether the registered function whose compiled clone is named `qualname` in `module` is a
-    `linked_kernel` (or a variant of one): its callers link a copy of its code."""
+    single-threaded variant of a `linked_kernel`: its callers link a copy of its code."""
     found = _ORIGINS.get((module, qualname))
-    return found is not None and found[:2] in _LINKED
+    return found is not None and _links(found[:2], dict(found[2]))
+
+
+def _links(name, settings):
+    # whether callers of the (module, qualname) `name` in a variant with these switches link it
+    return name in _LINKED and not settings.get("THREADED", True)
 
 
 def built(module, qualname, key):
@@ -244,16 +249,27 @@ def built(module, qualname, key):
 
 
 def kernel(fn):
-    """Compile a loop kernel whose `prange` loops run on Numba's thread pool."""
+    """Compile a loop kernel whose `prange` loops run on Numba's thread pool.
+
+    The body of a kernel's `prange` loop calls a `serial_kernel` that does one thread's share
+    (`for k in prange(threads): _part(..., np.int64(k), ...)`) rather than holding the work
+    inline: Numba compiles a parallel loop's body as a function of its own through its whole
+    pipeline again, and the same code inline there took several times longer to compile than
+    the serial kernel it calls, which the single-threaded twin shares (the README's
+    cold-start section). np.int64: Numba types the loop index as a signed integer in the kernel
+    and an unsigned one in the body's function, and each would compile the callee again. The
+    call costs nanoseconds, once per thread or block."""
     return _compile(fn, True)
 
 
 def linked_kernel(fn):
-    """Compile a small loop kernel that a step of a small network calls, whose callers link a copy
-    of its code, as Numba does, instead of calling its own (kernels/own_code.py): each caller's
-    copy is private to it, which LLVM optimizes with the caller, and a step of the article's
-    network ran slower without (the README's cold-start section), while the copies cost little
-    to compile."""
+    """Compile a small loop kernel that a step of a small network calls, whose single-threaded
+    twin's callers link a copy of its code, as Numba does, instead of calling its own
+    (kernels/own_code.py): each caller's copy is private to it, which LLVM optimizes with the
+    caller, and a step of the article's network ran slower without (the README's cold-start
+    section), while the copies cost little to compile. Small networks' steps run on one thread;
+    on several, a call costs nothing beside starting the threads, and the threaded kernel's
+    loop bodies call code of their own (`kernel`), which a linked copy must not (own_code)."""
     dispatcher = _compile(fn, True)
     _LINKED.add((fn.__module__, fn.__qualname__))
     return dispatcher
@@ -372,7 +388,7 @@ def _for_callers(dispatcher, settings):
     # Python never sees these clones (calling one from Python would jump to no code): variant()
     # and one_thread() return the full function, a separate compile where a test calls one.
     fn = _INFO[dispatcher][0]
-    if (fn.__module__, fn.__qualname__) not in _LINKED:
+    if not _links((fn.__module__, fn.__qualname__), settings):
         return variant(dispatcher, **settings)
     if dispatcher in _HANDWRITTEN and not settings.get("THREADED", True):
         return _for_callers(_HANDWRITTEN[dispatcher], settings)

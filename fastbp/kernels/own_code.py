@@ -6,7 +6,8 @@ of its IR into every compiled function that calls it, where LLVM optimises the w
 generates its code again. A driver calls nearly every kernel, so most of the LLVM work on a
 driver went into kernels already compiled (the README's cold-start section has the figures).
 Most kernels are loops too large to inline, where the copies buy nothing at run time; the small
-ones a small network's step calls are declared `compile.linked_kernel` and keep Numba's linking.
+ones a small network's step calls are declared `compile.linked_kernel`, and their single-threaded
+twins keep Numba's linking.
 
 `apply()` makes a call site of a registered fastbp function (compile.origin knows it) declare the
 callee's symbol and link nothing. Numba's JIT (one MCJIT engine per process) resolves the symbol
@@ -150,7 +151,13 @@ def _user_function(fndesc, libs):
     callee = Callee(*found, tuple(fndesc.argtypes), fndesc.mangled_name)
 
     def imp(context, builder, sig, args):
-        context.active_code_library._reload_init.add(callee)
+        library = context.active_code_library
+        if library.name.endswith(LINK_COPY):
+            # its callers link its IR, and a cached caller would load with the call unresolved
+            # (the Callee is this library's, not theirs): a crash, so refuse it here
+            raise NotImplementedError(f"{library.name} links into its callers, and may not call "
+                                      f"{fndesc.qualname} by its own code; make that `serial` glue")
+        library._reload_init.add(callee)
         return call(context, builder, sig, args)
     imp.signature = call.signature
     imp.libs = ()

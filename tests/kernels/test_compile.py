@@ -11,10 +11,14 @@ d.dense_forward_naive(Z, A, W, b); d.dense_backward_naive(A, W, b, Z, A, W, True
 d.gemm_nt(Z, A, W, b, True); t.gemm_tiled(Z, A, W, b, True, False); t.gemm_tiled(W, A, Z, b, False, True)
 a.activation_forward(A, Z, 5, f(1)); a.activation_backward(Z, A, Z, A, 5, f(1))
 o.optimizer_update(b, b, b, b, 3, 0.1, np.zeros(5), 1)
-for k in (d.dense_forward_naive, d.dense_backward_naive, d.gemm_nt, t.gemm_tiled, a.activation_forward, a.activation_backward, o.optimizer_update):
+import fastbp.kernels.cpu.gemm_nt as nt
+# the parallel loop bodies (per-element work; scalar set-up may use float64), and the functions
+# of their own that the bodies of the others call, whole
+for k, whole in ((d.dense_forward_naive, False), (d.dense_backward_naive, False), (nt._nt_part, True),
+                 (t._gemm_tiled_part, True), (a._activate_part, True), (a._grad_part, True),
+                 (o.optimizer_update, False)):
     for ir in k.inspect_llvm().values():
-        # only the parallel loop bodies: per-element work (scalar set-up may use float64)
-        bodies = re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
+        bodies = [ir] if whole else re.findall(r"define [^\n]*parfor_gufunc.*?\n}", ir, flags=re.S)
         ops = re.findall(r"= (?:fadd|fmul|fsub|fdiv)[a-z ]* (double|float)", "".join(bodies))
         print(k.__name__, ops.count("double"), ops.count("float"))
 """

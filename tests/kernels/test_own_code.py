@@ -111,6 +111,59 @@ def test_a_cached_caller_loads_its_kernels_first(tmp_path):
     np.testing.assert_allclose(relinked["params"], first["params"], rtol=1e-12, atol=0)
 
 
+# Kernels whose loop bodies call code of their own (compile.kernel): loss_backward calls the
+# threaded activation_backward, whose loop body calls _grad_part, and dw_and_da's calls
+# _dw_and_da_part; on two threads, so that the loops run. Prints what Numba compiled and the results.
+LOOP_BODIES = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])   # tests/
+from compile_events import compiled
+import numpy as np
+from fastbp.kernels.cpu import dense, losses
+from fastbp.spec import ACTIVATIONS, LOSSES
+rng = np.random.default_rng(5)
+B, n_in, n_out = 70, 250, 260
+Z, Y = rng.standard_normal((B, n_out)), rng.standard_normal((B, n_out))
+A, SW = np.tanh(Z), rng.uniform(0, 2, B)
+dZ = np.empty_like(Z)
+X, W = rng.standard_normal((B, n_in)), rng.standard_normal((n_in, n_out))
+dX, dW, db = np.empty((B, n_in)), np.empty((n_in, n_out)), np.empty(n_out)
+with compiled() as names:
+    losses.loss_backward(dZ, np.empty_like(A), Z, A, Y, SW, LOSSES["mse"][0], 0.0, 1.0, ACTIVATIONS["tanh"][0], 0.0)
+    dense.dw_and_da(dX, dW, db, dZ, X, W, np.empty((n_out, n_in)))
+print(json.dumps(dict(compiled=names, dZ=dZ.tolist(), dX=dX.tolist(), dW=dW.tolist(), db=db.tolist())))
+"""
+
+
+@pytest.mark.skipif(not own_code.apply(), reason="own_code is not in place with this Numba or config")
+def test_loop_bodies_that_call_kernels_load_from_the_cache(tmp_path):
+    """A loop body's call of a serial kernel is the kernel's call site: loaded from the cache in
+    a fresh process, the kernel loads its callees first (and a threaded linked_kernel, whose
+    callers would link its copy without them, is called by its own code instead): no crash, and
+    the reference's results."""
+    from fastbp import reference as ref
+    env = dict(os.environ, FASTBP_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2")
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", LOOP_BODIES, tests], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-3000:]}"
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert {"_grad_part", "_dw_and_da_part"} <= set(runs[0]["compiled"]) and runs[1]["compiled"] == []
+    rng = np.random.default_rng(5)
+    B, n_in, n_out = 70, 250, 260
+    Z, Y = rng.standard_normal((B, n_out)), rng.standard_normal((B, n_out))
+    A, SW = np.tanh(Z), rng.uniform(0, 2, B)
+    X, W = rng.standard_normal((B, n_in)), rng.standard_normal((n_in, n_out))
+    dZ = ref.loss_backward("mse", Z, A, Y, 0.0, 1.0, "tanh", 0.0, SW)
+    for run in runs:
+        np.testing.assert_allclose(run["dZ"], dZ, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(run["dX"], dZ @ W.T, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(run["dW"], X.T @ dZ, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(run["db"], dZ.sum(axis=0), rtol=1e-9, atol=1e-11)
+
+
 def test_linked_kernels_keep_numbas_linking():
     from fastbp.kernels import compile
     from fastbp.kernels.cpu import dense
@@ -123,6 +176,8 @@ def test_linked_kernels_keep_numbas_linking():
     # and only the linked_kernel's callers keep its copy as their own
     assert compile.linked(naive.__module__, naive.__qualname__)
     assert not compile.linked(tiled.__module__, tiled.__qualname__)
+    # on several threads, its loop bodies call code of their own, which a copy must not
+    assert not compile.linked("fastbp.kernels.cpu.dense", "dense_forward_naive")
     assert not compile.linked("numpy", "dot")
 
 

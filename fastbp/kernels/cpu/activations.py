@@ -16,7 +16,7 @@ Constants are built from the argument's dtype so float32 math stays float32.
 import numpy as np
 from numba import prange
 
-from ..compile import linked_kernel, serial, switch
+from ..compile import THREADED, linked_kernel, serial, serial_kernel, switch
 from ...spec import ACTIVATIONS
 from .threads import thread_count
 
@@ -265,15 +265,31 @@ def grad_rows(dZ, dA, Z, A, code, param, i0, i1):
 def activation_forward(A, Z, code, param):
     """A (B, units) = f(Z (B, units * pieces)), each thread a block of rows."""
     B = Z.shape[0]
+    if not THREADED:   # the twin, linked into small networks' steps: its own inline copy
+        activate_rows(A, Z, code, param, 0, B)
+        return
     threads = thread_count()
     for k in prange(threads):
-        activate_rows(A, Z, code, param, B * k // threads, B * (k + 1) // threads)
+        _activate_part(A, Z, code, param, B * np.int64(k) // threads, B * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _activate_part(A, Z, code, param, i0, i1):
+    activate_rows(A, Z, code, param, i0, i1)
 
 
 @linked_kernel
 def activation_backward(dZ, dA, Z, A, code, param):
     """dZ (B, units * pieces) from dA (B, units), each thread a block of rows."""
     B = Z.shape[0]
+    if not THREADED:   # the twin, linked into small networks' steps: its own inline copy
+        grad_rows(dZ, dA, Z, A, code, param, 0, B)
+        return
     threads = thread_count()
     for k in prange(threads):
-        grad_rows(dZ, dA, Z, A, code, param, B * k // threads, B * (k + 1) // threads)
+        _grad_part(dZ, dA, Z, A, code, param, B * np.int64(k) // threads, B * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _grad_part(dZ, dA, Z, A, code, param, i0, i1):
+    grad_rows(dZ, dA, Z, A, code, param, i0, i1)

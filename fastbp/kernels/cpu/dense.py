@@ -34,7 +34,7 @@ from .blas import gemm_blas
 from .gemm_nt import gemm_nt
 from .threads import even_part, thread_count
 from .tiles import (block_product, gather_narrow, gemm_tiled, row_product, scatter_narrow, tile_columns, transpose,
-                    transpose_rows)
+                    transpose_rows, transpose_serial)
 from .views import view2d
 
 
@@ -198,7 +198,17 @@ def column_sums(s, M):
     columns."""
     n = M.shape[1]
     w = config.COLUMN_BLOCK
-    for jb in prange((n + w - 1) // w):
+    blocks = (n + w - 1) // w
+    threads = min(thread_count(), blocks)
+    for k in prange(threads):
+        _column_sums_part(s, M, blocks * np.int64(k) // threads, blocks * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _column_sums_part(s, M, jb0, jb1):
+    n = M.shape[1]
+    w = config.COLUMN_BLOCK
+    for jb in range(jb0, jb1):
         _column_sums_of(s, M, jb * w, min(n, jb * w + w))
 
 
@@ -278,37 +288,51 @@ def dw_and_da(dA, dW, db, dZ, A, W, Wt):
     rows, the other half dA's columns (each transposing the rows of W its columns need). One
     parallel region instead of four, and each product cut into half as many pieces, which beats
     the two products one after the other (scripts/crossover.py --blas)."""
-    n_in, n_out = W.shape
-    rows = dZ.shape[0]
     threads = thread_count()
     if not THREADED or threads == 1:   # (the twin compiles this branch only)
-        transpose(Wt, W)
-        for k in range(2):   # both products through one block_product: half the code to compile
-            if k == 0:
-                C, X, B, trans, m, n = dA, dZ, Wt, False, rows, n_in    # dA = dZ W^T
-            else:
-                C, X, B, trans, m, n = dW, A, dZ, True, n_in, n_out     # dW = A^T dZ
-            block_product(C, X, B, db, False, trans, 0, m, 0, n)
-        _column_sums_of(db, dZ, 0, n_out)
+        _dw_and_da_serial(dA, dW, db, dZ, A, W, Wt)
         return
     t_dw = (threads + 1) // 2
-    t_da = threads - t_dw
+    for k in prange(threads):
+        _dw_and_da_part(dA, dW, db, dZ, A, W, Wt, np.int64(k), t_dw, threads - t_dw)
+
+
+@serial_kernel
+def _dw_and_da_serial(dA, dW, db, dZ, A, W, Wt):
+    """dw_and_da on the calling thread: W transposed whole, then both products."""
+    n_in, n_out = W.shape
+    rows = dZ.shape[0]
+    transpose_serial(Wt, W)
+    for k in range(2):   # both products through one block_product: half the code to compile
+        if k == 0:
+            C, X, B, trans, m, n = dA, dZ, Wt, False, rows, n_in    # dA = dZ W^T
+        else:
+            C, X, B, trans, m, n = dW, A, dZ, True, n_in, n_out     # dW = A^T dZ
+        block_product(C, X, B, db, False, trans, 0, m, 0, n)
+    _column_sums_of(db, dZ, 0, n_out)
+
+
+@serial_kernel
+def _dw_and_da_part(dA, dW, db, dZ, A, W, Wt, k, t_dw, t_da):
+    """Thread k's share of dw_and_da: below t_dw, a block of dW's rows (thread 0 db as well);
+    from t_dw on, a block of dA's columns, after transposing the rows of W they need."""
+    n_in, n_out = W.shape
+    rows = dZ.shape[0]
     R, NR = config.TILE_ROWS, tile_columns(W)
     w = config.VECTOR_BYTES // W.itemsize   # transpose_rows' block height, which divides NR
-    for k in prange(threads):
-        if k < t_dw:
-            blocks = (n_in + R - 1) // R
-            r0, r1 = blocks * k // t_dw * R, min(n_in, blocks * (k + 1) // t_dw * R)
-            block_product(dW, A, dZ, db, False, True, r0, r1, 0, n_out)
-            if k == 0:
-                _column_sums_of(db, dZ, 0, n_out)
-        else:
-            j = k - t_dw
-            panels = (n_in + NR - 1) // NR
-            c0, c1 = panels * j // t_da * NR, min(n_in, panels * (j + 1) // t_da * NR)
-            for ib in range(c0 // w, (c1 + w - 1) // w):
-                transpose_rows(Wt, W, ib)
-            block_product(dA, dZ, Wt, db, False, False, 0, rows, c0, c1)
+    if k < t_dw:
+        blocks = (n_in + R - 1) // R
+        r0, r1 = blocks * k // t_dw * R, min(n_in, blocks * (k + 1) // t_dw * R)
+        block_product(dW, A, dZ, db, False, True, r0, r1, 0, n_out)
+        if k == 0:
+            _column_sums_of(db, dZ, 0, n_out)
+    else:
+        j = k - t_dw
+        panels = (n_in + NR - 1) // NR
+        c0, c1 = panels * j // t_da * NR, min(n_in, panels * (j + 1) // t_da * NR)
+        for ib in range(c0 // w, (c1 + w - 1) // w):
+            transpose_rows(Wt, W, ib)
+        block_product(dA, dZ, Wt, db, False, False, 0, rows, c0, c1)
 
 
 # ---- training steps on several threads: each thread owns a block of W's rows ----
@@ -339,12 +363,18 @@ def split_by_inputs(rows, W, partials):
 def dense_forward_split(Z, A, W, b, partials):
     """Z = A W + b as a sum over threads: thread k multiplies its columns of A by its rows of W,
     into Z (k = 0, which adds the bias) or its slab of `partials`; add_partials sums them."""
-    rows, n = Z.shape
     threads = thread_count()
     for k in prange(threads):
-        r0, r1 = even_part(W.shape[0], k, threads)
-        C = Z if k == 0 else view2d(partials, (k - 1) * rows * n, rows, n)
-        block_product(C, A[:, r0:r1], W[r0:r1, :], b, k == 0, False, 0, rows, 0, n)
+        _forward_split_part(Z, A, W, b, partials, np.int64(k), threads)
+
+
+@serial_kernel
+def _forward_split_part(Z, A, W, b, partials, k, threads):
+    """Thread k's partial product in dense_forward_split."""
+    rows, n = Z.shape
+    r0, r1 = even_part(W.shape[0], k, threads)
+    C = Z if k == 0 else view2d(partials, (k - 1) * rows * n, rows, n)
+    block_product(C, A[:, r0:r1], W[r0:r1, :], b, k == 0, False, 0, rows, 0, n)
 
 
 @kernel
@@ -352,18 +382,24 @@ def add_partials(Z, partials, A, code, param, activate):
     """Z += the other threads' partial products, each thread a block of Z's rows; then, when
     `activate`, A = activation `code` of those rows, in the same pass (one parallel region and
     one trip through Z fewer)."""
-    rows, n = Z.shape
     threads = thread_count()
     for k in prange(threads):
-        i0, i1 = rows * k // threads, rows * (k + 1) // threads
-        for p in range(threads - 1):
-            P = view2d(partials, p * rows * n, rows, n)
-            for i in range(i0, i1):
-                z, q = Z[i], P[i]
-                for j in range(n):
-                    z[j] += q[j]
-        if activate:
-            activate_rows(A, Z, code, param, i0, i1)
+        _add_partials_part(Z, partials, A, code, param, activate, np.int64(k), threads)
+
+
+@serial_kernel
+def _add_partials_part(Z, partials, A, code, param, activate, k, threads):
+    """Thread k's block of Z's rows in add_partials."""
+    rows, n = Z.shape
+    i0, i1 = rows * k // threads, rows * (k + 1) // threads
+    for p in range(threads - 1):
+        P = view2d(partials, p * rows * n, rows, n)
+        for i in range(i0, i1):
+            z, q = Z[i], P[i]
+            for j in range(n):
+                z[j] += q[j]
+    if activate:
+        activate_rows(A, Z, code, param, i0, i1)
 
 
 @kernel
@@ -371,21 +407,27 @@ def dense_backward_split(dA, dW, db, dZ, A, W, need_dA, Wt):
     """dense_backward with thread k on its rows r of W only: dW[r] = A[:, r]^T dZ, and
     dA[:, r] = dZ W[r]^T through its own transpose of W[r] (a slab of Wt); db by blocks of
     columns."""
+    threads = thread_count()
+    for k in prange(threads):
+        _backward_split_part(dA, dW, db, dZ, A, W, need_dA, Wt, np.int64(k), threads)
+
+
+@serial_kernel
+def _backward_split_part(dA, dW, db, dZ, A, W, need_dA, Wt, k, threads):
+    """Thread k's rows of W in dense_backward_split."""
     n_in, n_out = W.shape
     rows = dZ.shape[0]
-    threads = thread_count()
     w = config.VECTOR_BYTES // W.itemsize
-    for k in prange(threads):
-        r0, r1 = even_part(n_in, k, threads)
-        if need_dA:
-            T = view2d(Wt, r0 * n_out, n_out, r1 - r0)
-            mine = W[r0:r1, :]
-            for ib in range((r1 - r0 + w - 1) // w):
-                transpose_rows(T, mine, ib)
-            block_product(dA[:, r0:r1], dZ, T, db, False, False, 0, rows, 0, r1 - r0)
-        block_product(dW, A, dZ, db, False, True, r0, r1, 0, n_out)
-        c0, c1 = even_part(n_out, k, threads)
-        _column_sums_of(db, dZ, c0, c1)
+    r0, r1 = even_part(n_in, k, threads)
+    if need_dA:
+        T = view2d(Wt, r0 * n_out, n_out, r1 - r0)
+        mine = W[r0:r1, :]
+        for ib in range((r1 - r0 + w - 1) // w):
+            transpose_rows(T, mine, ib)
+        block_product(dA[:, r0:r1], dZ, T, db, False, False, 0, rows, 0, r1 - r0)
+    block_product(dW, A, dZ, db, False, True, r0, r1, 0, n_out)
+    c0, c1 = even_part(n_out, k, threads)
+    _column_sums_of(db, dZ, c0, c1)
 
 
 @serial

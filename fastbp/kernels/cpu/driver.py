@@ -42,7 +42,7 @@ from numba import prange
 
 from ... import aligned, config
 from .. import args, struct_types
-from ..compile import THREADED, kernel, linked_kernel, serial, switch
+from ..compile import THREADED, kernel, linked_kernel, serial, serial_kernel, switch
 from ...spec import ACT, ACT_PARAM, B_OFF, BN, DROP, G_OFF, N_IN, N_UNITS, PIECES, S_OFF, W_OFF
 from .activations import activation_backward, activation_forward
 from .dense import (BACKWARD_PATHS, FORWARD_PATHS, TILED, add_partials, dense_backward, dense_backward_split,
@@ -384,30 +384,36 @@ def update_by_owner(params, grads, m, v, code, lr, hyper, t, layers, b, partials
         return
     threads = thread_count()
     for k in prange(threads):
-        for l in range(layers.shape[0]):
-            n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
-            w = layers[l, W_OFF]
-            rows_only = False
-            if USE_SPARSE and l == 0 and ntouched != FULL:
-                update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), k, threads)
-                rows_only = True
-            # this thread's part of W (none where update_rows did it), of the biases, and of
-            # batch norm's gamma and beta
-            for part in range(3 if USE_BATCH_NORM and layers[l, BN] else 2):
-                if part == 0:
-                    if rows_only:
-                        continue
-                    if split_by_inputs(b, view2d(params, w, n_in, nz), partials):
-                        r0, r1 = even_part(n_in, k, threads)
-                        i0, i1 = w + r0 * nz, w + r1 * nz
-                    else:
-                        i0, i1 = even_part(n_in * nz, k, threads)
-                        i0, i1 = w + i0, w + i1
+        _update_owned(params, grads, m, v, code, coef, layers, b, partials, touched, ntouched, np.int64(k), threads)
+
+
+@serial_kernel
+def _update_owned(params, grads, m, v, code, coef, layers, b, partials, touched, ntouched, k, threads):
+    """Thread k's part of update_by_owner."""
+    for l in range(layers.shape[0]):
+        n_in, nz = layers[l, N_IN], layers[l, N_UNITS] * layers[l, PIECES]
+        w = layers[l, W_OFF]
+        rows_only = False
+        if USE_SPARSE and l == 0 and ntouched != FULL:
+            update_rows(params, grads, m, v, code, coef, w, nz, touched, max(ntouched, 0), k, threads)
+            rows_only = True
+        # this thread's part of W (none where update_rows did it), of the biases, and of
+        # batch norm's gamma and beta
+        for part in range(3 if USE_BATCH_NORM and layers[l, BN] else 2):
+            if part == 0:
+                if rows_only:
+                    continue
+                if split_by_inputs(b, view2d(params, w, n_in, nz), partials):
+                    r0, r1 = even_part(n_in, k, threads)
+                    i0, i1 = w + r0 * nz, w + r1 * nz
                 else:
-                    o = layers[l, B_OFF] if part == 1 else layers[l, G_OFF]
-                    i0, i1 = even_part(nz * part, k, threads)
-                    i0, i1 = o + i0, o + i1
-                update_range(params, grads, m, v, code, coef, i0, i1)
+                    i0, i1 = even_part(n_in * nz, k, threads)
+                    i0, i1 = w + i0, w + i1
+            else:
+                o = layers[l, B_OFF] if part == 1 else layers[l, G_OFF]
+                i0, i1 = even_part(nz * part, k, threads)
+                i0, i1 = o + i0, o + i1
+            update_range(params, grads, m, v, code, coef, i0, i1)
 
 
 @serial

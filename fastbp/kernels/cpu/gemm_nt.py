@@ -3,10 +3,12 @@ register-blocked product of dense.py's "blocked" path (large layers where no Ope
 and narrow outputs forward). Each 4 x 4 tile of C keeps 16 scalar accumulators, which LLVM keeps
 in registers, while it streams the operand rows, over L2-sized panels of B.
 """
+import numpy as np
 from numba import prange
 
 from ... import config
-from ..compile import kernel, serial
+from ..compile import kernel, serial, serial_kernel
+from .threads import thread_count
 
 
 @serial
@@ -69,6 +71,15 @@ def gemm_nt(C, A, B, bias, has_bias):
     m, K = A.shape
     n = B.shape[0]
     panel = _nt_panel(K, A.itemsize)
+    blocks = (m + 3) // 4
+    threads = min(thread_count(), blocks)
     for j0 in range(0, n, panel):
-        for ib in prange((m + 3) // 4):
-            _nt_block(C, A, B, bias, has_bias, ib, j0, min(n, j0 + panel))
+        for k in prange(threads):   # thread k: its share of the row blocks
+            _nt_part(C, A, B, bias, has_bias, blocks * np.int64(k) // threads,
+                     blocks * (np.int64(k) + 1) // threads, j0, min(n, j0 + panel))
+
+
+@serial_kernel
+def _nt_part(C, A, B, bias, has_bias, ib0, ib1, j0, j1):
+    for ib in range(ib0, ib1):
+        _nt_block(C, A, B, bias, has_bias, ib, j0, j1)

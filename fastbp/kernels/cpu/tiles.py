@@ -18,12 +18,14 @@ does not stay in L2 go to gemm_nt or OpenBLAS instead (dense.forward_path).
 from collections import namedtuple
 
 import llvmlite.ir as lir
+import numpy as np
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import config
-from ..compile import kernel, serial, switch
+from ..compile import kernel, serial, serial_kernel, switch
+from .threads import thread_count
 
 
 def _tile_of(name, rows_of):
@@ -243,6 +245,18 @@ def transpose_rows(T, M, ib):
             T[j, i] = M[i, j]
 
 
+@serial_kernel
+def transpose_serial(T, M):
+    """transpose on the calling thread."""
+    m, n = M.shape
+    w = config.VECTOR_BYTES // M.itemsize
+    if n < w:   # (a narrow layer's W, for the blocked forward pass)
+        gather_narrow(T, M)
+        return
+    for ib in range((m + w - 1) // w):
+        transpose_rows(T, M, ib)
+
+
 @kernel
 def transpose(T, M):
     """T (n, m) = M (m, n)^T, in vector blocks (transpose_block); parallel over blocks of rows
@@ -251,14 +265,17 @@ def transpose(T, M):
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
     blocks = (m + w - 1) // w
-    if n < w:   # (a narrow layer's W, for the blocked forward pass)
-        gather_narrow(T, M)
+    if n < w or m * n <= config.TRANSPOSE_SERIAL:
+        transpose_serial(T, M)
         return
-    if m * n <= config.TRANSPOSE_SERIAL:
-        for ib in range(blocks):
-            transpose_rows(T, M, ib)
-        return
-    for ib in prange(blocks):
+    threads = min(thread_count(), blocks)
+    for k in prange(threads):
+        _transpose_part(T, M, blocks * np.int64(k) // threads, blocks * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _transpose_part(T, M, ib0, ib1):
+    for ib in range(ib0, ib1):
         transpose_rows(T, M, ib)
 
 
@@ -544,5 +561,13 @@ def gemm_tiled(C, A, B, bias, has_bias, a_trans):
     thread's tiles then reach fewer rows of B per load.)"""
     m, n = C.shape
     R = config.TILE_ROWS
-    for ib in prange((m + R - 1) // R):
-        block_product(C, A, B, bias, has_bias, a_trans, ib * R, min(m, ib * R + R), 0, n)
+    blocks = (m + R - 1) // R
+    threads = min(thread_count(), blocks)
+    for k in prange(threads):   # thread k: its share of the blocks, as prange over them would cut
+        i0, i1 = blocks * np.int64(k) // threads * R, min(m, blocks * (np.int64(k) + 1) // threads * R)
+        _gemm_tiled_part(C, A, B, bias, has_bias, a_trans, i0, i1)
+
+
+@serial_kernel
+def _gemm_tiled_part(C, A, B, bias, has_bias, a_trans, i0, i1):
+    block_product(C, A, B, bias, has_bias, a_trans, i0, i1, 0, C.shape[1])
