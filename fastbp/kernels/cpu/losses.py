@@ -12,9 +12,10 @@ Poisson deviance with its exp output.
 import numpy as np
 from numba import prange
 
-from ..compile import kernel, linked_kernel, serial, switch
+from ..compile import THREADED, kernel, linked_kernel, serial, serial_kernel, switch
 from ...spec import LOSSES
 from .activations import activation_backward
+from .threads import thread_count
 
 MSE, RMSE, HUBER, BCE, CE, POISSON = (LOSSES[n][0] for n in ("mse", "rmse", "huber", "binary_cross_entropy",
                                                               "cross_entropy", "poisson"))
@@ -25,10 +26,27 @@ USED_LOSSES = switch("USED_LOSSES", tuple(sorted(v[0] for v in LOSSES.values()))
 @linked_kernel
 def loss_rows(rows, Z, A, Y, SW, code, param):
     """rows (B,): each sample's loss summed over its outputs, times its weight SW (B,)."""
-    B, m = Z.shape
+    B = Z.shape[0]
+    if not THREADED:   # the twin, linked into small networks' steps: its own inline copy
+        _loss_rows_of(rows, Z, A, Y, SW, code, param, 0, B)
+        return
+    threads = thread_count()
+    for k in prange(threads):
+        _loss_rows_part(rows, Z, A, Y, SW, code, param, B * np.int64(k) // threads, B * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _loss_rows_part(rows, Z, A, Y, SW, code, param, i0, i1):
+    _loss_rows_of(rows, Z, A, Y, SW, code, param, i0, i1)
+
+
+@serial
+def _loss_rows_of(rows, Z, A, Y, SW, code, param, i0, i1):
+    """loss_rows of rows i0 to i1."""
+    m = Z.shape[1]
     zero, half = Z.dtype.type(0), Z.dtype.type(0.5)
     d = Z.dtype.type(param)
-    for i in prange(B):
+    for i in range(i0, i1):
         s = zero
         if CE in USED_LOSSES and code == CE:
             mx = Z[i, 0]

@@ -10,8 +10,9 @@ import numpy as np
 from numba import prange
 
 from ... import config
-from ..compile import kernel, serial
+from ..compile import THREADED, kernel, serial, serial_kernel
 from .reduce import weighted_sum
+from .threads import thread_count
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
@@ -68,6 +69,24 @@ def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, 
     Parallel over blocks of columns. Within a block the batch's rows are added one at a time
     into the block's sums (mean and inv_std hold them until they are done), so each pass runs
     along contiguous rows, vectorised; a column at a time ran down the rows one element apart."""
+    blocks = (Z.shape[1] + config.COLUMN_BLOCK - 1) // config.COLUMN_BLOCK
+    if not THREADED:   # the twin, for small networks' steps: inline, where a call measured slower
+        _bn_forward_of(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update, 0, blocks)
+        return
+    threads = min(thread_count(), blocks)
+    for k in prange(threads):
+        _bn_forward_part(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update,
+                         blocks * np.int64(k) // threads, blocks * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _bn_forward_part(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update, jb0, jb1):
+    _bn_forward_of(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update, jb0, jb1)
+
+
+@serial
+def _bn_forward_of(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update, jb0, jb1):
+    """batchnorm_forward's column blocks jb0 to jb1."""
     B, n = Z.shape
     zero, one = Z.dtype.type(0), Z.dtype.type(1)
     e = Z.dtype.type(eps)
@@ -75,7 +94,7 @@ def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, 
     m = Z.dtype.type(momentum)
     unbias = Z.dtype.type(B / (B - 1.0) if B > 1 else 1.0)
     block = config.COLUMN_BLOCK   # columns per thread's block: a pass over the rows is one vector loop
-    for jb in prange((n + block - 1) // block):
+    for jb in range(jb0, jb1):
         j0, j1 = jb * block, min(n, jb * block + block)
         w = j1 - j0
         mu, s = mean[j0:j1], inv_std[j0:j1]
@@ -126,12 +145,30 @@ def batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma):
     dbeta = sum dY, dgamma = sum dY h, dZ = inv_std / B * (B dH - sum dH - h sum dH h), dH = gamma dY.
     Parallel over blocks of columns, a row at a time within each, as batchnorm_forward.
     """
+    blocks = (dZ.shape[1] + config.COLUMN_BLOCK - 1) // config.COLUMN_BLOCK
+    if not THREADED:   # the twin: inline, as batchnorm_forward's
+        _bn_backward_of(dZ, dgamma, dbeta, H, inv_std, gamma, 0, blocks)
+        return
+    threads = min(thread_count(), blocks)
+    for k in prange(threads):
+        _bn_backward_part(dZ, dgamma, dbeta, H, inv_std, gamma, blocks * np.int64(k) // threads,
+                          blocks * (np.int64(k) + 1) // threads)
+
+
+@serial_kernel
+def _bn_backward_part(dZ, dgamma, dbeta, H, inv_std, gamma, jb0, jb1):
+    _bn_backward_of(dZ, dgamma, dbeta, H, inv_std, gamma, jb0, jb1)
+
+
+@serial
+def _bn_backward_of(dZ, dgamma, dbeta, H, inv_std, gamma, jb0, jb1):
+    """batchnorm_backward's column blocks jb0 to jb1."""
     B, n = dZ.shape
     zero = dZ.dtype.type(0)
     fb = dZ.dtype.type(B)
     inv_b = dZ.dtype.type(1.0 / B)
-    block = config.COLUMN_BLOCK   # columns per thread's block: a pass over the rows is one vector loop
-    for jb in prange((n + block - 1) // block):
+    block = config.COLUMN_BLOCK
+    for jb in range(jb0, jb1):
         j0, j1 = jb * block, min(n, jb * block + block)
         w = j1 - j0
         sdy, sdyh = dbeta[j0:j1], dgamma[j0:j1]
