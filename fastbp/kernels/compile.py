@@ -257,9 +257,10 @@ def kernel(fn):
     pipeline again, and the same code inline there took several times longer to compile than
     the serial kernel it calls, which the single-threaded twin shares (the README's
     cold-start section). A twin that small networks' steps call keeps the work inline instead
-    (`if not THREADED:`): the linked kernels', and batch norm's, where the call read slower. np.int64: Numba types the loop index as a signed integer in the kernel
-    and an unsigned one in the body's function, and each would compile the callee again. The
-    call costs nanoseconds, once per thread or block."""
+    (`if not THREADED:`): the linked kernels', and batch norm's, where the call read slower.
+    np.int64 (threads.thread_share takes it too): Numba types the loop index as a signed integer
+    in the kernel and an unsigned one in the body's function, and each would compile the callee
+    again. The call costs nanoseconds, once per thread."""
     return _compile(fn, True)
 
 

@@ -18,7 +18,7 @@ from numba import prange
 
 from ..compile import THREADED, linked_kernel, serial, serial_kernel, switch
 from ...spec import ACTIVATIONS
-from .threads import thread_count
+from .threads import thread_count, thread_share
 
 
 MAXOUT, SOFTMAX = ACTIVATIONS["maxout"].code, ACTIVATIONS["softmax"].code   # whole rows
@@ -270,7 +270,8 @@ def activation_forward(A, Z, code, param):
         return
     threads = thread_count()
     for k in prange(threads):
-        _activate_part(A, Z, code, param, B * np.int64(k) // threads, B * (np.int64(k) + 1) // threads)
+        i0, i1 = thread_share(B, k, threads)
+        _activate_part(A, Z, code, param, i0, i1)
 
 
 @serial_kernel
@@ -287,7 +288,8 @@ def activation_backward(dZ, dA, Z, A, code, param):
         return
     threads = thread_count()
     for k in prange(threads):
-        _grad_part(dZ, dA, Z, A, code, param, B * np.int64(k) // threads, B * (np.int64(k) + 1) // threads)
+        i0, i1 = thread_share(B, k, threads)
+        _grad_part(dZ, dA, Z, A, code, param, i0, i1)
 
 
 @serial_kernel

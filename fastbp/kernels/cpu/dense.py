@@ -32,7 +32,7 @@ from ..compile import THREADED, kernel, linked_kernel, serial, serial_kernel, sw
 from .activations import activate_rows
 from .blas import gemm_blas
 from .gemm_nt import gemm_nt
-from .threads import even_part, thread_count
+from .threads import even_part, thread_count, thread_share
 from .tiles import (block_product, gather_narrow, gemm_tiled, row_product, scatter_narrow, tile_columns, transpose,
                     transpose_rows, transpose_serial)
 from .views import view2d
@@ -201,7 +201,8 @@ def column_sums(s, M):
     blocks = (n + w - 1) // w
     threads = min(thread_count(), blocks)
     for k in prange(threads):
-        _column_sums_part(s, M, blocks * np.int64(k) // threads, blocks * (np.int64(k) + 1) // threads)
+        jb0, jb1 = thread_share(blocks, k, threads)
+        _column_sums_part(s, M, jb0, jb1)
 
 
 @serial_kernel

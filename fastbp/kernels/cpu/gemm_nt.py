@@ -3,12 +3,11 @@ register-blocked product of dense.py's "blocked" path (large layers where no Ope
 and narrow outputs forward). Each 4 x 4 tile of C keeps 16 scalar accumulators, which LLVM keeps
 in registers, while it streams the operand rows, over L2-sized panels of B.
 """
-import numpy as np
 from numba import prange
 
 from ... import config
 from ..compile import kernel, serial, serial_kernel
-from .threads import thread_count
+from .threads import thread_count, thread_share
 
 
 @serial
@@ -75,8 +74,8 @@ def gemm_nt(C, A, B, bias, has_bias):
     threads = min(thread_count(), blocks)
     for j0 in range(0, n, panel):
         for k in prange(threads):   # thread k: its share of the row blocks
-            _nt_part(C, A, B, bias, has_bias, blocks * np.int64(k) // threads,
-                     blocks * (np.int64(k) + 1) // threads, j0, min(n, j0 + panel))
+            ib0, ib1 = thread_share(blocks, k, threads)
+            _nt_part(C, A, B, bias, has_bias, ib0, ib1, j0, min(n, j0 + panel))
 
 
 @serial_kernel

@@ -15,7 +15,7 @@ from numba import prange
 from ..compile import THREADED, kernel, linked_kernel, serial, serial_kernel, switch
 from ...spec import LOSSES
 from .activations import activation_backward
-from .threads import thread_count
+from .threads import thread_count, thread_share
 
 MSE, RMSE, HUBER, BCE, CE, POISSON = (LOSSES[n][0] for n in ("mse", "rmse", "huber", "binary_cross_entropy",
                                                               "cross_entropy", "poisson"))
@@ -32,7 +32,8 @@ def loss_rows(rows, Z, A, Y, SW, code, param):
         return
     threads = thread_count()
     for k in prange(threads):
-        _loss_rows_part(rows, Z, A, Y, SW, code, param, B * np.int64(k) // threads, B * (np.int64(k) + 1) // threads)
+        i0, i1 = thread_share(B, k, threads)
+        _loss_rows_part(rows, Z, A, Y, SW, code, param, i0, i1)
 
 
 @serial_kernel

@@ -12,7 +12,7 @@ from numba import prange
 from ... import config
 from ..compile import THREADED, kernel, serial, serial_kernel
 from .reduce import weighted_sum
-from .threads import thread_count
+from .threads import thread_count, thread_share
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
@@ -75,8 +75,8 @@ def batchnorm_forward(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, 
         return
     threads = min(thread_count(), blocks)
     for k in prange(threads):
-        _bn_forward_part(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update,
-                         blocks * np.int64(k) // threads, blocks * (np.int64(k) + 1) // threads)
+        jb0, jb1 = thread_share(blocks, k, threads)
+        _bn_forward_part(Z, H, mean, inv_std, run_mean, run_var, gamma, beta, eps, momentum, update, jb0, jb1)
 
 
 @serial_kernel
@@ -151,8 +151,8 @@ def batchnorm_backward(dZ, dgamma, dbeta, H, inv_std, gamma):
         return
     threads = min(thread_count(), blocks)
     for k in prange(threads):
-        _bn_backward_part(dZ, dgamma, dbeta, H, inv_std, gamma, blocks * np.int64(k) // threads,
-                          blocks * (np.int64(k) + 1) // threads)
+        jb0, jb1 = thread_share(blocks, k, threads)
+        _bn_backward_part(dZ, dgamma, dbeta, H, inv_std, gamma, jb0, jb1)
 
 
 @serial_kernel

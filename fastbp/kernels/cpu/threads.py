@@ -4,6 +4,7 @@ import os
 
 import llvmlite.ir as lir
 import numba
+import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -74,6 +75,16 @@ def _one():
 def thread_count():
     """Numba's thread count; 1 in the single-threaded twins (which must not start the pool)."""
     return _numba_threads()
+
+
+@serial
+def thread_share(n, k, threads):
+    """(start, stop) of thread k's part of range(n) in `threads` contiguous near-equal parts, as
+    prange over range(n) would cut it, in int64 whatever integer k is: a prange index is signed
+    where Numba types the kernel and unsigned in the loop body's own function, and a callee
+    given either would be compiled for each (compile.kernel)."""
+    k = np.int64(k)
+    return n * k // threads, n * (k + 1) // threads
 
 
 @serial

@@ -18,14 +18,13 @@ does not stay in L2 go to gemm_nt or OpenBLAS instead (dense.forward_path).
 from collections import namedtuple
 
 import llvmlite.ir as lir
-import numpy as np
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import config
 from ..compile import kernel, serial, serial_kernel, switch
-from .threads import thread_count
+from .threads import thread_count, thread_share
 
 
 def _tile_of(name, rows_of):
@@ -270,7 +269,8 @@ def transpose(T, M):
         return
     threads = min(thread_count(), blocks)
     for k in prange(threads):
-        _transpose_part(T, M, blocks * np.int64(k) // threads, blocks * (np.int64(k) + 1) // threads)
+        ib0, ib1 = thread_share(blocks, k, threads)
+        _transpose_part(T, M, ib0, ib1)
 
 
 @serial_kernel
@@ -563,9 +563,9 @@ def gemm_tiled(C, A, B, bias, has_bias, a_trans):
     R = config.TILE_ROWS
     blocks = (m + R - 1) // R
     threads = min(thread_count(), blocks)
-    for k in prange(threads):   # thread k: its share of the blocks, as prange over them would cut
-        i0, i1 = blocks * np.int64(k) // threads * R, min(m, blocks * (np.int64(k) + 1) // threads * R)
-        _gemm_tiled_part(C, A, B, bias, has_bias, a_trans, i0, i1)
+    for k in prange(threads):   # thread k: its share of the blocks
+        ib0, ib1 = thread_share(blocks, k, threads)
+        _gemm_tiled_part(C, A, B, bias, has_bias, a_trans, ib0 * R, min(m, ib1 * R))
 
 
 @serial_kernel
