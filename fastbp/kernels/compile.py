@@ -25,7 +25,7 @@ from numba import njit
 from numba.core import caching
 
 from .. import config
-from . import blas_library, glue_passes, inline_copies, numba_messages, own_code
+from . import blas_library, blas_probe, glue_passes, inline_copies, numba_messages, own_code
 
 
 def _source_hash():
@@ -48,6 +48,7 @@ inline_copies.apply_when_compiling()   # Numba's inliner without its needless co
 own_code.apply()   # a kernel's callers run its own code (before any kernel compiles or loads)
 numba_messages.apply()   # Numba's typing messages without colorama's terminal set-up for each
 glue_passes.apply()   # a driver's own functions optimized once, with its module
+blas_probe.apply()   # Numba's BLAS question answered without importing SciPy's linear algebra
 
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
