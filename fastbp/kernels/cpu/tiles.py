@@ -23,7 +23,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import config
-from ..compile import kernel, serial, serial_kernel, switch
+from ..compile import THREADED, kernel, serial, serial_kernel, switch
 from .threads import thread_count, thread_share
 
 
@@ -264,7 +264,8 @@ def transpose(T, M):
     m, n = M.shape
     w = config.VECTOR_BYTES // M.itemsize
     blocks = (m + w - 1) // w
-    if n < w or m * n <= config.TRANSPOSE_SERIAL:
+    # (the twin compiles this branch only: a one-thread fit need not compile _transpose_part)
+    if not THREADED or n < w or m * n <= config.TRANSPOSE_SERIAL:
         transpose_serial(T, M)
         return
     threads = min(thread_count(), blocks)
