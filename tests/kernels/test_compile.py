@@ -206,6 +206,32 @@ def test_variants_share_what_reads_no_narrowed_switch():
     assert len({f.py_func.__qualname__ for f in (driver.train_epochs, a, b)}) == 3
 
 
+def test_a_variants_globals_make_each_compiled_functions_variant_when_it_is_read(monkeypatch):
+    """The globals a variant's clones see resolve a compiled function to its variant when Numba
+    reads the name, not when they are made, and read whole (a copy, iteration) hold what the
+    eager copy held: every compiled function as its variant, the switches set."""
+    from numba.core.registry import CPUDispatcher
+    from fastbp.kernels import compile
+    from fastbp.kernels.cpu import tiles
+    settings = {"THREADED": False}
+    made = []
+    real = compile._for_callers
+    monkeypatch.setattr(compile, "_for_callers", lambda d, s: made.append(d) or real(d, s))
+    seen = compile._VariantGlobals(vars(tiles), settings)
+    assert made == [] and seen["THREADED"] is False and tiles.THREADED is True
+    assert seen["transpose"] is compile.one_thread(tiles.transpose) is not tiles.transpose
+    assert seen.get("gemm_tiled") is compile.one_thread(tiles.gemm_tiled)
+    assert made == [tiles.transpose, tiles.gemm_tiled]
+    compiled = {k for k, v in vars(tiles).items() if isinstance(v, CPUDispatcher) and v in compile._INFO}
+    assert len(compiled) > 10
+    for whole in (dict(seen), {**seen}, seen.copy()):
+        assert whole.keys() == vars(tiles).keys() and whole["THREADED"] is False
+        for k in compiled:
+            assert whole[k] is real(vars(tiles)[k], settings), k
+    assert sorted(made, key=id) == sorted(set(made), key=id)   # each made once
+    assert len(made) == len(compiled)
+
+
 def test_an_unknown_switch_is_refused():
     import pytest
     from fastbp.kernels.compile import variant
