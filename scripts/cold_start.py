@@ -16,11 +16,13 @@ Rows:
   cached seed, numpy+numba only
                   the same in a Python that has only fastbp's run-time dependencies (this
                   environment's numpy and numba, in a temporary venv), as `pip install fastbp`
-                  leaves a user: Numba imports SciPy, where it is installed, when it first
-                  loads compiled code, which a test or peers environment pays for
-  numba floor     a fresh process: import numba and call one trivial cached function: what any
-                  program with compiled code cached by Numba waits before its first call, the
-                  least the cached rows can take (also in the numpy+numba-only venv)
+                  leaves a user: Numba imports part of what else is installed (SciPy's top
+                  level, cffi's C parser) as it starts, which a test or peers environment pays
+  numba floor     a fresh process: import numba and call one trivial cached function: what a
+                  program with compiled code cached by Numba waits before its first call (also
+                  in the numpy+numba-only venv). Where SciPy is installed, Numba imports SciPy's
+                  linear algebra there, which fastbp's processes skip (kernels/blas_probe.py),
+                  so the cached rows can read below it
   demo            (--demo) `pip install . && python -m fastbp demo` in a fresh clone
   suite           (--suite) `pip install '.[test]' && python -m pytest -q tests` in a fresh clone
 
