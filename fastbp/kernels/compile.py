@@ -25,7 +25,7 @@ from numba import njit
 from numba.core import caching
 
 from .. import config
-from . import blas_library, blas_probe, glue_passes, inline_copies, numba_messages, own_code
+from . import blas_library, blas_probe, cache_lock, glue_passes, inline_copies, numba_messages, own_code
 
 
 def _source_hash():
@@ -53,6 +53,7 @@ blas_probe.apply()   # Numba's BLAS question answered without importing SciPy's 
 _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
 CACHE_DIR = os.path.join(_parent, "kernels-" + _source_hash())
+cache_lock.apply(CACHE_DIR)   # saves into the cache by several processes at once kept whole
 
 
 class _PackageLocator(caching.UserProvidedCacheLocator):
