@@ -12,6 +12,7 @@ Environment variables read at import (set them before `import fastbp`):
   FASTBP_NUMBA_INLINE_COPIES=1  keep Numba's needless copies of inlined code (kernels/inline_copies.py)
   FASTBP_LINK_KERNELS=1   link a copy of each kernel's code into every caller, as Numba does
                           (kernels/own_code.py)
+  FASTBP_COMPILE_HELPER=0 a first fit compiles in this process only, not also in a helper process
   FASTBP_SPECIALIZE=0     every fit runs the general drivers (one long compile that serves any
                           network) instead of a variant compiled for the network's features
   FASTBP_BLAS=0           every product in fastbp's own kernels, never OpenBLAS
@@ -53,6 +54,16 @@ NUMBA_INLINE_COPIES = os.environ.get("FASTBP_NUMBA_INLINE_COPIES", "0") not in (
 # nearly all), and LLVM compiles each copy again there. Off (the default), kernels/own_code.py
 # has a call run the kernel's own compiled code where the Numba release is one it checked.
 LINK_KERNELS = os.environ.get("FASTBP_LINK_KERNELS", "0") not in ("0", "")
+
+# A first fit into an empty cache compiles its driver's kernels in two processes, this one from
+# the start of the list and a helper from the end (kernels/compile_helper.py), where the process
+# may use two CPUs; for functions that reach at least COMPILE_HELPER_MIN_KERNELS kernels (a
+# helper's start, about half a second of the other CPU, is not worth it for fewer).
+# FASTBP_COMPILE_HELPER=0: this process compiles everything itself.
+COMPILE_HELPER = os.environ.get("FASTBP_COMPILE_HELPER", "1") != "0"
+COMPILE_HELPER_MIN_KERNELS = 4
+# FASTBP_COMPILE_HELPER_LOG=path: the helpers append what they list and compile there
+COMPILE_HELPER_LOG = os.environ.get("FASTBP_COMPILE_HELPER_LOG") or None
 
 # ---- blocks and chunks ----
 EVAL_CHUNK = 1024    # rows per block when predicting or scoring (cpu and cuda): bounds the scratch

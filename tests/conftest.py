@@ -7,6 +7,10 @@ import os
 # tested on their own: tests/kernels/test_compile.py, tests/kernels/cpu/test_needs.py and
 # tests/kernels/cpu/test_backend.py (set config.SPECIALIZE back on).
 os.environ.setdefault("FASTBP_SPECIALIZE", "0")
+# One pytest-xdist worker runs on each core already, and the general builds below run one per
+# core: a helper process for each first compile (kernels/compile_helper.py) would only compete
+# with them. tests/kernels/test_compile_helper.py switches it on where it tests it.
+os.environ.setdefault("FASTBP_COMPILE_HELPER", "0")
 
 # Subprocesses (the CLI, README blocks, scripts, MPI ranks) import this tree's fastbp, not an
 # installed copy of some other commit

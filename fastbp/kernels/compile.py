@@ -25,7 +25,7 @@ from numba import njit
 from numba.core import caching
 
 from .. import config
-from . import blas_library, blas_probe, cache_lock, glue_passes, inline_copies, numba_messages, own_code
+from . import blas_library, blas_probe, cache_lock, compile_helper, glue_passes, inline_copies, numba_messages, own_code
 
 
 def _source_hash():
@@ -54,6 +54,7 @@ _parent = (config.CACHE_PARENT or numba.config.CACHE_DIR
            or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastbp"))
 CACHE_DIR = os.path.join(_parent, "kernels-" + _source_hash())
 cache_lock.apply(CACHE_DIR)   # saves into the cache by several processes at once kept whole
+compile_helper.apply()   # a first fit's kernels compiled by two processes at once
 
 
 class _PackageLocator(caching.UserProvidedCacheLocator):
@@ -94,6 +95,7 @@ def _in_package(py_file):
 
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+PACKAGE_ROOT = str(_PACKAGE_ROOT)   # the directory holding this fastbp package (for subprocesses)
 
 
 caching.CacheImpl._locator_classes.insert(0, _PackageLocator)
@@ -229,6 +231,33 @@ def origin(module, qualname):
     `qualname` in `module` (its own names and () for a decorated function), if its callers call
     its own code (kernels/own_code.py); None for a `linked_kernel` and for any other function."""
     return None if linked(module, qualname) else _ORIGINS.get((module, qualname))
+
+
+def registered_as(dispatcher):
+    """(module, qualname, variant key) of the registered function that `dispatcher` compiles (a
+    decorated function, a variant or a link copy of one), for compile.built; None for others."""
+    fn = dispatcher.py_func
+    return _ORIGINS.get((fn.__module__, fn.__qualname__))
+
+
+def kernels_reached(dispatcher):
+    """The registered compiled functions whose names the code of `dispatcher` (or of the
+    registered function it is a variant of) reads, with the glue inlined into it followed
+    through to the kernels it calls: what compiling it may compile first. Read from the code of
+    the general build, so that no variant is made."""
+    found = registered_as(dispatcher)
+    return set() if found is None else _reached(_INFO[_GENERAL[found[:2]]][0], set())
+
+
+def _reached(fn, seen):
+    found = set()
+    for name in _names(fn.__code__):
+        callee = fn.__globals__.get(name)
+        if not isinstance(callee, Hashable) or callee not in _INFO or callee in seen:
+            continue
+        seen.add(callee)
+        found |= _reached(callee.py_func, seen) if _INFO[callee][2].get("inline") == "always" else {callee}
+    return found
 
 
 def linked(module, qualname):

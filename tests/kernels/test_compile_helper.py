@@ -1,0 +1,176 @@
+"""fastbp/kernels/compile_helper.py: a first fit into an empty cache shares its kernels' compile
+with a helper process; nothing is compiled twice, what the helper compiled trains the same
+network as the reference, and neither process waits on the other for ever."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import config
+from fastbp.kernels import compile_helper
+from conftest import tol
+
+# a first fit (batch norm, Adam, float64: several kernels), recording what this process compiles
+FIRST_FIT = r"""
+import json, sys
+import numpy as np
+import fastbp
+from numba.core import event
+from fastbp.kernels import compile_helper
+here = []
+
+class Compiled(event.Listener):
+    def on_start(self, ev):
+        pass
+
+    def on_end(self, ev):
+        here.append(compile_helper._name(ev.data["dispatcher"], ev.data["args"]))
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((40, 5))
+y = rng.integers(0, 3, size=40)
+net = fastbp.Network([5, 24, 3], hidden="tanh", output="softmax", dtype="float64", seed=0, batch_norm=True)
+with event.install_listener("numba:compile", Compiled()):
+    net.fit(X, y, epochs=2, batch_size=8, shuffle=False, optimizer="adam", lr=0.01)
+np.savez(sys.argv[1], *[a for W, b in net.get_weights() for a in (W, b)])
+print(json.dumps(dict(here=here, applied=compile_helper.apply(), ended=compile_helper._session is None)))
+"""
+
+
+def _first_fit(tmp_path, helper):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, FASTBP_CACHE="1", FASTBP_SPECIALIZE="1", FASTBP_QUIET="1",
+               FASTBP_CACHE_DIR=str(tmp_path / "cache"), FASTBP_COMPILE_HELPER=helper,
+               FASTBP_COMPILE_HELPER_LOG=str(tmp_path / "log"), TMPDIR=str(tmp))
+    out = subprocess.run([sys.executable, "-c", FIRST_FIT, str(tmp_path / "weights.npz")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = (tmp_path / "log").read_text().splitlines() if (tmp_path / "log").exists() else []
+    with np.load(tmp_path / "weights.npz") as w:
+        weights = [w[f"arr_{i}"] for i in range(len(w.files))]
+    return json.loads(out.stdout.strip().splitlines()[-1]), log, weights, tmp
+
+
+def test_a_first_fit_shares_its_compile_with_a_helper_and_trains_as_the_reference(tmp_path):
+    seen, log, weights, tmp = _first_fit(tmp_path, "1")
+    if not seen["applied"]:
+        pytest.skip("no second usable CPU here")
+    started = [line for line in log if " started helper " in line]
+    helper_built = {line.split(" compiled ", 1)[1] for line in log if " compiled " in line}
+    assert started and any(" listed " in line for line in log)
+    # the helper compiled part of the work, and nothing of fastbp's that either process
+    # compiled was compiled again by the other: it loaded it from the cache instead (Numba's own
+    # builtins, min and max, are never cached: each process compiles its own)
+    assert any(".cpu." in name for name in helper_built)
+    assert not {name for name in helper_built & set(seen["here"]) if name.startswith("fastbp.")}
+    # the helper was stopped and its claims removed once the driver was compiled
+    assert seen["ended"] and not list(tmp.iterdir())
+    # the kernels it compiled train the same network as the NumPy reference
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = rng.integers(0, 3, size=40)
+    ref = fastbp.Network([5, 24, 3], hidden="tanh", output="softmax", dtype="float64", seed=0, batch_norm=True,
+                         backend="numpy")
+    ref.fit(X, y, epochs=2, batch_size=8, shuffle=False, optimizer="adam", lr=0.01)
+    expected = [a for W, b in ref.get_weights() for a in (W, b)]
+    for got, want in zip(weights, expected, strict=True):
+        np.testing.assert_allclose(got, want, **tol("float64"))
+
+
+def test_no_helper_when_switched_off(tmp_path):
+    seen, log, _, _ = _first_fit(tmp_path, "0")
+    assert not seen["applied"] and log == []
+
+
+def test_only_a_process_that_can_use_a_second_cpu_starts_helpers(monkeypatch):
+    monkeypatch.setattr(config, "COMPILE_HELPER", True)
+    monkeypatch.setattr(config, "CACHE", True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert compile_helper.usable()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert not compile_helper.usable()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py", object())   # an MPI job: every rank has its core
+    assert not compile_helper.usable()
+    monkeypatch.delitem(sys.modules, "mpi4py")
+    monkeypatch.setattr(config, "CACHE", False)   # nothing to share through
+    assert not compile_helper.usable()
+
+
+class _Fake:
+    """A dispatcher as far as the claims look at one."""
+
+    def __init__(self, qualname):
+        def fn():
+            pass
+        fn.__module__, fn.__qualname__ = "fastbp.kernels.cpu.fake", qualname
+        self.py_func = fn
+
+
+def test_a_claim_held_by_the_other_process_is_waited_for_until_released(tmp_path):
+    alive = threading.Event()
+    alive.set()
+    theirs = compile_helper._Session(str(tmp_path), alive.is_set)
+    ours = compile_helper._Session(str(tmp_path), alive.is_set)
+    kernel, args = _Fake("k"), ("float64",)
+    path = theirs.take(kernel, args)
+    assert path and ours.take(kernel, args, wait=False) is None   # the helper skips it
+    threading.Timer(0.2, theirs.release, [path]).start()
+    t0 = time.perf_counter()
+    assert ours.take(kernel, args) == ""   # waited, and has nothing to release
+    assert time.perf_counter() - t0 >= 0.15
+    again = ours.take(kernel, args)   # free now: a claim of its own
+    assert again and os.path.exists(again)
+    ours.release(again)
+    assert not os.path.exists(again)
+
+
+def test_a_claim_of_a_process_that_exited_is_not_waited_for(tmp_path):
+    alive = threading.Event()
+    alive.set()
+    theirs = compile_helper._Session(str(tmp_path), alive.is_set)
+    kernel = _Fake("k")
+    assert theirs.take(kernel, ())
+    alive.clear()   # the other process died holding it
+    t0 = time.perf_counter()
+    assert compile_helper._Session(str(tmp_path), alive.is_set).take(kernel, ()) == ""
+    assert time.perf_counter() - t0 < 0.1
+
+
+def test_the_helper_refuses_a_request_for_another_cache(tmp_path):
+    import io
+    import pickle
+    request = dict(cache_dir=str(tmp_path / "elsewhere"), claims=str(tmp_path), function=None, args=())
+    assert compile_helper.serve(io.BytesIO(pickle.dumps(request))) is None
+    assert compile_helper._session is None
+
+
+def _returns_none(a):
+    a[0] = 1
+
+
+def _returns_none_early(a):
+    if a[0]:
+        return
+    a[0] = 1
+    return None
+
+
+def _returns_a_value(a):
+    if a[0]:
+        return a[0]
+    return None
+
+
+def test_kernels_that_return_nothing_are_told_from_those_that_return_a_value():
+    assert compile_helper.returns_nothing(_returns_none.__code__)
+    assert compile_helper.returns_nothing(_returns_none_early.__code__)
+    assert not compile_helper.returns_nothing(_returns_a_value.__code__)
+    assert not compile_helper.returns_nothing((lambda a: a).__code__)
