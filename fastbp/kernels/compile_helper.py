@@ -32,14 +32,9 @@ job (each rank already has its core), in a frozen application (sys.executable is
 and from the helper itself.
 """
 import atexit
-import dis
 import hashlib
 import os
-import pickle
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -149,7 +144,12 @@ class _Starter(event.Listener):
 
 
 def _start(disp, args):
+    # (these imports wait for a first compile: a start that loads every kernel pays none of them)
     global _session
+    import pickle
+    import shutil
+    import subprocess
+    import tempfile
     from . import compile as kernels
     found = kernels.registered_as(disp)
     if found is None:
@@ -185,6 +185,7 @@ def _end():
     if session.helper.poll() is None:
         session.helper.kill()
     session.helper.wait()
+    import shutil
     shutil.rmtree(session.directory, ignore_errors=True)
 
 
@@ -222,6 +223,7 @@ def apply():
 
 def returns_nothing(code):
     """Whether every return in this code object returns None (its calls type as None)."""
+    import dis
     instructions = list(dis.get_instructions(code))
     for i, ins in enumerate(instructions):
         if ins.opname == "RETURN_VALUE":
@@ -278,6 +280,7 @@ def serve(stream=None):
     """The helper process: read the request (from stdin), list the driver's kernels, and
     compile them last first, skipping those the other process holds."""
     global _session
+    import pickle
     request = pickle.loads((stream or sys.stdin.buffer).read())
     from . import compile as kernels
     if request["cache_dir"] != kernels.CACHE_DIR:
