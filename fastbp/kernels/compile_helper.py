@@ -25,7 +25,11 @@ driver ends, the helper's work is all used (its list is the driver's callees) an
 The helper compiles exactly what this process would: the same functions, variants and argument
 types, with the same settings (it runs only for the same CACHE_DIR, whose name hashes every
 source and setting the code depends on), and Numba caches what it compiles as it always does.
-Saving two functions' entries into one index at once is made safe by kernels/cache_lock.py.
+Two processes saving entries of one function into its index at once is made safe by
+kernels/cache_lock.py. What the helper relies on in Numba (the compile and typing entry points
+it wraps) can only make its work useless, never wrong: this process compiles whatever it does
+not find in the cache, and the typed-only driver is never saved (its dispatcher caches nothing
+while the helper lists).
 
 Not started: with FASTBP_COMPILE_HELPER=0, the disk cache off, one usable CPU, inside an MPI
 job (each rank already has its core), in a frozen application (sys.executable is not Python),
@@ -263,17 +267,20 @@ def kernels_called(disp, args):
     """[(dispatcher, argument types)] of the kernels `disp` calls when compiled for `args`, in
     the order its typing reaches them, found by typing it alone. Only in a process of its own:
     it changes Numba's Dispatcher class while it runs."""
+    from numba.core.caching import NullCache
     found = []
     _dispatcher.Dispatcher.get_call_template = _listing(found)
     typed_passes.NopythonTypeInference.run_pass = _stop_after_typing(disp.py_func)
+    cache, disp._cache = disp._cache, NullCache()   # (nothing typed this way is ever saved)
     try:
         disp.compile(tuple(args))
     except _Typed:
-        pass
+        return found
     finally:
         _dispatcher.Dispatcher.get_call_template = _numba_call_template
         typed_passes.NopythonTypeInference.run_pass = _numba_type_inference
-    return found
+        disp._cache = cache
+    return []   # (typing went on past where it should have stopped: list nothing)
 
 
 def serve(stream=None):
@@ -290,8 +297,14 @@ def serve(stream=None):
     _session = _Session(request["claims"], lambda: os.getppid() == parent)
     disp = kernels.built(*request["function"])
     t0 = time.perf_counter()
-    listed = kernels_called(disp, request["args"])
+    try:
+        listed = kernels_called(disp, request["args"])
+    except Exception as e:   # (this process then compiles everything itself, as it would have)
+        _log(f"could not list the kernels of {_name(disp, request['args'])}: {e!r}")
+        return
     _log(f"listed {len(listed)} kernels of {_name(disp, request['args'])} in {time.perf_counter() - t0:.2f} s")
+    for callee, args in listed:
+        _log(f"list {_name(callee, args)}")
     with event.install_listener("numba:compile", _Compiled()):
         for callee, args in reversed(listed):
             if not _session.other_alive() or not os.path.isdir(request["claims"]):

@@ -16,80 +16,104 @@ from fastbp import config
 from fastbp.kernels import compile_helper
 from conftest import tol
 
-# a first fit (batch norm, Adam, float64: several kernels), recording what this process compiles
+# a first fit, recording what this process compiles; its first compile under the driver waits
+# until the helper has listed the kernels, so that the helper has a share whatever the load
 FIRST_FIT = r"""
-import json, sys
+import json, os, sys, time
 import numpy as np
 import fastbp
 from numba.core import event
 from fastbp.kernels import compile_helper
-here = []
+here, under_driver, depth = [], [], []
+
+def helper_listed():
+    log = os.environ["FASTBP_COMPILE_HELPER_LOG"]
+    return os.path.exists(log) and " listed " in open(log).read()
 
 class Compiled(event.Listener):
     def on_start(self, ev):
-        pass
+        depth.append(compile_helper._name(ev.data["dispatcher"], ev.data["args"]))
+        if len(depth) == 2 and ".driver.train_epochs" in depth[0]:
+            deadline = time.time() + 120
+            while not under_driver and not helper_listed() and time.time() < deadline:
+                time.sleep(0.01)
+            under_driver.append(depth[-1])
 
     def on_end(self, ev):
-        here.append(compile_helper._name(ev.data["dispatcher"], ev.data["args"]))
+        here.append(depth.pop())
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((40, 5))
 y = rng.integers(0, 3, size=40)
-net = fastbp.Network([5, 24, 3], hidden="tanh", output="softmax", dtype="float64", seed=0, batch_norm=True)
+net = fastbp.Network([5, 24, 3], hidden="tanh", output="softmax", dtype="float64", seed=0)
 with event.install_listener("numba:compile", Compiled()):
     net.fit(X, y, epochs=2, batch_size=8, shuffle=False, optimizer="adam", lr=0.01)
 np.savez(sys.argv[1], *[a for W, b in net.get_weights() for a in (W, b)])
-print(json.dumps(dict(here=here, applied=compile_helper.apply(), ended=compile_helper._session is None)))
+print(json.dumps(dict(here=here, under_driver=under_driver, ended=compile_helper._session is None)))
 """
 
 
-def _first_fit(tmp_path, helper):
+def test_a_first_fit_shares_its_compile_with_a_helper_and_trains_as_the_reference(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    log = tmp_path / "log"
     env = dict(os.environ, FASTBP_CACHE="1", FASTBP_SPECIALIZE="1", FASTBP_QUIET="1",
-               FASTBP_CACHE_DIR=str(tmp_path / "cache"), FASTBP_COMPILE_HELPER=helper,
-               FASTBP_COMPILE_HELPER_LOG=str(tmp_path / "log"), TMPDIR=str(tmp))
+               FASTBP_CACHE_DIR=str(tmp_path / "cache"), FASTBP_COMPILE_HELPER="1",
+               FASTBP_COMPILE_HELPER_LOG=str(log), TMPDIR=str(tmp))
+    if not _usable_here(env):
+        pytest.skip("no second usable CPU here")
     out = subprocess.run([sys.executable, "-c", FIRST_FIT, str(tmp_path / "weights.npz")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    log = (tmp_path / "log").read_text().splitlines() if (tmp_path / "log").exists() else []
-    with np.load(tmp_path / "weights.npz") as w:
-        weights = [w[f"arr_{i}"] for i in range(len(w.files))]
-    return json.loads(out.stdout.strip().splitlines()[-1]), log, weights, tmp
-
-
-def test_a_first_fit_shares_its_compile_with_a_helper_and_trains_as_the_reference(tmp_path):
-    seen, log, weights, tmp = _first_fit(tmp_path, "1")
-    if not seen["applied"]:
-        pytest.skip("no second usable CPU here")
-    started = [line for line in log if " started helper " in line]
-    helper_built = {line.split(" compiled ", 1)[1] for line in log if " compiled " in line}
-    assert started and any(" listed " in line for line in log)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    lines = log.read_text().splitlines()
+    assert any(" started helper " in line for line in lines)
+    helper_built = {line.split(" compiled ", 1)[1] for line in lines if " compiled " in line}
+    listed = {line.split(" list ", 1)[1] for line in lines if " list " in line}
+    # the helper's list, from typing the driver alone, is what compiling it calls: every kernel
+    # this process compiled right under the driver is on it, and (the cache was empty) each
+    # kernel on it was compiled by one of the two
+    kernels = {name for name in seen["under_driver"] if name.startswith("fastbp.")}   # (not Numba's min)
+    assert kernels and kernels <= listed
+    assert listed <= helper_built | set(seen["here"])
     # the helper compiled part of the work, and nothing of fastbp's that either process
     # compiled was compiled again by the other: it loaded it from the cache instead (Numba's own
     # builtins, min and max, are never cached: each process compiles its own)
-    assert any(".cpu." in name for name in helper_built)
+    assert listed & helper_built
     assert not {name for name in helper_built & set(seen["here"]) if name.startswith("fastbp.")}
     # the helper was stopped and its claims removed once the driver was compiled
     assert seen["ended"] and not list(tmp.iterdir())
-    # the kernels it compiled train the same network as the NumPy reference
+    # what the two compiled trains the same network as the NumPy reference
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 5))
     y = rng.integers(0, 3, size=40)
-    ref = fastbp.Network([5, 24, 3], hidden="tanh", output="softmax", dtype="float64", seed=0, batch_norm=True,
-                         backend="numpy")
+    ref = fastbp.Network([5, 24, 3], hidden="tanh", output="softmax", dtype="float64", seed=0, backend="numpy")
     ref.fit(X, y, epochs=2, batch_size=8, shuffle=False, optimizer="adam", lr=0.01)
+    with np.load(tmp_path / "weights.npz") as w:
+        weights = [w[f"arr_{i}"] for i in range(len(w.files))]
     expected = [a for W, b in ref.get_weights() for a in (W, b)]
     for got, want in zip(weights, expected, strict=True):
         np.testing.assert_allclose(got, want, **tol("float64"))
 
 
-def test_no_helper_when_switched_off(tmp_path):
-    seen, log, _, _ = _first_fit(tmp_path, "0")
-    assert not seen["applied"] and log == []
+USABLE = ("from numba.core.dispatcher import Dispatcher; from fastbp.kernels import compile, compile_helper; "
+          "print(compile_helper.apply(), Dispatcher.compile is compile_helper._compile)")
+
+
+def _usable_here(env):
+    out = subprocess.run([sys.executable, "-c", USABLE], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split() == ["True", "True"]
+
+
+def test_no_helper_when_switched_off():
+    env = dict(os.environ, FASTBP_COMPILE_HELPER="0")
+    out = subprocess.run([sys.executable, "-c", USABLE], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["False", "False"], out.stderr[-3000:]
 
 
 def test_only_a_process_that_can_use_a_second_cpu_starts_helpers(monkeypatch):
+    monkeypatch.delitem(sys.modules, "mpi4py", raising=False)   # (a test of this worker's may have imported it)
     monkeypatch.setattr(config, "COMPILE_HELPER", True)
     monkeypatch.setattr(config, "CACHE", True)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
@@ -100,6 +124,7 @@ def test_only_a_process_that_can_use_a_second_cpu_starts_helpers(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", object())   # an MPI job: every rank has its core
     assert not compile_helper.usable()
     monkeypatch.delitem(sys.modules, "mpi4py")
+    assert compile_helper.usable()
     monkeypatch.setattr(config, "CACHE", False)   # nothing to share through
     assert not compile_helper.usable()
 
