@@ -161,21 +161,19 @@ def _start(disp, args):
     directory = tempfile.mkdtemp(prefix="fastbp-claims-")
     request = dict(cache_dir=kernels.CACHE_DIR, claims=directory, function=found, args=tuple(args))
     try:
-        payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+        # the request in a file (a pipe would block this process until the helper has started)
+        with open(os.path.join(directory, "request"), "wb") as f:
+            pickle.dump(request, f, protocol=pickle.HIGHEST_PROTOCOL)
         env = dict(os.environ, FASTBP_QUIET="1", FASTBP_COMPILE_HELPER="0")
         # this fastbp, wherever it was imported from (a source tree on no path of the helper's)
         code = (f"import sys; root = {kernels.PACKAGE_ROOT!r}; root in sys.path or sys.path.insert(0, root); "
-                "from fastbp.kernels import compile_helper; compile_helper.serve()")
-        helper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=env)
+                "from fastbp.kernels import compile_helper; compile_helper.serve(sys.argv[1])")
+        helper = subprocess.Popen([sys.executable, "-c", code, os.path.join(directory, "request")],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=env)
     except (OSError, pickle.PicklingError, TypeError, AttributeError, ValueError):
         shutil.rmtree(directory, ignore_errors=True)   # compiled in this process alone, as before
         return
-    try:
-        helper.stdin.write(payload)
-        helper.stdin.close()
-    except OSError:   # (it exited already)
-        pass
     _session = _Session(directory, lambda: helper.poll() is None, helper)
     _log(f"started helper {helper.pid} for {_name(disp, args)}")
 
@@ -283,12 +281,16 @@ def kernels_called(disp, args):
     return []   # (typing went on past where it should have stopped: list nothing)
 
 
-def serve(stream=None):
-    """The helper process: read the request (from stdin), list the driver's kernels, and
-    compile them last first, skipping those the other process holds."""
+def serve(request_file):
+    """The helper process: read the request, list the driver's kernels, and compile them last
+    first, skipping those the other process holds."""
     global _session
     import pickle
-    request = pickle.loads((stream or sys.stdin.buffer).read())
+    try:
+        with open(request_file, "rb") as f:
+            request = pickle.load(f)
+    except OSError:   # (the other process finished first and removed it)
+        return
     from . import compile as kernels
     if request["cache_dir"] != kernels.CACHE_DIR:
         return   # another fastbp, or other settings: what it compiled would not be the same
@@ -314,6 +316,8 @@ def serve(stream=None):
                 continue
             try:
                 _numba_compile(callee, args)   # (its own callees go through the claims)
+            except Exception as e:   # (the other process compiles it, and meets the error itself)
+                _log(f"could not compile {_name(callee, args)}: {e!r}")
             finally:
                 _session.release(path)
 

@@ -170,11 +170,12 @@ def test_a_claim_of_a_process_that_exited_is_not_waited_for(tmp_path):
 
 
 def test_the_helper_refuses_a_request_for_another_cache(tmp_path):
-    import io
     import pickle
     request = dict(cache_dir=str(tmp_path / "elsewhere"), claims=str(tmp_path), function=None, args=())
-    assert compile_helper.serve(io.BytesIO(pickle.dumps(request))) is None
+    (tmp_path / "request").write_bytes(pickle.dumps(request))
+    assert compile_helper.serve(str(tmp_path / "request")) is None
     assert compile_helper._session is None
+    assert compile_helper.serve(str(tmp_path / "gone")) is None
 
 
 def _returns_none(a):
