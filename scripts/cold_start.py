@@ -6,6 +6,10 @@ median of --repeats runs beside the targets of the cold-start issue.
     python scripts/cold_start.py                 # the fit rows, median of 3
     python scripts/cold_start.py --repeats 1     # a quick look
     python scripts/cold_start.py --demo --suite  # also the README's two commands in a fresh clone
+    python scripts/cold_start.py --one-process   # first fits compiled without a helper process
+
+First fits compile in two processes where a second CPU is usable (kernels/compile_helper.py);
+--one-process measures them with FASTBP_COMPILE_HELPER=0, as fastbp compiled before it.
 
 Rows:
   seed f32        import fastbp and fit the seed workload (the article's 2-4-1 network), float32
@@ -104,10 +108,13 @@ COMMANDS = {"demo": "pip install -q . && python -m fastbp demo",
             "suite": "pip install -q '.[test]' && python -m pytest -q tests"}
 
 
+SETTINGS = {}   # environment of every measured process (--one-process)
+
+
 def run(code, cache, python=sys.executable, script=None):
     """Run `code` in a fresh `python` (from the file `script` where given, else with -c) with
     the kernel cache in `cache`; the figures it printed."""
-    env = dict(os.environ, FASTBP_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, FASTBP_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT), **SETTINGS)
     env.pop("PYTHONDONTWRITEBYTECODE", None)   # the module docstring says why
     if script is not None:
         Path(script).write_text(code)
@@ -142,7 +149,8 @@ def fresh_clone(command):
         clone, venv = Path(tmp) / "clone", Path(tmp) / "venv"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-        env = dict(os.environ, FASTBP_CACHE_DIR=str(Path(tmp) / "cache"), PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
+        env = dict(os.environ, FASTBP_CACHE_DIR=str(Path(tmp) / "cache"), PATH=f"{venv / 'bin'}:{os.environ['PATH']}",
+                   **SETTINGS)
         env.pop("PYTHONPATH", None)
         t0 = time.perf_counter()
         out = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True, text=True)
@@ -157,7 +165,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="runs per row; the median is printed")
     p.add_argument("--demo", action="store_true", help="also time the demo command in a fresh clone")
     p.add_argument("--suite", action="store_true", help="also time the test command in a fresh clone")
+    p.add_argument("--one-process", action="store_true",
+                   help="first fits compile in their own process only (FASTBP_COMPILE_HELPER=0)")
     args = p.parse_args(argv)
+    if args.one_process:
+        SETTINGS["FASTBP_COMPILE_HELPER"] = "0"
     rows = {k: [] for k in TARGETS if k not in COMMANDS}
     with tempfile.TemporaryDirectory() as venv:
         plain = plain_python(venv)
@@ -184,7 +196,7 @@ def main(argv=None):
         if getattr(args, name):
             rows[name] = [fresh_clone(COMMANDS[name])]
     print(f"cold start, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}" + (", one process (FASTBP_COMPILE_HELPER=0)" if args.one_process else ""))
     width = max(map(len, rows))
     print(f"{'row':{width}s} {'seconds':>8s} {'target':>8s}  runs")
     for name, values in rows.items():
