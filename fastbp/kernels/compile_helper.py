@@ -33,7 +33,7 @@ while the helper lists).
 
 Not started: with FASTBP_COMPILE_HELPER=0, the disk cache off, one usable CPU, inside an MPI
 job (each rank already has its core), in a frozen application (sys.executable is not Python),
-and from the helper itself.
+where the cache's saves cannot be locked (no flock: Windows), and from the helper itself.
 """
 import atexit
 import hashlib
@@ -201,6 +201,9 @@ def usable():
     if not (config.COMPILE_HELPER and config.CACHE) or getattr(sys, "frozen", False) or not sys.executable:
         return False
     if "mpi4py" in sys.modules:
+        return False
+    from . import cache_lock
+    if cache_lock.fcntl is None:   # (two processes' saves into one index could not be kept apart)
         return False
     try:
         cpus = len(os.sched_getaffinity(0))

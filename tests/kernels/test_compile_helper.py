@@ -125,6 +125,12 @@ def test_only_a_process_that_can_use_a_second_cpu_starts_helpers(monkeypatch):
     assert not compile_helper.usable()
     monkeypatch.delitem(sys.modules, "mpi4py")
     assert compile_helper.usable()
+    from fastbp.kernels import cache_lock
+    locks = cache_lock.fcntl
+    monkeypatch.setattr(cache_lock, "fcntl", None)   # saves into one index could not be kept apart
+    assert not compile_helper.usable()
+    monkeypatch.setattr(cache_lock, "fcntl", locks)
+    assert compile_helper.usable()
     monkeypatch.setattr(config, "CACHE", False)   # nothing to share through
     assert not compile_helper.usable()
 
