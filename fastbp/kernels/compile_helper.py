@@ -138,7 +138,8 @@ class _Starter(event.Listener):
 
     def on_start(self, ev):
         disp = ev.data["dispatcher"]
-        if _session is None and _depth() == 1 and _ours(disp):
+        # (usable() asked again: mpi4py may have been imported, or the setting changed, since)
+        if _session is None and _depth() == 1 and _ours(disp) and usable():
             from . import compile as kernels
             if len(kernels.kernels_reached(disp)) >= config.COMPILE_HELPER_MIN_KERNELS:
                 _start(disp, ev.data["args"])
@@ -197,7 +198,8 @@ def _at_exit():
 
 
 def usable():
-    """Whether this process would start a helper for a driver compile: see the module's end."""
+    """Whether this process would start a helper for a driver compile (the module's docstring
+    ends with when it would not)."""
     if not (config.COMPILE_HELPER and config.CACHE) or getattr(sys, "frozen", False) or not sys.executable:
         return False
     if "mpi4py" in sys.modules:
