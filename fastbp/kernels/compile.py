@@ -251,12 +251,10 @@ def kernels_reached(dispatcher):
 
 def _reached(fn, seen):
     found = set()
-    for name in _names(fn.__code__):
-        callee = fn.__globals__.get(name)
-        if not isinstance(callee, Hashable) or callee not in _INFO or callee in seen:
-            continue
-        seen.add(callee)
-        found |= _reached(callee.py_func, seen) if _INFO[callee][2].get("inline") == "always" else {callee}
+    for callee in _registered_callees(fn):
+        if callee not in seen:
+            seen.add(callee)
+            found |= _reached(callee.py_func, seen) if _INFO[callee][2].get("inline") == "always" else {callee}
     return found
 
 
@@ -343,6 +341,14 @@ def _names(code):
     return names
 
 
+def _registered_callees(fn):
+    # the registered compiled functions that the code of `fn` names
+    for name in _names(fn.__code__):
+        callee = fn.__globals__.get(name)
+        if isinstance(callee, Hashable) and callee in _INFO:
+            yield callee
+
+
 _DEPENDS = {}
 
 
@@ -351,12 +357,9 @@ def depends(dispatcher):
     if dispatcher not in _DEPENDS:
         fn, parallel, _ = _INFO[dispatcher]
         _DEPENDS[dispatcher] = frozenset()   # (a cycle stops here)
-        names = _names(fn.__code__)
-        found = {n for n in names if n in SWITCHES} | ({"THREADED"} if parallel else set())
-        for n in names:
-            callee = fn.__globals__.get(n)
-            if isinstance(callee, Hashable) and callee in _INFO:
-                found |= depends(callee)
+        found = {n for n in _names(fn.__code__) if n in SWITCHES} | ({"THREADED"} if parallel else set())
+        for callee in _registered_callees(fn):
+            found |= depends(callee)
         if dispatcher in _HANDWRITTEN:
             found |= {"THREADED"} | depends(_HANDWRITTEN[dispatcher])
         _DEPENDS[dispatcher] = frozenset(found)

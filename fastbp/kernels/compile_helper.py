@@ -36,6 +36,7 @@ job (each rank already has its core), in a frozen application (sys.executable is
 where the cache's saves cannot be locked (no flock: Windows), and from the helper itself.
 """
 import atexit
+import functools
 import hashlib
 import os
 import sys
@@ -228,6 +229,7 @@ def apply():
 
 # ---- in the helper process ----
 
+@functools.lru_cache(maxsize=None)   # (typing asks for a callee's template more than once)
 def returns_nothing(code):
     """Whether every return in this code object returns None (its calls type as None)."""
     import dis
