@@ -523,7 +523,7 @@ def cmd_info(args):
 
 
 def cmd_compile(args):
-    from . import prebuild
+    from . import config, prebuild
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for d in dtypes:
         if d not in ("float32", "float64"):
@@ -531,6 +531,8 @@ def cmd_compile(args):
     networks = [_load_model(path) for path in args.model] or None   # (their saved backend aside: cpu kernels)
     if args.all and networks:
         raise UsageError("--all builds the general drivers, which serve every model: give it or --model, not both")
+    if not config.CACHE:
+        raise UsageError("compile builds the kernel cache, which FASTBP_CACHE=0 turns off: unset FASTBP_CACHE")
     from .kernels.compile import CACHE_DIR
     print(f"building into {CACHE_DIR}", flush=True)
     if args.all and args.sparse:

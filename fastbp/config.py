@@ -6,7 +6,8 @@ section and come from scripts/crossover.py, which re-measures them.
 
 Environment variables read at import (set them before `import fastbp`):
   FASTBP_FASTMATH=0       strict IEEE order (no reassociation, no fused multiply-add)
-  FASTBP_CACHE=0          no on-disk kernel cache
+  FASTBP_CACHE=0          no on-disk kernel cache (every process compiles what it calls; a general
+                          build on disk goes unused, and `fastbp compile` refuses)
   FASTBP_CACHE_DIR        the cache's parent directory (default NUMBA_CACHE_DIR, else ~/.cache/fastbp)
   FASTBP_QUIET=1          no line on stderr when a first call compiles kernels
   FASTBP_NUMBA_INLINE_COPIES=1  keep Numba's needless copies of inlined code (kernels/inline_copies.py)

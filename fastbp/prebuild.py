@@ -48,6 +48,9 @@ def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, op
         numba-mpi): the compiled code takes the communicator as an argument, so it serves any
         communicator of any job.
     """
+    if not config.CACHE:
+        raise RuntimeError("fastbp.compile builds the kernel cache, which FASTBP_CACHE=0 turns off: "
+                           "unset FASTBP_CACHE (or set it to 1) to build it")
     dtypes = [np.dtype(d).name for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
     done = []
     for dtype in dtypes:

@@ -100,6 +100,27 @@ def test_user_mistakes_exit_2_with_one_line(files, args, message):
     assert not (files / "nodir").exists()   # checked before training, nothing half-written
 
 
+def test_compile_with_the_cache_off_exits_2_and_marks_nothing(tmp_path):
+    """With FASTBP_CACHE=0 nothing it compiled would last, and a general build marked as built
+    would send later fits to compile its every branch."""
+    import os
+    env = dict(os.environ, FASTBP_CACHE="0", FASTBP_CACHE_DIR=str(tmp_path / "cache"))
+    out = cli("compile", "--all", "--dtype", "float32", cwd=tmp_path, env=env, code=2)
+    assert "FASTBP_CACHE=0" in out.stderr and "unset FASTBP_CACHE" in out.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_compile_from_python_with_the_cache_off_is_an_error(monkeypatch, tmp_path):
+    import fastbp
+    from fastbp import config
+    from fastbp.kernels import compile as kernels
+    monkeypatch.setattr(config, "CACHE", False)
+    monkeypatch.setattr(kernels, "CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="FASTBP_CACHE=0 turns off: unset FASTBP_CACHE"):
+        fastbp.compile(general=True)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_train_saves_with_the_umask_s_permissions_and_says_when_it_does_not_save(tmp_path, files):
     import os
     import stat

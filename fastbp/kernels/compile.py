@@ -152,8 +152,10 @@ def notice(what):
 def general_built(dtype):
     """Whether `fastbp compile --all` built the general drivers for `dtype` into CACHE_DIR; fits
     then use them rather than compile a variant. Looked up once per process and dtype, not on
-    every fit; a build by another process meanwhile serves this one's next start."""
-    return _marker_exists(CACHE_DIR, np.dtype(dtype))
+    every fit; a build by another process meanwhile serves this one's next start. Never with
+    the cache off (FASTBP_CACHE=0): nothing loads from it then, and a fit would compile the
+    general drivers, every branch, where its variant compiles a fraction of them."""
+    return config.CACHE and _marker_exists(CACHE_DIR, np.dtype(dtype))
 
 
 @functools.lru_cache(maxsize=None)

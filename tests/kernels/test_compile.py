@@ -238,3 +238,23 @@ def test_an_unknown_switch_is_refused():
     from fastbp.kernels.cpu import driver
     with pytest.raises(ValueError, match="USE_DROPOUTS"):
         variant(driver.train_epochs, USE_DROPOUTS=False)
+
+
+def test_with_the_cache_off_a_general_build_on_disk_is_not_used(tmp_path, monkeypatch):
+    """The general drivers load from the cache, or a fit would compile every branch of them
+    where its variant compiles a fraction: with FASTBP_CACHE=0, a general build in the cache's
+    folder serves nothing (a seed fit compiled for 19 s instead of 3)."""
+    from fastbp import config
+    from fastbp.kernels import compile as kernels
+    from fastbp.kernels.cpu import needs as needs_module
+    from fastbp.optim import SGD
+    from fastbp.spec import make_spec
+    monkeypatch.setattr(kernels, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(config, "SPECIALIZE", True)
+    kernels.mark_general_built("float32")
+    spec = make_spec([2, 4, 1], hidden="sigmoid", output="sigmoid")
+    assert kernels.general_built("float32") and not kernels.general_built("float64")
+    assert needs_module.needs(spec, "float32", False, 4, SGD(0.1)) == (("THREADED", False),)
+    monkeypatch.setattr(config, "CACHE", False)
+    assert not kernels.general_built("float32")
+    assert dict(needs_module.needs(spec, "float32", False, 4, SGD(0.1)))["USED_ACTIVATIONS"]
