@@ -110,17 +110,6 @@ def test_compile_with_the_cache_off_exits_2_and_marks_nothing(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_compile_from_python_with_the_cache_off_is_an_error(monkeypatch, tmp_path):
-    import fastbp
-    from fastbp import config
-    from fastbp.kernels import compile as kernels
-    monkeypatch.setattr(config, "CACHE", False)
-    monkeypatch.setattr(kernels, "CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(RuntimeError, match="FASTBP_CACHE=0 turns off: unset FASTBP_CACHE"):
-        fastbp.compile(general=True)
-    assert not (tmp_path / "cache").exists()
-
-
 def test_train_saves_with_the_umask_s_permissions_and_says_when_it_does_not_save(tmp_path, files):
     import os
     import stat
