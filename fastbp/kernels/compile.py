@@ -89,13 +89,12 @@ def _in_package(py_file):
     # "fastbp/kernels/cpu" for a file of this package, else None; remembered, since resolving a
     # path walks the file system and every one of the package's compiled functions asks
     try:
-        return str(Path(py_file).resolve().parent.relative_to(_PACKAGE_ROOT))
+        return str(Path(py_file).resolve().parent.relative_to(PACKAGE_ROOT))
     except ValueError:
         return None
 
 
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
-PACKAGE_ROOT = str(_PACKAGE_ROOT)   # the directory holding this fastbp package (for subprocesses)
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent   # the directory holding this fastbp package
 
 
 caching.CacheImpl._locator_classes.insert(0, _PackageLocator)

@@ -31,7 +31,8 @@ it wraps) can only make its work useless, never wrong: this process compiles wha
 not find in the cache, and the typed-only driver is never saved (its dispatcher caches nothing
 while the helper lists).
 
-Not started: with FASTBP_COMPILE_HELPER=0, the disk cache off, one usable CPU, inside an MPI
+Not started: with FASTBP_COMPILE_HELPER=0, the disk cache off, one usable CPU (cpus.usable: the
+affinity mask and the control group's CPU quota, as for the thread pool), inside an MPI
 job (each rank already has its core), in a frozen application (sys.executable is not Python),
 where the cache's saves cannot be locked (no flock: Windows), and from the helper itself.
 """
@@ -168,7 +169,7 @@ def _start(disp, args):
             pickle.dump(request, f, protocol=pickle.HIGHEST_PROTOCOL)
         env = dict(os.environ, FASTBP_QUIET="1", FASTBP_COMPILE_HELPER="0")
         # this fastbp, wherever it was imported from (a source tree on no path of the helper's)
-        code = (f"import sys; root = {kernels.PACKAGE_ROOT!r}; root in sys.path or sys.path.insert(0, root); "
+        code = (f"import sys; root = {str(kernels.PACKAGE_ROOT)!r}; root in sys.path or sys.path.insert(0, root); "
                 "from fastbp.kernels import compile_helper; compile_helper.serve(sys.argv[1])")
         helper = subprocess.Popen([sys.executable, "-c", code, os.path.join(directory, "request")],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -208,11 +209,8 @@ def usable():
     from . import cache_lock
     if cache_lock.fcntl is None:   # (two processes' saves into one index could not be kept apart)
         return False
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:   # (no affinity on macOS and Windows)
-        cpus = os.cpu_count() or 1
-    return cpus >= 2
+    from .. import cpus   # (its affinity mask and its control group's CPU quota, as the thread pool)
+    return cpus.usable()[0] >= 2
 
 
 def apply():

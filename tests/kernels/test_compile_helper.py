@@ -116,11 +116,17 @@ def test_only_a_process_that_can_use_a_second_cpu_starts_helpers(monkeypatch):
     monkeypatch.delitem(sys.modules, "mpi4py", raising=False)   # (a test of this worker's may have imported it)
     monkeypatch.setattr(config, "COMPILE_HELPER", True)
     monkeypatch.setattr(config, "CACHE", True)
+    from fastbp import cpus
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpus, "cgroup_quota", lambda: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert compile_helper.usable()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert not compile_helper.usable()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cpus, "cgroup_quota", lambda: 1.0)   # a container's --cpus 1 on two cores
+    assert not compile_helper.usable()
+    monkeypatch.setattr(cpus, "cgroup_quota", lambda: None)
     monkeypatch.setitem(sys.modules, "mpi4py", object())   # an MPI job: every rank has its core
     assert not compile_helper.usable()
     monkeypatch.delitem(sys.modules, "mpi4py")
