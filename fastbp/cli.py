@@ -589,8 +589,10 @@ def _timed_fit(make, X, y, repeats, **fit):
 
 
 def cmd_demo(args):
-    from . import datasets
+    from . import config, datasets
     from .network import Network
+
+    config.TIERED = False   # timed against the numpy backend: the fastest builds, never a quick one
 
     X, y = datasets.seed_example()
     fit = dict(epochs=1000, batch_size=4, lr=0.1)

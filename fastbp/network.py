@@ -439,7 +439,7 @@ class Network:
         self.stop_training = False
         if dist is None:   # compile before any callback draws: a compile notice never cuts a progress bar
             self._backend.prepare(self._params, self._state, plan.X, plan.Y, plan.SW, plan.batch_size, self._counter,
-                                  opt, plan.progress is not None)
+                                  opt, plan.progress is not None, plan.epochs - plan.initial_epoch)
         for cb in cbs:   # plain objects need only on_epoch_end
             getattr(cb, "on_train_begin", lambda logs: None)({})
         per_epoch = plan.Xv is not None or len(cbs) > 1 or opt.needs_logs or dist is not None or bool(plan.metrics)

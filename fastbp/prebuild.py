@@ -52,6 +52,14 @@ def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, op
         raise RuntimeError("fastbp.compile builds the kernel cache, which FASTBP_CACHE=0 turns off: "
                            "unset FASTBP_CACHE (or set it to 1) to build it")
     dtypes = [np.dtype(d).name for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
+    tiered, config.TIERED = config.TIERED, False   # the fastest builds, never a quick one (kernels/tier.py)
+    try:
+        return _compile(networks, dtypes, general, batch_size, optimizer, sparse, mpi)
+    finally:
+        config.TIERED = tiered
+
+
+def _compile(networks, dtypes, general, batch_size, optimizer, sparse, mpi):
     done = []
     for dtype in dtypes:
         t0 = time.perf_counter()

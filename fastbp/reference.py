@@ -375,7 +375,7 @@ class NumpyBackend:
         keep[W0[np.unique(Xb.indices)].ravel()] = True
         return np.flatnonzero(keep)
 
-    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
+    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch, epochs=1):
         """Nothing to compile (the cpu backend compiles its drivers here)."""
 
     def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):

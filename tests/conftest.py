@@ -11,6 +11,9 @@ os.environ.setdefault("FASTBP_SPECIALIZE", "0")
 # core: a helper process for each first compile (kernels/compile_helper.py) would only compete
 # with them. tests/kernels/test_compile_helper.py switches it on where it tests it.
 os.environ.setdefault("FASTBP_COMPILE_HELPER", "0")
+# Nor a background build after a short fit (kernels/tier.py), which would outlive its test and
+# compete with the workers; tests/kernels/test_tier.py switches tiers on where it tests them.
+os.environ.setdefault("FASTBP_TIERED", "0")
 
 # Subprocesses (the CLI, README blocks, scripts, MPI ranks) import this tree's fastbp, not an
 # installed copy of some other commit

@@ -26,7 +26,7 @@ import numpy as np
 from ... import aligned, config
 from ...data import is_sparse
 from ...spec import N_IN, N_UNITS, PIECES, W_OFF
-from .. import args, blas_library
+from .. import args, blas_library, tier
 from ..compile import notice, variant
 from . import driver
 from .dense import BLAS
@@ -111,15 +111,66 @@ _DRIVERS = ("evaluate", "loss_and_gradients", "train_epochs", "penalties")
 
 
 @functools.lru_cache(maxsize=None)
-def _drivers_for(key, dtype, training):
+def _drivers_for(key, dtype, training, quick=False):
     """The drivers of one variant `key` for networks of one dtype, shared by every network that
     needs them: a driver that has run once for this dtype is loaded, and a later network's fit
-    skips the empty call that would load it (prepare)."""
+    skips the empty call that would load it (prepare). quick: the key is a quick build's."""
     wrap = _one_at_a_time if dict(key)["THREADED"] else _blas_on_one_thread
-    what = f"the {dtype} {'training' if training else 'evaluation'} kernels this network needs"
+    what = f"{dtype} {'training' if training else 'evaluation'} kernels this network needs"
+    what = (f"a quick build of the {what}, while their fastest build compiles in a background process "
+            "(FASTBP_TIERED=0 waits for it instead)" if quick else f"the {what}")
     blas = _reaches_blas(key)
     return SimpleNamespace(**{k: _announced(wrap, variant(getattr(driver, k), **dict(key)), blas, what)
                               for k in _DRIVERS})
+
+
+class _Tiers:
+    """One driver in its fastest build and its quick one (kernels/tier.py), shared by the calls
+    of every network that needs the two: which one a call runs, and the background build."""
+
+    def __init__(self, fastest, quick, dispatcher):
+        self.fastest, self.quick, self.dispatcher = fastest, quick, dispatcher
+        self.marker = None   # the fastest build's record, for the first call's argument types
+        self.ready = False   # the disk cache holds the fastest build, or this process ran it
+        self.asked = False   # a background build of it was asked for
+
+    def _in_cache(self):
+        # (asked again until it is: a background build ends while this process runs)
+        if not self.ready and self.marker is not None:
+            self.ready = self.marker.built()
+        return self.ready
+
+    def run(self, args, short):
+        if self.marker is None:
+            self.marker = tier.Marker(self.dispatcher, args)
+        if self._in_cache() or not short:
+            result = self.fastest(*args)
+            if not self.ready:
+                self.ready = True
+                self.marker.mark()
+            return result
+        result = self.quick(*args)
+        if not self.asked:
+            self.asked = True
+            self.marker.build_in_background()
+        return result
+
+    def caller(self, short):
+        def call(*args):
+            return self.run(args, short)
+        # (whether `prepare` still has a driver to load: the one this call would run)
+        call.ran = lambda: self.fastest.ran() or short and self.quick.ran() and not self._in_cache()
+        return call
+
+
+@functools.lru_cache(maxsize=None)
+def _tiers_for(key, quick, dtype, training):
+    """For the drivers of variant `key` and its quick build `quick`: {short: the drivers a call
+    of that length runs}."""
+    fastest, fast = _drivers_for(key, dtype, training), _drivers_for(quick, dtype, training, True)
+    tiers = {k: _Tiers(getattr(fastest, k), getattr(fast, k), variant(getattr(driver, k), **dict(key)))
+             for k in _DRIVERS}
+    return {short: SimpleNamespace(**{k: t.caller(short) for k, t in tiers.items()}) for short in (True, False)}
 
 
 class CpuBackend:
@@ -142,8 +193,10 @@ class CpuBackend:
         self._total = None   # the full-batch gradient's sum over blocks (loss_and_gradients)
         self.weights = int(sum(r[0] * r[1] * r[2] for r in spec.layers))   # multiply-adds per row
         self._needs = {}
+        self._drivers = {}   # drivers() memo: (threaded, rows, optimizer, sparse, tiered, short) -> drivers
         self._first_dw_zero = True   # the first layer's rows of grads are all zero (rows-only steps)
         self._one_epoch = np.zeros((2, 1))   # train_rows' rate and total
+        self._planned = None   # the floating-point work of the fit `prepare` last prepared for
 
     def macs(self, X):
         """Multiply-adds per row of X: a sparse first layer costs its non-zeros, not its width,
@@ -161,22 +214,41 @@ class CpuBackend:
         flop = 2 * passes * rows * self.macs(X)
         return flop >= config.PARALLEL_MIN_FLOP and numba.get_num_threads() > 1 and _PARALLEL_OK
 
-    def needs(self, threaded, rows, optimizer=None, sparse=False):
+    def needs(self, threaded, rows, optimizer=None, sparse=False, quick=False):
         """needs.needs for this network, remembered (evaluation calls come often)."""
-        slot = (threaded, rows, None if optimizer is None else (optimizer.code, bool(optimizer.clip_norm)), sparse)
+        slot = (threaded, rows, None if optimizer is None else (optimizer.code, bool(optimizer.clip_norm)), sparse,
+                quick)
         if slot not in self._needs:
-            self._needs[slot] = needs(self.spec, self.dtype, threaded, rows, optimizer, sparse)
+            self._needs[slot] = needs(self.spec, self.dtype, threaded, rows, optimizer, sparse, quick)
         return self._needs[slot]
 
     def variants(self):
-        """The variant keys (needs.needs) this network's calls have asked for so far."""
-        return set(self._needs.values())
+        """The variant keys (needs.needs) of the fastest builds this network's calls have asked
+        for so far."""
+        return {key for slot, key in self._needs.items() if not slot[-1]}
 
-    def drivers(self, rows, passes=3, optimizer=None, key_rows=None, X=None):
+    def drivers(self, rows, passes=3, optimizer=None, key_rows=None, X=None, flop=None):
         """The drivers for batches of `rows` rows of X (parallel or single-threaded, see
         `threaded`), compiled for what they need at up to `key_rows` rows (default `rows`), on X's
-        kind (dense or sparse) and, when training, with `optimizer`."""
-        key = self.needs(self.threaded(rows, passes, X), key_rows or rows, optimizer, is_sparse(X))
+        kind (dense or sparse) and, when training, with `optimizer`. flop: the floating-point
+        work of the call (a whole fit's), which a quick build may serve while the fastest is not
+        built (kernels/tier.py); None: the fastest build always."""
+        sparse = is_sparse(X)
+        threaded = self.threaded(rows, passes, X)
+        short = flop is not None and flop <= config.NAIVE_FLOPS * config.QUICK_MAX_SECONDS and tier.usable()
+        slot = (threaded, key_rows or rows, None if optimizer is None else (optimizer.code, bool(optimizer.clip_norm)),
+                sparse, flop is not None and tier.recorded(), short)
+        found = self._drivers.get(slot)   # (a predict of a few rows asks on every call)
+        if found is None:
+            found = self._drivers[slot] = self._pick(threaded, key_rows or rows, optimizer, sparse, slot[-2], short)
+        return found
+
+    def _pick(self, threaded, rows, optimizer, sparse, tiered, short):
+        key = self.needs(threaded, rows, optimizer, sparse)
+        if tiered:
+            quick = self.needs(threaded, rows, optimizer, sparse, quick=True)
+            if quick != key:
+                return _tiers_for(key, quick, self._dtype_name, optimizer is not None)[short]
         return _drivers_for(key, self._dtype_name, optimizer is not None)
 
     def workspace(self, cap, training=True, X=None):
@@ -231,7 +303,11 @@ class CpuBackend:
     def _eval_drivers(self, ws, X):
         # compiled for every block size up to EVAL_CHUNK, so that predicting on any number of
         # rows compiles nothing new
-        return self.drivers(ws.xb.shape[0], 1, key_rows=config.EVAL_CHUNK, X=X)
+        return self.drivers(ws.xb.shape[0], 1, key_rows=config.EVAL_CHUNK, X=X, flop=2 * X.shape[0] * self.macs(X))
+
+    def _fit_flop(self, X, epochs):
+        # a training step's three products per layer, over every row of every epoch
+        return 6 * epochs * X.shape[0] * self.macs(X)
 
     # ---- evaluation (inference mode: running statistics, no dropout) ----
     def predict(self, params, state, X):
@@ -280,17 +356,25 @@ class CpuBackend:
                           batch_size, counter, optimizer, totals)
         return totals / max(X.shape[0], 1), ran
 
+    def _train_drivers(self, X, batch_size, optimizer, epochs):
+        # the fit `prepare` prepared for decides the build (kernels/tier.py), not each call's
+        # share of it: a fit's calls (runs of epochs, pieces of one) all run the same one
+        flop = self._planned if self._planned is not None else self._fit_flop(X, epochs)
+        return self.drivers(batch_size, optimizer=optimizer, X=X, flop=flop)
+
     def _train(self, params, state, X, Y, SW, orders, lrs, start, stop, batch_size, counter, optimizer, totals):
-        train = self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs
+        train = self._train_drivers(X, batch_size, optimizer, orders.shape[0]).train_epochs
         return train(self._dense(X), read_only(Y), read_only(SW), orders, lrs, start, stop, batch_size, counter,
                      self._net(params, state), self.hp, self._opt(X, optimizer), self.workspace(batch_size, X=X),
                      totals)
 
-    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
-        """Compile (or load) the driver `train` and `train_rows` run for these arguments, by
-        calling it on no epochs (only before its first call: a call costs microseconds).
-        by_batch: kept for the other backends' signature; both calls run the same driver."""
-        if self.drivers(batch_size, optimizer=optimizer, X=X).train_epochs.ran():
+    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch, epochs=1):
+        """Compile (or load) the driver `train` and `train_rows` run for a fit of `epochs` epochs
+        with these arguments, by calling it on no epochs (only before its first call: a call
+        costs microseconds). by_batch: kept for the other backends' signature; both calls run the
+        same driver."""
+        self._planned = self._fit_flop(X, epochs)
+        if self._train_drivers(X, batch_size, optimizer, epochs).train_epochs.ran():
             return
         self.train(params, state, X, Y, SW, np.empty((0, X.shape[0]), np.int64), [], batch_size, counter, optimizer)
 

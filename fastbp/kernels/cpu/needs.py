@@ -21,10 +21,12 @@ from .dense import NAIVE, TILED, paths_over, tiled_kinds_over, weight_shape
 from .tiles import NARROW_SHUFFLED
 
 
-def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
+def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False, quick=False):
     """The switches for a call on `spec` in `dtype`: on Numba's threads or not, over batches of at
     most `rows` rows, training with `optimizer` (None: evaluation or gradients only), on sparse
-    X or dense.
+    X or dense. quick: the quick build (kernels/tier.py) of the same call, on one thread with
+    every dense layer in the naive loops, which compile in a fraction of the time of the tiled
+    products and transposes (the same key as the fastest build where that is what it is).
 
     Returns the keyword arguments of compile.variant, in a canonical order (usable as a key):
     only THREADED where the general build serves (config.SPECIALIZE off, or `fastbp compile --all`
@@ -39,15 +41,16 @@ def needs(spec, dtype, threaded, rows, optimizer=None, sparse=False):
     layout = (spec.layers.tobytes(), spec.layers.shape, int(spec.loss_code), any(spec.batch_norm),
               any(d > 0 for d in spec.dropout), spec.l1 > 0 or spec.l2 > 0)
     trainer = None if optimizer is None else (int(optimizer.code), bool(optimizer.clip_norm))
-    return _specialized(layout, dtype.itemsize, bool(threaded), int(rows), trainer, bool(sparse))
+    return _specialized(layout, dtype.itemsize, bool(threaded) and not quick, int(rows), trainer, bool(sparse),
+                        bool(quick))
 
 
 @functools.lru_cache(maxsize=1024)
-def _specialized(layout, itemsize, threaded, rows, trainer, sparse):
+def _specialized(layout, itemsize, threaded, rows, trainer, sparse, quick=False):
     table, shape, loss_code, batch_norm, dropout, penalty = layout
     layers = np.frombuffer(table, np.int64).reshape(shape).tolist()   # Python ints: faster to read
     forward, backward, kinds = {NAIVE}, {NAIVE}, set()
-    first = 1 if sparse else 0   # a sparse first layer has its own kernels
+    first = len(layers) if quick else 1 if sparse else 0   # a sparse first layer has its own kernels
     for l, row in enumerate(layers[first:], first):
         W = weight_shape(row[N_IN], row[N_UNITS] * row[PIECES], itemsize)
         f, b = paths_over(rows, W)

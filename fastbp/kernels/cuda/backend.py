@@ -191,7 +191,7 @@ class CudaBackend:
                               ws)
             counter[0] += 1
 
-    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch):
+    def prepare(self, params, state, X, Y, SW, batch_size, counter, optimizer, by_batch, epochs=1):
         """Nothing ahead of time: each CUDA kernel compiles at its first launch."""
 
     def train(self, params, state, X, Y, SW, orders, lrs, batch_size, counter, optimizer):

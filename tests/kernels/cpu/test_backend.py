@@ -195,3 +195,85 @@ def test_only_drivers_that_may_call_openblas_hold_it_to_one_thread(monkeypatch):
     assert _reaches_blas((("THREADED", True),))   # the general build reaches every path
     assert _reaches_blas(wide) == (dense.BLAS in dict(wide)["FORWARD_PATHS"] + dict(wide)["BACKWARD_PATHS"])
     assert _reaches_blas(wide) == dense.BLAS_FOUND
+
+
+class _Build:
+    """A stand-in for one build of a driver: counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+
+    def ran(self):
+        return self.calls > 0
+
+
+class _Marker:
+    """A stand-in for kernels/tier.Marker: whether the disk cache holds the fastest build."""
+
+    def __init__(self):
+        self.in_cache, self.marked, self.asked = False, 0, 0
+
+    def built(self):
+        return self.in_cache
+
+    def mark(self):
+        self.marked += 1
+
+    def build_in_background(self):
+        self.asked += 1
+
+
+def _tiers(monkeypatch):
+    from fastbp.kernels.cpu import backend
+    marker = _Marker()
+    monkeypatch.setattr(backend.tier, "Marker", lambda dispatcher, args: marker)
+    fastest, quick = _Build(), _Build()
+    return backend._Tiers(fastest, quick, None), fastest, quick, marker
+
+
+def test_short_calls_run_the_quick_build_until_the_fastest_is_in_the_cache(monkeypatch):
+    tiers, fastest, quick, marker = _tiers(monkeypatch)
+    short = tiers.caller(True)
+    assert not short.ran()
+    short(1)
+    short(2)
+    assert (quick.calls, fastest.calls, marker.asked) == (2, 0, 1)   # one background build, not one a call
+    assert short.ran()   # (prepare has nothing left to load)
+    marker.in_cache = True   # the background build is done
+    assert not short.ran()   # (prepare loads the fastest build before the fit)
+    short(3)
+    short(4)
+    assert (quick.calls, fastest.calls, marker.marked) == (2, 2, 0)
+
+
+def test_long_calls_run_the_fastest_build_and_record_it(monkeypatch):
+    tiers, fastest, quick, marker = _tiers(monkeypatch)
+    tiers.caller(False)(1)
+    assert (quick.calls, fastest.calls, marker.marked, marker.asked) == (0, 1, 1, 0)
+    tiers.caller(True)(2)   # this process has it: short calls run it too
+    assert (quick.calls, fastest.calls, marker.marked, marker.asked) == (0, 2, 1, 0)
+
+
+def test_the_work_of_a_call_picks_its_build(monkeypatch):
+    import numpy as np
+    from fastbp import Network, config
+    from fastbp.kernels.cpu import backend, needs
+    from fastbp.optim import SGD
+    monkeypatch.setattr(config, "SPECIALIZE", True)
+    monkeypatch.setattr(config, "TIERED", True)
+    monkeypatch.setattr(needs, "general_built", lambda dtype: False)   # (the suite builds it)
+    # (not where MPI's tests imported mpi4py into this worker: tier.usable says no inside MPI jobs)
+    monkeypatch.setattr(backend.tier, "usable", lambda: config.TIERED)
+    b = Network([64, 300, 10], seed=0)._backend
+    X, opt = np.zeros((100, 64), np.float32), SGD(0.1)
+    threaded = b.threaded(32, 3, X)
+    tiers = backend._tiers_for(b.needs(threaded, 32, opt), b.needs(threaded, 32, opt, quick=True), "float32", True)
+    most = config.NAIVE_FLOPS * config.QUICK_MAX_SECONDS
+    assert b.drivers(32, optimizer=opt, X=X, flop=most) is tiers[True]
+    assert b.drivers(32, optimizer=opt, X=X, flop=most + 1) is tiers[False]
+    assert b.drivers(32, optimizer=opt, X=X) is backend._drivers_for(b.needs(threaded, 32, opt), "float32", True)
+    monkeypatch.setattr(config, "TIERED", False)   # FASTBP_TIERED=0: the fastest build, still recorded
+    assert b.drivers(32, optimizer=opt, X=X, flop=1) is tiers[False]

@@ -122,3 +122,28 @@ def test_remembered_switches_tell_every_layout_apart():
     backward = [needs(*call) for call in reversed(calls)][::-1]
     assert forward == backward
     assert len(set(forward)) == len(calls)
+
+
+def test_a_quick_build_runs_every_dense_layer_in_the_naive_loops_on_one_thread():
+    spec = make_spec([64, 300, 10], hidden="relu", output="softmax", dropout=0.2, batch_norm=True)
+    fastest = dict(needs(spec, "float32", True, 256, Adam(1e-3)))
+    quick = dict(needs(spec, "float32", True, 256, Adam(1e-3), quick=True))
+    assert fastest["THREADED"] and set(fastest["FORWARD_PATHS"]) > {dense.NAIVE} and fastest["TILED_KINDS"]
+    assert quick == dict(fastest, THREADED=False, FORWARD_PATHS=(dense.NAIVE,), BACKWARD_PATHS=(dense.NAIVE,),
+                         TILED_KINDS=(), NARROW_SHUFFLES=(), NARROW_WINDOWS=False)
+    # a sparse first layer keeps its own kernels
+    assert dict(needs(make_spec([50_000, 8, 3]), "float32", False, 64, SGD(0.1), True, quick=True))["USE_SPARSE"]
+
+
+def test_a_network_of_naive_layers_has_no_quicker_build():
+    spec = make_spec([2, 4, 1], hidden="sigmoid", output="sigmoid")
+    assert needs(spec, "float32", False, 4, SGD(0.1), quick=True) == needs(spec, "float32", False, 4, SGD(0.1))
+
+
+def test_the_general_build_has_no_quicker_build(monkeypatch):
+    from fastbp.kernels.cpu import needs as needs_module
+    monkeypatch.setattr(needs_module, "general_built", lambda dtype: True)
+    spec = make_spec([64, 300, 10])
+    for threaded in (False, True):
+        assert needs(spec, "float32", threaded, 256, SGD(0.1), quick=True) == needs(spec, "float32", threaded, 256,
+                                                                                    SGD(0.1))
