@@ -7,9 +7,15 @@ median of --repeats runs beside the targets of the cold-start issue.
     python scripts/cold_start.py --repeats 1     # a quick look
     python scripts/cold_start.py --demo --suite  # also the README's two commands in a fresh clone
     python scripts/cold_start.py --one-process   # first fits compiled without a helper process
+    python scripts/cold_start.py --no-tiers      # short first fits wait for the fastest build
 
 First fits compile in two processes where a second CPU is usable (kernels/compile_helper.py);
---one-process measures them with FASTBP_COMPILE_HELPER=0, as fastbp compiled before it.
+--one-process measures them with FASTBP_COMPILE_HELPER=0, as fastbp compiled before it. A short
+first fit runs a quick build while the fastest build compiles in a background process
+(kernels/tier.py); --no-tiers measures them with FASTBP_TIERED=0, as fastbp compiled before it.
+Each row waits for the background builds its process started before the next row starts (they
+run at the lowest priority, but would still share the CPUs with the next row), and the
+"background" row is how long the first-fits process's builds ran on after it ended.
 
 Rows:
   seed f32        import fastbp and fit the seed workload (the article's 2-4-1 network), float32
@@ -22,6 +28,8 @@ Rows:
                   environment's numpy and numba, in a temporary venv), as `pip install fastbp`
                   leaves a user: Numba imports part of what else is installed (SciPy's top
                   level, cffi's C parser) as it starts, which a test or peers environment pays
+  background      after the seed and digits rows' process ended: until the fastest builds its
+                  short fits started in the background were in the cache (0 with --no-tiers)
   numba floor     a fresh process: import numba and call one trivial cached function: what a
                   program with compiled code cached by Numba waits before its first call (also
                   in the numpy+numba-only venv). Where SciPy is installed, Numba imports SciPy's
@@ -101,7 +109,7 @@ print(f"{time.perf_counter() - t0:.2f}")
 
 PLAIN = "cached seed, numpy+numba only"
 FLOOR_PLAIN = "numba floor, numpy+numba only"
-TARGETS = {"seed f32": 5.0, "+ digits f32": 5.0, "+ digits f64": 5.0, "wide-512 f32": None,
+TARGETS = {"seed f32": 5.0, "+ digits f32": 5.0, "+ digits f64": 5.0, "background": None, "wide-512 f32": None,
            "cached seed": 0.5, PLAIN: 0.5, "numba floor": None, FLOOR_PLAIN: None, "demo": None,
            "suite": 240.0}
 COMMANDS = {"demo": "pip install -q . && python -m fastbp demo",
@@ -123,6 +131,18 @@ def run(code, cache, python=sys.executable, script=None):
     if out.returncode:
         sys.exit(f"a measured process failed:\n{out.stderr[-3000:]}")
     return [float(x) for x in out.stdout.split()]
+
+
+def background(cache, timeout=900):
+    """Wait until no background build (kernels/tier.py) runs on a cache under `cache`; the
+    seconds waited."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from fastbp.kernels import tier
+    t0 = time.perf_counter()
+    while tier.running(cache) and time.perf_counter() - t0 < timeout:
+        time.sleep(0.05)
+    return time.perf_counter() - t0
 
 
 def plain_python(folder):
@@ -155,6 +175,7 @@ def fresh_clone(command):
         t0 = time.perf_counter()
         out = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
+        background(Path(tmp) / "cache")   # (before its cache goes, and before what is measured next)
         if out.returncode:
             sys.exit(f"`{command}` failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         return seconds
@@ -167,9 +188,13 @@ def main(argv=None):
     p.add_argument("--suite", action="store_true", help="also time the test command in a fresh clone")
     p.add_argument("--one-process", action="store_true",
                    help="first fits compile in their own process only (FASTBP_COMPILE_HELPER=0)")
+    p.add_argument("--no-tiers", action="store_true",
+                   help="short first fits compile the fastest build, no quick one (FASTBP_TIERED=0)")
     args = p.parse_args(argv)
     if args.one_process:
         SETTINGS["FASTBP_COMPILE_HELPER"] = "0"
+    if args.no_tiers:
+        SETTINGS["FASTBP_TIERED"] = "0"
     rows = {k: [] for k in TARGETS if k not in COMMANDS}
     with tempfile.TemporaryDirectory() as venv:
         plain = plain_python(venv)
@@ -181,6 +206,7 @@ def main(argv=None):
                 rows["seed f32"].append(seed)
                 rows["+ digits f32"].append(digits32)
                 rows["+ digits f64"].append(digits64)
+                rows["background"].append(background(cache))
                 rows["cached seed"].append(run(CACHED_SEED, cache)[0])
                 if plain is not None:
                     rows[PLAIN].append(run(CACHED_SEED, cache, plain)[0])
@@ -192,11 +218,13 @@ def main(argv=None):
                         rows[name].append(run(FLOOR, cache, python, script)[0])
             with tempfile.TemporaryDirectory() as cache:
                 rows["wide-512 f32"].append(run(WIDE, cache)[0])
+                background(cache)
     for name in COMMANDS:
         if getattr(args, name):
             rows[name] = [fresh_clone(COMMANDS[name])]
     print(f"cold start, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
-          f"median of {args.repeats}" + (", one process (FASTBP_COMPILE_HELPER=0)" if args.one_process else ""))
+          f"median of {args.repeats}" + (", one process (FASTBP_COMPILE_HELPER=0)" if args.one_process else "")
+          + (", no tiers (FASTBP_TIERED=0)" if args.no_tiers else ""))
     width = max(map(len, rows))
     print(f"{'row':{width}s} {'seconds':>8s} {'target':>8s}  runs")
     for name, values in rows.items():

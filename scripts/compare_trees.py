@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
+
 CODE = r"""
 import json, sys
 from fastbp.workloads import WORKLOADS, time_fit

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
+
 from fastbp.busy import Watch
 
 GOAL = 1.25

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
+
 import numba
 import numpy as np
 

@@ -7,8 +7,11 @@ cost of one full-batch loss-and-gradient evaluation (what solver='lbfgs' calls e
 Both sides are warm: one untimed fit first, so fastbp's kernels are loaded from the cache.
 """
 import argparse
+import os
 import time
 import warnings
+
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
 
 import numpy as np
 from sklearn import datasets

@@ -13,10 +13,13 @@ weights itself. Then the fit's memory (fresh processes).
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 import warnings
+
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
 
 import numpy as np
 

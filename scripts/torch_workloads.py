@@ -6,6 +6,9 @@ scripts/peers.py is the side-by-side table on the CPU.
     python scripts/torch_workloads.py [--device cuda] [--repeats 3]
 """
 import argparse
+import os
+
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
 
 from fastbp import peers
 from fastbp.workloads import WORKLOADS

@@ -6,7 +6,10 @@
     python scripts/workloads.py --memory            # what each warm fit adds to resident memory
 """
 import argparse
+import os
 import sys
+
+os.environ.setdefault("FASTBP_TIERED", "0")   # warm speed: the fastest builds, never a quick one (kernels/tier.py)
 
 import numba
 
