@@ -65,18 +65,18 @@ LINK_KERNELS = os.environ.get("FASTBP_LINK_KERNELS", "0") not in ("0", "")
 # FASTBP_COMPILE_HELPER=0: this process compiles everything itself.
 COMPILE_HELPER = os.environ.get("FASTBP_COMPILE_HELPER", "1") != "0"
 COMPILE_HELPER_MIN_KERNELS = 4
+# FASTBP_COMPILE_HELPER_LOG=path: the helpers append what they list and compile there
+COMPILE_HELPER_LOG = os.environ.get("FASTBP_COMPILE_HELPER_LOG") or None
 # Tiered builds (kernels/tier.py): a training or evaluation call whose fastest build is not in the
 # cache yet, and whose work the naive loops finish in QUICK_MAX_SECONDS (estimated at NAIVE_FLOPS
-# floating-point operations a second, below their slowest measured rate: 1.4e9 for float64
-# 512-wide layers, scripts/cold_start.py --tiers), runs a quick build (naive dense loops, one
+# floating-point operations a second, below their slowest measured rate: float64 512-wide
+# layers, scripts/crossover.py --quick), runs a quick build (naive dense loops, one
 # thread: a fraction of the compile) while a background process at the lowest priority compiles
 # the fastest build into the cache; calls switch to it once it is there. Bigger calls compile the
 # fastest build first, as without tiers. FASTBP_TIERED=0: always the fastest build (benchmarks).
 TIERED = os.environ.get("FASTBP_TIERED", "1") != "0"
 QUICK_MAX_SECONDS = 4.0
 NAIVE_FLOPS = 1e9
-# FASTBP_COMPILE_HELPER_LOG=path: the helpers append what they list and compile there
-COMPILE_HELPER_LOG = os.environ.get("FASTBP_COMPILE_HELPER_LOG") or None
 
 # ---- blocks and chunks ----
 EVAL_CHUNK = 1024    # rows per block when predicting or scoring (cpu and cuda): bounds the scratch

@@ -9,6 +9,11 @@ by side, single-threaded, over layer shapes: the basis of dense.forward_path and
     python scripts/crossover.py --split --batch 64   # parallel steps, layers split by W's rows or not
     python scripts/crossover.py --naive    # the naive forward loops' two row forms, tiny layers
     python scripts/crossover.py --narrow   # output layers' backward pass and the transposes, in ns
+    python scripts/crossover.py --quick    # warm fits on the quick build and the fastest, in GFLOP/s
+
+--quick measures the rate the naive loops of a quick build (kernels/tier.py) train at, against the
+fastest build's, on the digits and on 512-wide layers, each dtype: the basis of config.NAIVE_FLOPS
+(which must stay below the slowest rate, so that a call taken as short is short).
 
 --split times parallel training steps with config.SPLIT_INPUTS on and off (a compile-time
 setting: each in its own process, FASTBP_SPLIT_INPUTS=1 or 0, run twice in turn).
@@ -207,6 +212,37 @@ def split_table(batch, dtype):
         print(f"{width:>6s} {flop / 1e6:12.2f} {a * 1e6:10.1f} {b * 1e6:11.1f} {b / a:6.2f}x")
 
 
+QUICK_NETWORKS = ([64, 128, 10], [64, 512, 512, 10])
+
+
+def quick_table(epochs=3):
+    """Warm fits of the digits on each network, on its quick build and on its fastest: seconds
+    per epoch and GFLOP/s (6 x rows x multiply-adds per row a training epoch)."""
+    from fastbp.kernels import tier
+    X, y = fastbp.datasets.load_digits()
+    print(f"{numba.get_num_threads()} threads; digits ({X.shape[0]} rows), batch 32, warm fits of {epochs} epochs")
+    print(f"{'network':>20s} {'dtype':>8s} {'quick s/epoch':>14s} {'GFLOP/s':>8s} {'fastest s/epoch':>16s} "
+          f"{'GFLOP/s':>8s}")
+    config.TIERED, config.QUICK_MAX_SECONDS = True, float("inf")
+    tier.Marker.built = lambda self: False         # the quick build, as for a short call before
+    tier.Marker.build_in_background = lambda self: False   # its fastest is built; no background build
+    for sizes in QUICK_NETWORKS:
+        macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        for dtype in ("float32", "float64"):
+            row = []
+            for quick in (True, False):
+                config.QUICK_MAX_SECONDS = float("inf") if quick else 0.0
+                net = fastbp.Network(sizes, dtype=dtype, seed=0)
+                net.fit(X, y, epochs=1, batch_size=32)   # compiles
+                best = float("inf")
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    net.fit(X, y, epochs=epochs, batch_size=32)
+                    best = min(best, (time.perf_counter() - t0) / epochs)
+                row += [best, 6 * X.shape[0] * macs / best / 1e9]
+            print(f"{str(sizes):>20s} {dtype:>8s} {row[0]:14.4f} {row[1]:8.2f} {row[2]:16.4f} {row[3]:8.2f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=32)
@@ -216,8 +252,11 @@ def main():
     p.add_argument("--split", action="store_true", help="parallel steps with and without the split by inputs")
     p.add_argument("--naive", action="store_true", help="the naive forward loops' two row forms instead")
     p.add_argument("--narrow", action="store_true", help="output layers' backward pass and the transposes instead")
+    p.add_argument("--quick", action="store_true", help="the quick build's training rate against the fastest's")
     p.add_argument("--parallel-json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick:
+        return quick_table()
     if args.parallel_json:
         print(json.dumps({w: step_time(w, args.batch, args.dtype, True) for w in WIDTHS}))
         return None
