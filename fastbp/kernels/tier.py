@@ -228,10 +228,13 @@ def _build_next(folder):
         try:
             with open(request_file, "rb") as f:
                 request = pickle.load(f)
-            os.unlink(request_file)
-        except (OSError, pickle.UnpicklingError, EOFError):
+        except OSError:
             continue
-        if request["cache_dir"] != kernels.CACHE_DIR:
+        except Exception:   # (unreadable, say by another fastbp's pickle: dropped, not tried by every builder)
+            _release(request_file)
+            continue
+        _release(request_file)
+        if request.get("cache_dir") != kernels.CACHE_DIR:
             continue   # another fastbp, or other settings: what it compiled would not be the same
         if not os.path.exists(request["marker"]):
             try:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -87,3 +88,14 @@ def test_a_claim_held_by_a_live_process_is_respected_and_a_dead_ones_taken_over(
         f.write(str(dead.pid))
     assert tier._claim(claim)
     assert open(claim).read() == str(os.getpid())
+
+
+def test_a_builder_drops_a_request_it_cannot_read_and_gives_up_its_claim(tmp_path):
+    bad = tmp_path / "0123.request"
+    bad.write_bytes(b"not a pickle")
+    assert tier._claim(str(tmp_path / tier.BUILDER))   # (as the process that starts it holds it)
+    # (in a thread: a builder that kept the request would take it up again for ever)
+    builder = threading.Thread(target=tier.serve, args=(str(tmp_path),), daemon=True)
+    builder.start()
+    builder.join(60)
+    assert not builder.is_alive() and not bad.exists() and not (tmp_path / tier.BUILDER).exists()
