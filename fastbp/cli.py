@@ -523,7 +523,7 @@ def cmd_info(args):
 
 
 def cmd_compile(args):
-    from . import config, prebuild
+    from . import prebuild
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for d in dtypes:
         if d not in ("float32", "float64"):
@@ -531,8 +531,10 @@ def cmd_compile(args):
     networks = [_load_model(path) for path in args.model] or None   # (their saved backend aside: cpu kernels)
     if args.all and networks:
         raise UsageError("--all builds the general drivers, which serve every model: give it or --model, not both")
-    if not config.CACHE:
-        raise UsageError("compile builds the kernel cache, which FASTBP_CACHE=0 turns off: unset FASTBP_CACHE")
+    try:
+        prebuild.require_cache()
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
     from .kernels.compile import CACHE_DIR
     print(f"building into {CACHE_DIR}", flush=True)
     if args.all and args.sparse:
@@ -589,10 +591,14 @@ def _timed_fit(make, X, y, repeats, **fit):
 
 
 def cmd_demo(args):
-    from . import config, datasets
-    from .network import Network
+    from .kernels import tier
+    with tier.fastest_only():   # timed against the numpy backend: the fastest builds, never a quick one
+        return _demo(args)
 
-    config.TIERED = False   # timed against the numpy backend: the fastest builds, never a quick one
+
+def _demo(args):
+    from . import datasets
+    from .network import Network
 
     X, y = datasets.seed_example()
     fit = dict(epochs=1000, batch_size=4, lr=0.1)

@@ -48,15 +48,19 @@ def compile(networks=None, dtypes=("float32",), general=False, batch_size=32, op
         numba-mpi): the compiled code takes the communicator as an argument, so it serves any
         communicator of any job.
     """
-    if not config.CACHE:
-        raise RuntimeError("fastbp.compile builds the kernel cache, which FASTBP_CACHE=0 turns off: "
-                           "unset FASTBP_CACHE (or set it to 1) to build it")
+    require_cache()
     dtypes = [np.dtype(d).name for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
-    tiered, config.TIERED = config.TIERED, False   # the fastest builds, never a quick one (kernels/tier.py)
-    try:
+    from .kernels import tier
+    with tier.fastest_only():
         return _compile(networks, dtypes, general, batch_size, optimizer, sparse, mpi)
-    finally:
-        config.TIERED = tiered
+
+
+def require_cache():
+    """RuntimeError where the kernel cache is off: nothing built would last (and a general build
+    marked as built would send later fits to compile its every branch)."""
+    if not config.CACHE:
+        raise RuntimeError("compile builds the kernel cache, which FASTBP_CACHE=0 turns off: "
+                           "unset FASTBP_CACHE (or set it to 1) to build it")
 
 
 def _compile(networks, dtypes, general, batch_size, optimizer, sparse, mpi):

@@ -97,6 +97,20 @@ def _in_package(py_file):
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent   # the directory holding this fastbp package
 
 
+def start_server(module, argument, lowest_priority=False, **popen):
+    """A fresh Python running `fastbp.kernels.<module>.serve(argument)` on this fastbp, wherever it
+    was imported from (a source tree on no path of the child's), silent, with no helper or
+    background build of its own (the compile helper, kernels/tier.py's builder): a
+    subprocess.Popen. lowest_priority: nice 19 before anything else (importing Numba is work too)."""
+    import subprocess
+    env = dict(os.environ, FASTBP_QUIET="1", FASTBP_COMPILE_HELPER="0", FASTBP_TIERED="0")
+    code = (("import os; hasattr(os, 'nice') and os.nice(19); " if lowest_priority else "")
+            + f"import sys; root = {str(PACKAGE_ROOT)!r}; root in sys.path or sys.path.insert(0, root); "
+            f"from fastbp.kernels import {module}; {module}.serve(sys.argv[1])")
+    return subprocess.Popen([sys.executable, "-c", code, argument], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, **popen)
+
+
 caching.CacheImpl._locator_classes.insert(0, _PackageLocator)
 
 

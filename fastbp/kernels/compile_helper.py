@@ -155,7 +155,6 @@ def _start(disp, args):
     global _session
     import pickle
     import shutil
-    import subprocess
     import tempfile
     from . import compile as kernels
     found = kernels.registered_as(disp)
@@ -167,13 +166,7 @@ def _start(disp, args):
         # the request in a file (a pipe would block this process until the helper has started)
         with open(os.path.join(directory, "request"), "wb") as f:
             pickle.dump(request, f, protocol=pickle.HIGHEST_PROTOCOL)
-        env = dict(os.environ, FASTBP_QUIET="1", FASTBP_COMPILE_HELPER="0")
-        # this fastbp, wherever it was imported from (a source tree on no path of the helper's)
-        code = (f"import sys; root = {str(kernels.PACKAGE_ROOT)!r}; root in sys.path or sys.path.insert(0, root); "
-                "from fastbp.kernels import compile_helper; compile_helper.serve(sys.argv[1])")
-        helper = subprocess.Popen([sys.executable, "-c", code, os.path.join(directory, "request")],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env=env)
+        helper = kernels.start_server("compile_helper", os.path.join(directory, "request"))
     except (OSError, pickle.PicklingError, TypeError, AttributeError, ValueError):
         shutil.rmtree(directory, ignore_errors=True)   # compiled in this process alone, as before
         return

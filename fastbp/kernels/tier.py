@@ -31,6 +31,7 @@ general build serves every network), inside an MPI job, in a frozen application,
 cache's saves cannot be locked (no flock: Windows; kernels/cache_lock.py), as two processes
 saving into one cache at once need.
 """
+import contextlib
 import hashlib
 import os
 import sys
@@ -39,6 +40,17 @@ from .. import config
 from . import cache_lock
 
 _started = []   # the builders this process started (subprocess.Popen), reaped by wait()
+
+
+@contextlib.contextmanager
+def fastest_only():
+    """Every call inside takes the fastest build, never a quick one (what `fastbp compile` builds,
+    what the demo times); config.TIERED as it was afterwards."""
+    tiered, config.TIERED = config.TIERED, False
+    try:
+        yield
+    finally:
+        config.TIERED = tiered
 
 
 def recorded():
@@ -111,20 +123,14 @@ BUILDER = "builder.claim"
 
 
 def _start_builder(folder):
-    import subprocess
     from . import compile as kernels
     claim = os.path.join(folder, BUILDER)
-    env = dict(os.environ, FASTBP_QUIET="1", FASTBP_COMPILE_HELPER="0", FASTBP_TIERED="0")
-    # the lowest priority before anything else (importing Numba is work too)
-    code = (f"import os, sys; hasattr(os, 'nice') and os.nice(19); root = {str(kernels.PACKAGE_ROOT)!r}; "
-            "root in sys.path or sys.path.insert(0, root); from fastbp.kernels import tier; tier.serve(sys.argv[1])")
     # a process group of its own, in this session: a Ctrl-C stops this program, not the build; a
     # session of its own would put it in a scheduling group of its own too (Linux's autogroups),
     # where its low priority would count only against itself and it would take a CPU's share
     group = dict(process_group=0) if sys.version_info >= (3, 11) else dict(preexec_fn=os.setpgrp)
     try:
-        build = subprocess.Popen([sys.executable, "-c", code, folder], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, **group)
+        build = kernels.start_server("tier", folder, lowest_priority=True, **group)
         with open(claim, "w") as f:   # the claim is the builder's from now on
             f.write(str(build.pid))
     except OSError:
